@@ -1,0 +1,208 @@
+"""``asr <verb>``: one CLI, each verb a thin wrapper over a library function.
+
+Bad input raises :class:`asr.errors.UserError`; :func:`main` prints it as one ``error:`` line and
+exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+from asr.errors import UserError
+
+EXAMPLES = {
+    "prepare": "examples:\n  asr prepare synth --size mini --out data/synth-mini\n"
+               "  asr prepare librispeech --root download/LibriSpeech --parts train-clean-100 dev-clean test-clean",
+    "features": "example:\n  asr features --manifests data/manifests --out data/fbank --parts train dev test --speed-perturb train",
+    "bpe": "example:\n  asr bpe --cuts data/manifests/cuts_train.jsonl.gz --out data/lang_bpe --vocab-size 256",
+    "train": "examples:\n  asr train --config recipes/synth/lstm.yaml\n"
+             "  asr train --config recipes/synth/lstm.yaml --set train.max_steps=500 --set optim.lr=1e-3 --resume",
+    "decode": "example:\n  asr decode --checkpoint exp/demo/final.pt --cuts data/fbank/cuts_test.jsonl.gz "
+              "--out exp/demo/decode --method modified_beam_search --beam 4",
+    "transcribe": "examples:\n  asr transcribe recording.wav --checkpoint exp/demo/final.pt\n"
+                  "  asr transcribe recording.wav --checkpoint exp/demo/final.pt --streaming --chunk-frames 32",
+    "average": "example:\n  asr average --checkpoints exp/run/step-1500.pt exp/run/step-2000.pt --out exp/run/avg.pt",
+    "models": "example:\n  asr models",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="asr", formatter_class=fmt,
+        description="ondevice-asr: train, decode and ship streaming transducers.",
+        epilog="example (the whole demo: data, features, BPE, training, decoding):\n  make demo\n"
+               "run 'asr <verb> --help' for each verb's options and examples",
+    )
+    verbs = p.add_subparsers(dest="verb", metavar="<verb>", required=True)
+
+    def verb(name: str, help_text: str) -> argparse.ArgumentParser:
+        return verbs.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name], formatter_class=fmt)
+
+    prep = verb("prepare", "make a corpus and/or its lhotse manifests")
+    corpora = prep.add_subparsers(dest="corpus", metavar="<corpus>", required=True)
+    synth = corpora.add_parser("synth", help="synthesize the embedded voice-assistant corpus (espeak-ng)",
+                               epilog="example:\n  asr prepare synth --size mini --out data/synth-mini", formatter_class=fmt)
+    synth.add_argument("--size", default="mini", choices=["mini", "small", "medium"])
+    synth.add_argument("--out", required=True, help="output folder (LibriSpeech layout)")
+    synth.add_argument("--seed", type=int, default=0)
+    libri = corpora.add_parser("librispeech", help="lhotse manifests from a local LibriSpeech-layout tree",
+                               epilog="example:\n  asr prepare librispeech --root download/LibriSpeech --out data/manifests",
+                               formatter_class=fmt)
+    libri.add_argument("--root", required=True, help="folder holding the parts (train-clean-100/, dev-clean/, ...)")
+    libri.add_argument("--parts", nargs="*", default=None, help="parts to prepare (default: all found)")
+    libri.add_argument("--out", default="data/manifests", help="manifest folder (default: %(default)s)")
+
+    feats = verb("features", "compute and cache 80-dim kaldi fbank features (the sherpa-onnx front end)")
+    feats.add_argument("--manifests", default="data/manifests")
+    feats.add_argument("--out", default="data/fbank")
+    feats.add_argument("--parts", nargs="+", required=True)
+    feats.add_argument("--speed-perturb", nargs="*", default=[], help="parts that get 0.9x/1.1x speed copies")
+
+    bpe = verb("bpe", "train the sentencepiece BPE tokenizer on training transcripts; writes bpe.model and tokens.txt")
+    bpe.add_argument("--cuts", required=True, help="training cut manifest (its supervision texts are used)")
+    bpe.add_argument("--out", default="data/lang_bpe")
+    bpe.add_argument("--vocab-size", type=int, default=256)
+
+    train = verb("train", "train a transducer from a YAML config")
+    train.add_argument("--config", required=True)
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in train.exp_dir")
+
+    dec = verb("decode", "decode a cut manifest and write recogs/errs/wer files")
+    dec.add_argument("--checkpoint", required=True)
+    dec.add_argument("--cuts", required=True)
+    dec.add_argument("--out", required=True)
+    dec.add_argument("--method", default="greedy", choices=["greedy", "modified_beam_search"])
+    dec.add_argument("--beam", type=int, default=4)
+    dec.add_argument("--bpe-model", default=None, help="default: the one named in the checkpoint's config")
+    dec.add_argument("--results-json", default=None, help="merge test_wer, params, train_minutes, decode_rtf into this JSON")
+
+    tr = verb("transcribe", "decode one audio file (prints partial results with --streaming)")
+    tr.add_argument("audio")
+    tr.add_argument("--checkpoint", required=True)
+    tr.add_argument("--streaming", action="store_true", help="stateful chunk-by-chunk decoding with partial results")
+    tr.add_argument("--chunk-frames", type=int, default=32, help="feature frames per chunk (sherpa-onnx decode_chunk_len)")
+    tr.add_argument("--method", default="greedy", choices=["greedy", "modified_beam_search"])
+    tr.add_argument("--beam", type=int, default=4)
+    tr.add_argument("--bpe-model", default=None)
+
+    avg = verb("average", "average the weights of several checkpoints")
+    avg.add_argument("--checkpoints", nargs="+", required=True)
+    avg.add_argument("--out", required=True)
+
+    verb("models", "list the named model presets")
+    return p
+
+
+def _cmd_prepare(args) -> None:
+    if args.corpus == "synth":
+        from asr.data.synth import prepare_synth
+
+        summary = prepare_synth(args.out, size=args.size, seed=args.seed)
+    else:
+        from asr.data.librispeech import prepare_librispeech
+
+        summary = prepare_librispeech(args.root, args.out, args.parts)
+    print(json.dumps(summary))
+
+
+def _cmd_features(args) -> None:
+    from asr.data.fbank import compute_fbank
+
+    print(json.dumps(compute_fbank(args.manifests, args.out, args.parts, args.speed_perturb)))
+
+
+def _cmd_bpe(args) -> None:
+    from asr.data.dataset import read_texts
+    from asr.tokenizer import Tokenizer, train_bpe
+
+    path = train_bpe(read_texts(args.cuts), args.out, args.vocab_size)
+    print(f"wrote {path} ({Tokenizer(path).vocab_size} ids) and {path.parent / 'tokens.txt'}")
+
+
+def _cmd_train(args) -> None:
+    from asr.config import load_config
+    from asr.train import train
+
+    result = train(load_config(args.config, args.set), resume=args.resume)
+    print(f"final checkpoint: {result.final_checkpoint}")
+
+
+def _cmd_decode(args) -> None:
+    from asr.decode import decode, update_results
+
+    r = decode(args.checkpoint, args.cuts, args.out, args.method, args.beam, bpe_model=args.bpe_model)
+    print(f"| checkpoint | method | utts | WER % | params | train min | decode RTF |")
+    print(f"|---|---|---|---|---|---|---|")
+    print(f"| {args.checkpoint} | {args.method} | {r.num_utts} | {r.wer:.2f} | {r.params / 1e6:.2f} M | {r.train_minutes:.1f} | {r.rtf:.4f} |")
+    if args.results_json:
+        update_results(args.results_json, {"test_wer": round(r.wer, 3), "params": r.params,
+                                           "train_minutes": round(r.train_minutes, 2), "decode_rtf": round(r.rtf, 5),
+                                           "decode_method": args.method})
+        print(f"updated {args.results_json}")
+
+
+def _cmd_transcribe(args) -> None:
+    import torch
+
+    from asr.checkpoint import load_model
+    from asr.decoding.search import search
+    from asr.features import fbank, load_audio
+    from asr.streaming.recognizer import StreamingRecognizer
+    from asr.tokenizer import Tokenizer
+
+    model, cfg, _ = load_model(args.checkpoint)
+    tokenizer = Tokenizer(args.bpe_model or cfg.data.bpe_model)
+    samples = load_audio(args.audio)
+    if not args.streaming:
+        x = fbank(samples).unsqueeze(0)
+        with torch.no_grad():
+            enc, enc_lens = model.encode(x, torch.tensor([x.size(1)]))
+        print(tokenizer.decode(search(model, enc, enc_lens, args.method, args.beam).hyps[0]))
+        return
+    rec = StreamingRecognizer(model, tokenizer, args.chunk_frames, args.method, args.beam)
+    step = 1600  # feed 100 ms at a time, as a microphone would
+    last = ""
+    for start in range(0, samples.numel(), step):
+        rec.accept_waveform(samples[start : start + step])
+        if rec.text != last:
+            last = rec.text
+            print(f"partial: {last}", flush=True)
+    rec.input_finished()
+    print(f"final: {rec.text}")
+
+
+def _cmd_average(args) -> None:
+    from asr.checkpoint import average_checkpoints, save_checkpoint
+
+    save_checkpoint(average_checkpoints(args.checkpoints), args.out)
+    print(f"wrote {args.out} (average of {len(args.checkpoints)})")
+
+
+def _cmd_models(args) -> None:
+    from asr.models.registry import ENCODERS, list_models
+
+    print("presets: " + ", ".join(list_models()))
+    print("encoder types: " + ", ".join(sorted(ENCODERS)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*LSTM with projections is not supported with oneDNN.*")
+    try:
+        globals()[f"_cmd_{args.verb}"](args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

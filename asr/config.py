@@ -1,0 +1,218 @@
+"""Configs: one nested dataclass per component, defaults only here, strict YAML loading.
+
+A training run is described by :class:`TrainConfig` (``model``, ``data``, ``optim``, ``train``
+sections). ``load_config(path, overrides)`` reads YAML, applies ``--set a.b=value`` overrides and
+rejects any key the dataclasses do not define, naming the file and the valid keys.
+
+Polymorphic sections (``model.encoder``, ``model.predictor``) pick their dataclass from their
+``type`` field through the registry in :mod:`asr.models.registry`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from asr.errors import UserError
+
+
+@dataclass
+class DataConfig:
+    """Where the cached features and the tokenizer are, and how batches are made."""
+
+    train_cuts: str = "data/fbank/cuts_train.jsonl.gz"
+    dev_cuts: str = "data/fbank/cuts_dev.jsonl.gz"
+    bpe_model: str = "data/lang_bpe/bpe.model"
+    max_duration_s: float = 200.0  # seconds of audio per batch (lhotse dynamic bucketing)
+    num_buckets: int = 10
+    max_dev_cuts: int = 200  # dev utterances used for validation WER
+    # SpecAugment on the log-mel features (torchaudio masks), per utterance.
+    spec_augment: bool = True
+    freq_masks: int = 2
+    freq_mask_bins: int = 15
+    time_masks: int = 2
+    time_mask_ratio: float = 0.05  # max width of one time mask as a fraction of the utterance
+    # Volume perturbation: a gain g scales the power spectrum by g^2, i.e. adds 2 ln g to every
+    # log-mel bin, so it is applied exactly on cached features.
+    volume_perturb_db: float = 6.0
+
+    def __post_init__(self):
+        if self.max_duration_s <= 0:
+            raise UserError(f"data.max_duration_s={self.max_duration_s}: must be > 0 seconds")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay to ``final_lr_ratio * lr``."""
+
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    betas: tuple = (0.9, 0.98)
+    warmup_steps: int = 200
+    final_lr_ratio: float = 0.05
+    clip_grad_norm: float = 5.0
+
+    def __post_init__(self):
+        self.betas = tuple(self.betas)
+        if self.lr <= 0:
+            raise UserError(f"optim.lr={self.lr}: must be > 0")
+
+
+@dataclass
+class LoopConfig:
+    """The training loop: length, logging, validation and checkpoint cadence."""
+
+    exp_dir: str = "exp/run"
+    max_steps: int = 2000
+    seed: int = 42
+    num_threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    log_every: int = 25
+    valid_every: int = 500
+    save_every: int = 500
+    keep_last: int = 5  # step checkpoints kept on disk (for averaging)
+    average_last: int = 1  # checkpoints averaged into final.pt (1 = the last one)
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.max_steps <= 0:
+            raise UserError(f"train.max_steps={self.max_steps}: must be > 0")
+        if self.average_last < 1 or self.average_last > self.keep_last:
+            raise UserError(
+                f"train.average_last={self.average_last}: must be in 1..train.keep_last={self.keep_last}"
+            )
+
+
+@dataclass
+class PredictorConfig:
+    """Prediction network: ``stateless`` (embedding + depthwise conv over the last
+    ``context_size`` tokens) or ``lstm`` (embedding + LSTM)."""
+
+    type: str = "stateless"
+    embed_dim: int = 256
+    context_size: int = 2  # stateless only
+    hidden_dim: int = 320  # lstm only
+    num_layers: int = 1  # lstm only
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        if self.type not in ("stateless", "lstm"):
+            raise UserError(f"model.predictor.type={self.type!r}: use 'stateless' or 'lstm'")
+        if self.type == "stateless" and self.context_size < 1:
+            raise UserError(f"model.predictor.context_size={self.context_size}: must be >= 1")
+
+
+@dataclass
+class ModelConfig:
+    """A transducer: encoder (chosen by ``encoder.type``), predictor, joiner."""
+
+    encoder: Any = None  # an encoder config dataclass, see asr.models.registry.ENCODERS
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    joiner_dim: int = 320
+    vocab_size: int = 0  # 0 = take it from the tokenizer at training time
+    num_mel_bins: int = 80
+
+    def __post_init__(self):
+        if self.encoder is None:
+            from asr.models.registry import encoder_config
+
+            self.encoder = encoder_config("lstm")
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# strict dict <-> dataclass
+
+
+def _polymorphic(cls, name: str):
+    """The registry lookup for fields typed ``Any`` that hold a config chosen by ``type``."""
+    if cls is ModelConfig and name == "encoder":
+        from asr.models.registry import encoder_config_class
+
+        return encoder_config_class
+    return None
+
+
+def from_dict(cls, data: dict, where: str, prefix: str = ""):
+    """Build dataclass ``cls`` from ``data``; unknown keys raise UserError naming ``where``."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: section '{prefix or '<top>'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            valid = ", ".join(sorted(fields))
+            raise UserError(f"{where}: unknown config key '{prefix}{key}'; valid keys here: {valid}")
+        hint = hints[key]
+        chooser = _polymorphic(cls, key)
+        if chooser is not None:
+            if not isinstance(value, dict):
+                raise UserError(f"{where}: '{prefix}{key}' must be a mapping with a 'type'")
+            sub = chooser(value.get("type", "lstm"), where=f"{where}: {prefix}{key}.type")
+            kwargs[key] = from_dict(sub, value, where, f"{prefix}{key}.")
+        elif dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value, where, f"{prefix}{key}.")
+        else:
+            kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise UserError(f"{where}: bad value in section '{prefix or '<top>'}': {e}") from None
+
+
+def to_dict(cfg) -> dict:
+    """A plain dict (YAML/JSON and ``torch.load(weights_only=True)`` safe)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = to_dict(value)
+        elif isinstance(value, tuple):
+            out[f.name] = list(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+def _apply_override(data: dict, assignment: str) -> None:
+    if "=" not in assignment:
+        raise UserError(f"--set {assignment!r}: expected key=value, e.g. --set optim.lr=1e-3")
+    key, raw = assignment.split("=", 1)
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"--set {assignment!r}: '{part}' is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML training config (or defaults if ``path`` is None) and apply ``key=value`` overrides."""
+    data: dict = {}
+    where = "config"
+    if path is not None:
+        where = str(path)
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"{path}: config file not found; pass a YAML file such as recipes/synth/lstm.yaml")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    for assignment in overrides:
+        where = f"{where} (with --set)" if "--set" not in where else where
+        _apply_override(data, assignment)
+    return from_dict(TrainConfig, data, where)

@@ -1,0 +1,76 @@
+"""Compute and cache fbank features for prepared cuts (``asr features``).
+
+Reads ``<manifests>/cuts_<part>.jsonl.gz``; writes ``<out>/feats_<part>.lca`` (lhotse's lilcom
+chunky storage) and ``<out>/cuts_<part>.jsonl.gz`` with the features attached. Training parts can
+get speed-perturbed copies (factors 0.9 and 1.1, as icefall does; ids get an ``_sp0.9`` suffix).
+Both files are written under temporary names and renamed at the end, so a crash leaves nothing
+that looks finished. A part whose output exists is skipped (delete it to recompute).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from asr.errors import UserError
+
+
+def _cut_source(cut) -> str:
+    try:
+        return cut.recording.sources[0].source
+    except Exception:
+        return cut.id
+
+
+def compute_fbank(manifest_dir: str, out_dir: str, parts: list[str], speed_perturb: list[str] = (), progress: bool = True) -> dict:
+    """Features for each part; ``speed_perturb`` lists the parts that get 0.9x/1.1x copies."""
+    from lhotse import CutSet, LilcomChunkyWriter
+    from tqdm import tqdm
+
+    from asr.features import KaldiFbank
+
+    extractor = KaldiFbank()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    for part in parts:
+        src = Path(manifest_dir) / f"cuts_{part}.jsonl.gz"
+        dst = out / f"cuts_{part}.jsonl.gz"
+        if dst.is_file():
+            summary[part] = "exists"
+            continue
+        if not src.is_file():
+            raise UserError(f"{src}: no such manifest; run 'asr prepare ...' for part {part!r} first")
+        cuts = CutSet.from_file(src)
+        if part in speed_perturb:
+            cuts = cuts + cuts.perturb_speed(0.9) + cuts.perturb_speed(1.1)
+        storage = out / f"feats_{part}.lca"
+        tmp_storage = out / f".feats_{part}.tmp-{os.getpid()}"
+        done = []
+        try:
+            with LilcomChunkyWriter(str(tmp_storage)) as writer:
+                for cut in tqdm(cuts, desc=f"fbank {part}", disable=not progress, mininterval=5):
+                    try:
+                        done.append(cut.compute_and_store_features(extractor, writer))
+                    except Exception as e:
+                        raise UserError(
+                            f"{_cut_source(cut)}: cannot decode audio for features ({type(e).__name__}: {e}); "
+                            "re-extract or delete this file and run 'asr prepare' again"
+                        ) from None
+                tmp_name = writer.storage_path
+            os.replace(tmp_name, storage)
+            fixed = CutSet.from_cuts(_with_storage(c, str(storage)) for c in done)
+            tmp_cuts = out / f".cuts_{part}.tmp-{os.getpid()}.jsonl.gz"
+            fixed.to_file(tmp_cuts)
+            os.replace(tmp_cuts, dst)
+        finally:
+            for leftover in out.glob(f".*_{part}.tmp-{os.getpid()}*"):
+                leftover.unlink()
+        summary[part] = len(done)
+    return summary
+
+
+def _with_storage(cut, storage_path: str):
+    from lhotse.utils import fastcopy
+
+    return fastcopy(cut, features=fastcopy(cut.features, storage_path=storage_path))

@@ -1,0 +1,84 @@
+"""Decode a cut manifest with a checkpoint (``asr decode``) and score it, icefall style.
+
+Writes into ``out_dir``: ``recogs-<tag>.txt`` (``id ref=... hyp=...``), ``errs-<tag>.txt``
+(WER summary, then per-utterance alignments with errors marked ``(ref->hyp)``, errors first) and
+``wer-<tag>.txt`` (one line). Decode RTF = decoding wall time / audio duration, features cached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from asr.checkpoint import load_model
+from asr.data.dataset import collate, load_cuts
+from asr.decoding.search import search
+from asr.metrics import alignment, word_errors
+from asr.tokenizer import Tokenizer
+
+
+@dataclass
+class DecodeResult:
+    wer: float  # percent
+    errors: int
+    words: int
+    rtf: float
+    num_utts: int
+    params: int
+    train_minutes: float
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def decode(checkpoint: str, cuts_path: str, out_dir: str, method: str = "greedy", beam: int = 4,
+           max_duration_s: float = 300.0, bpe_model: str | None = None, tag: str | None = None) -> DecodeResult:
+    from lhotse.dataset import SimpleCutSampler
+
+    model, cfg, ckpt = load_model(checkpoint)
+    tokenizer = Tokenizer(bpe_model or cfg.data.bpe_model)
+    cuts = load_cuts(cuts_path)
+    tag = tag or f"{Path(cuts_path).name.split('.')[0].removeprefix('cuts_')}-{method}"
+    rows, errors, words, audio_s, compute_s = [], 0, 0, 0.0, 0.0
+    for cut_batch in SimpleCutSampler(cuts, max_duration=max_duration_s):
+        batch = collate(cut_batch, tokenizer)
+        audio_s += sum(c.duration for c in cut_batch)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            enc, enc_lens = model.encode(batch["x"], batch["x_lens"])
+            hyps = search(model, enc, enc_lens, method, beam).hyps
+        compute_s += time.perf_counter() - t0
+        for uid, ref, hyp_ids in zip(batch["ids"], batch["texts"], hyps):
+            hyp = tokenizer.decode(hyp_ids)
+            e, n = word_errors(ref, hyp)
+            errors, words = errors + e, words + n
+            rows.append((uid, ref, hyp, e, n))
+    wer = 100.0 * errors / max(words, 1)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = f"%WER {wer:.2f} [ {errors} / {words} ], {len(rows)} utterances, {method}"
+    _write(out / f"recogs-{tag}.txt", "".join(f"{u}:\tref={r}\n{u}:\thyp={h}\n" for u, r, h, _, _ in rows))
+    by_errors = sorted(rows, key=lambda row: (-row[3], row[0]))
+    _write(out / f"errs-{tag}.txt", summary + "\n\nPER-UTT DETAILS: errors / words  ref->hyp alignment\n"
+           + "".join(f"{u}\t{e}/{n}\t{alignment(r, h)}\n" for u, r, h, e, n in by_errors))
+    _write(out / f"wer-{tag}.txt", summary + "\n")
+    return DecodeResult(wer, errors, words, compute_s / max(audio_s, 1e-9), len(rows), ckpt.get("params", 0),
+                        ckpt.get("train_seconds", 0.0) / 60)
+
+
+def update_results(path: str, values: dict) -> dict:
+    """Merge ``values`` into the JSON object at ``path`` (atomically); later issues add keys."""
+    p = Path(path)
+    data = json.loads(p.read_text()) if p.is_file() else {}
+    data.update(values)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    _write(p, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return data

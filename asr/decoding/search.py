@@ -1,0 +1,174 @@
+"""Transducer search: batched greedy and modified beam search, both resumable chunk by chunk.
+
+Both follow sherpa-onnx: **at most one symbol per encoder frame**; the predictor starts from the
+context ``[-1] * (C - 1) + [blank]`` and is re-run only after an emission. Each search takes a
+state (``None`` to start) and returns it, so feeding an utterance's encoder output in chunks gives
+exactly the result of feeding it at once; the streaming recognizer relies on this.
+
+Shape legend: N streams, T' encoder frames, J joiner dim, V vocabulary, B beam.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+def _context(model, ys: list[int] | tuple) -> list[int]:
+    """The predictor input for a hypothesis: its last C tokens, left-padded as sherpa-onnx does."""
+    c = model.predictor.context_size
+    return ([-1] * (c - 1) + [model.blank_id] + list(ys))[-c:]
+
+
+def _select_state(state, idx: torch.Tensor):
+    """Rows ``idx`` of a predictor state (None, or a tuple of tensors with batch on axis 1)."""
+    return None if state is None else tuple(s[:, idx] for s in state)
+
+
+def _scatter_state(state, idx: torch.Tensor, rows):
+    if state is None:
+        return None
+    out = tuple(s.clone() for s in state)
+    for s, r in zip(out, rows):
+        s[:, idx] = r
+    return out
+
+
+def _cat_states(states: list):
+    return None if states[0] is None else tuple(torch.cat(parts, dim=1) for parts in zip(*states))
+
+
+# ---------------------------------------------------------------------------------------------
+# greedy
+
+
+@dataclass
+class GreedyState:
+    hyps: list[list[int]]  # tokens emitted so far, per stream
+    timestamps: list[list[int]]  # encoder frame of each token
+    pred_out: torch.Tensor  # (N, J) projected predictor output for the current context
+    pred_state: object  # predictor state (None for the stateless predictor)
+    frames_done: list[int] = field(default_factory=list)
+
+
+def greedy_init(model, batch: int, device="cpu") -> GreedyState:
+    ctx = torch.tensor([_context(model, [])] * batch, device=device)
+    pred_out, pred_state = model.predict(ctx, model.predictor.init_state(batch, device))
+    return GreedyState([[] for _ in range(batch)], [[] for _ in range(batch)], pred_out, pred_state, [0] * batch)
+
+
+@torch.no_grad()
+def greedy_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, state: GreedyState | None = None) -> GreedyState:
+    """enc: (N, T', J) projected encoder output; frames t >= enc_lens[n] are ignored for stream n."""
+    n = enc.size(0)
+    if state is None:
+        state = greedy_init(model, n, enc.device)
+    for t in range(enc.size(1)):
+        active = t < enc_lens
+        if not bool(active.any()):
+            break
+        logits = model.join(enc[:, t], state.pred_out)  # (N, V)
+        tokens = logits.argmax(dim=-1)
+        emit = (tokens != model.blank_id) & active
+        if not bool(emit.any()):
+            continue
+        idx = emit.nonzero(as_tuple=True)[0]
+        for i in idx.tolist():
+            state.hyps[i].append(int(tokens[i]))
+            state.timestamps[i].append(state.frames_done[i] + t)
+        ctx = torch.tensor([_context(model, state.hyps[i]) for i in idx.tolist()], device=enc.device)
+        out, new_state = model.predict(ctx, _select_state(state.pred_state, idx))
+        state.pred_out = state.pred_out.clone()
+        state.pred_out[idx] = out
+        state.pred_state = _scatter_state(state.pred_state, idx, new_state)
+    state.frames_done = [d + int(l) for d, l in zip(state.frames_done, enc_lens.tolist())]
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# modified beam search
+
+
+@dataclass
+class Hyp:
+    ys: tuple  # emitted tokens
+    log_prob: float
+    timestamps: tuple
+    pred_out: torch.Tensor  # (J,)
+    pred_state: object  # per-hypothesis predictor state (batch axis of size 1) or None
+
+
+@dataclass
+class BeamState:
+    beams: list[list[Hyp]]  # per stream, best first
+    frames_done: list[int]
+
+    @property
+    def hyps(self) -> list[list[int]]:
+        return [list(max(b, key=lambda h: h.log_prob).ys) for b in self.beams]
+
+    @property
+    def timestamps(self) -> list[list[int]]:
+        return [list(max(b, key=lambda h: h.log_prob).timestamps) for b in self.beams]
+
+
+def beam_init(model, batch: int, device="cpu") -> BeamState:
+    ctx = torch.tensor([_context(model, [])], device=device)
+    pred_out, pred_state = model.predict(ctx, model.predictor.init_state(1, device))
+    return BeamState([[Hyp((), 0.0, (), pred_out[0], pred_state)] for _ in range(batch)], [0] * batch)
+
+
+@torch.no_grad()
+def modified_beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = 4, state: BeamState | None = None) -> BeamState:
+    """Beam search with at most one symbol per frame (sherpa-onnx's ``modified_beam_search``).
+
+    Per frame, every hypothesis is extended by every token (blank keeps it unchanged); the ``beam``
+    best of the B x V candidates survive, and candidates with equal token sequences are merged by
+    adding their probabilities."""
+    n = enc.size(0)
+    if state is None:
+        state = beam_init(model, n, enc.device)
+    for s in range(n):
+        hyps = state.beams[s]
+        for t in range(int(enc_lens[s])):
+            pred = torch.stack([h.pred_out for h in hyps])  # (B, J)
+            log_probs = model.join(enc[s, t].unsqueeze(0), pred).log_softmax(dim=-1)  # (B, V)
+            scores = torch.tensor([h.log_prob for h in hyps], device=enc.device).unsqueeze(1) + log_probs
+            top, flat = scores.reshape(-1).topk(min(beam, scores.numel()))
+            vocab = log_probs.size(1)
+            merged: dict[tuple, Hyp] = {}
+            extend: list[tuple[tuple, Hyp]] = []
+            for score, k in zip(top.tolist(), flat.tolist()):
+                parent, token = hyps[k // vocab], k % vocab
+                if token == model.blank_id:
+                    key, new = parent.ys, Hyp(parent.ys, score, parent.timestamps, parent.pred_out, parent.pred_state)
+                else:
+                    key = parent.ys + (token,)
+                    new = Hyp(key, score, parent.timestamps + (state.frames_done[s] + t,), None, parent.pred_state)
+                if key in merged:
+                    old = merged[key]
+                    old.log_prob = float(torch.logaddexp(torch.tensor(old.log_prob), torch.tensor(score)))
+                else:
+                    merged[key] = new
+                    if new.pred_out is None:
+                        extend.append((key, new))
+            if extend:
+                ctx = torch.tensor([_context(model, h.ys) for _, h in extend], device=enc.device)
+                out, new_state = model.predict(ctx, _cat_states([h.pred_state for _, h in extend]))
+                for i, (_, h) in enumerate(extend):
+                    h.pred_out = out[i]
+                    h.pred_state = _select_state(new_state, torch.tensor([i]))
+            hyps = sorted(merged.values(), key=lambda h: -h.log_prob)
+        state.beams[s] = hyps
+    state.frames_done = [d + int(l) for d, l in zip(state.frames_done, enc_lens.tolist())]
+    return state
+
+
+def search(model, enc, enc_lens, method: str = "greedy", beam: int = 4, state=None):
+    """Dispatch by name: ``greedy`` or ``modified_beam_search``."""
+    if method == "greedy":
+        return greedy_search(model, enc, enc_lens, state)
+    if method == "modified_beam_search":
+        return modified_beam_search(model, enc, enc_lens, beam, state)
+    raise ValueError(f"unknown decoding method {method!r}; use 'greedy' or 'modified_beam_search'")

@@ -1,0 +1,227 @@
+"""Log-mel filter-bank features: exactly the front end that sherpa-onnx computes at run time.
+
+kaldi fbank, 80 mel bins, 25 ms window / 10 ms shift at 16 kHz, povey window, pre-emphasis 0.97,
+DC removal, dither 0, ``snip_edges=False`` (frames are centred; the signal is reflected at both
+ends), ``low_freq=20``, ``high_freq=-400`` (7600 Hz), samples in [-1, 1], natural-log mel energies.
+No normalisation here: the model normalises its own input (``asr.modules.normalize``), so an
+exported model needs nothing but these features.
+
+Three entry points share the one definition in :func:`fbank`:
+  * :func:`fbank` -- offline, a whole waveform at once;
+  * :class:`StreamingFbank` -- samples in, frames out, chunk by chunk; its frames equal the offline
+    frames exactly (each frame depends only on its 400 samples, and the reflections at both ends
+    are rebuilt the way ``torchaudio.compliance.kaldi`` builds them);
+  * :class:`KaldiFbank` -- the lhotse feature extractor used to compute and cache training features.
+
+Shape legend: S samples, T frames, F = 80 mel bins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torchaudio.compliance.kaldi as kaldi
+
+SAMPLE_RATE_HZ = 16000
+NUM_MEL_BINS = 80
+FRAME_SHIFT_MS = 10
+FRAME_LENGTH_MS = 25
+WINDOW_SHIFT = SAMPLE_RATE_HZ * FRAME_SHIFT_MS // 1000  # 160 samples
+WINDOW_SIZE = SAMPLE_RATE_HZ * FRAME_LENGTH_MS // 1000  # 400 samples
+# With snip_edges=False frame i covers samples [i*160 - 120, i*160 + 280): the window is centred on
+# the middle of its 10 ms hop, so 400//2 - 160//2 = 120 samples hang over the left edge.
+LEFT_PAD = WINDOW_SIZE // 2 - WINDOW_SHIFT // 2
+
+_KALDI_OPTS = dict(
+    num_mel_bins=NUM_MEL_BINS,
+    frame_length=float(FRAME_LENGTH_MS),
+    frame_shift=float(FRAME_SHIFT_MS),
+    dither=0.0,
+    low_freq=20.0,
+    high_freq=-400.0,
+    sample_frequency=float(SAMPLE_RATE_HZ),
+)
+
+
+def num_frames(num_samples: int) -> int:
+    """Frames that :func:`fbank` returns for ``num_samples`` samples (kaldi, snip_edges=False)."""
+    return (num_samples + WINDOW_SHIFT // 2) // WINDOW_SHIFT
+
+
+def fbank(samples: torch.Tensor) -> torch.Tensor:
+    """(S,) float samples in [-1, 1] at 16 kHz -> (T, 80) log-mel features, T = num_frames(S)."""
+    if samples.dim() != 1:
+        raise ValueError(f"fbank expects a 1-D waveform, got shape {tuple(samples.shape)}")
+    count = num_frames(samples.numel())
+    if count == 0:
+        return torch.zeros(0, NUM_MEL_BINS)
+    if samples.numel() >= WINDOW_SIZE:
+        return kaldi.fbank(samples.float()[None], snip_edges=False, **_KALDI_OPTS)
+    # Shorter than one window (torchaudio refuses these): reflect sample indices as kaldi does,
+    # j < 0 -> -j - 1 and j >= S -> 2S - 1 - j, repeated until j lies inside the signal.
+    n = samples.numel()
+    j = torch.arange(-LEFT_PAD, (count - 1) * WINDOW_SHIFT + WINDOW_SIZE - LEFT_PAD)
+    while bool(((j < 0) | (j >= n)).any()):
+        j = torch.where(j < 0, -j - 1, j)
+        j = torch.where(j >= n, 2 * n - 1 - j, j)
+    return _fbank_snipped(samples.float()[j], count)
+
+
+def _fbank_snipped(padded: torch.Tensor, frames: int) -> torch.Tensor:
+    """The first ``frames`` frames of an already padded signal (frame i = padded[i*160 : i*160+400])."""
+    return kaldi.fbank(padded[None], snip_edges=True, **_KALDI_OPTS)[:frames]
+
+
+class StreamingFbank:
+    """Samples in, frames out; the frames equal :func:`fbank` of the whole signal.
+
+    Frame i needs padded samples [i*160, i*160+400), where the padded signal is
+    ``flip(s[:120]) ++ s ++ flip(s)`` (torchaudio's reflection). Frames whose window lies inside
+    the samples received so far are emitted at once; the last few, which need the right reflection,
+    come out of :meth:`input_finished`. Only the samples from the next frame's start are kept, so
+    memory stays bounded on endless input.
+
+    Example::
+
+        fb = StreamingFbank()
+        for chunk in chunks:             # any sizes
+            frames = fb.accept_waveform(chunk)   # (T_new, 80), possibly T_new == 0
+        frames = fb.input_finished()      # the tail
+    """
+
+    def __init__(self) -> None:
+        self._head = torch.zeros(0)  # raw samples until LEFT_PAD of them are known
+        self._padded = torch.zeros(0)  # padded-signal samples from the next frame's start on
+        self._num_samples = 0
+        self.num_frames_emitted = 0
+        self.finished = False
+
+    def accept_waveform(self, samples: torch.Tensor) -> torch.Tensor:
+        """Append (S,) samples in [-1, 1]; return the (T_new, 80) frames that became ready."""
+        if self.finished:
+            raise RuntimeError("accept_waveform after input_finished; create a new StreamingFbank")
+        samples = samples.detach().float().reshape(-1)
+        self._num_samples += samples.numel()
+        if self.num_frames_emitted == 0:
+            # Keep the raw head until the first frame is out: the left reflection needs its first
+            # LEFT_PAD samples, and a signal too short for any frame is flushed offline.
+            self._head = torch.cat([self._head, samples])
+            if self._head.numel() < LEFT_PAD:
+                return torch.zeros(0, NUM_MEL_BINS)
+            self._padded = torch.cat([self._head[:LEFT_PAD].flip(0), self._head])
+        else:
+            self._padded = torch.cat([self._padded, samples])
+        return self._emit(max(0, (self._padded.numel() - WINDOW_SIZE) // WINDOW_SHIFT + 1))
+
+    def input_finished(self) -> torch.Tensor:
+        """Flush: return the remaining frames, which use the reflection at the end of the signal."""
+        if self.finished:
+            return torch.zeros(0, NUM_MEL_BINS)
+        self.finished = True
+        total = num_frames(self._num_samples)
+        if self.num_frames_emitted == 0:  # the whole (short) signal is still in the head
+            return fbank(self._head)
+        remaining = total - self.num_frames_emitted
+        if remaining <= 0:
+            return torch.zeros(0, NUM_MEL_BINS)
+        # Right reflection: padded sample at raw index S + k is s[S - 1 - k]. needed <= 200 (from
+        # remaining = num_frames(S) - emitted), and the kept buffer starts at a frame that was not
+        # ready, so it holds more than WINDOW_SIZE - WINDOW_SHIFT = 240 raw samples.
+        needed = (remaining - 1) * WINDOW_SHIFT + WINDOW_SIZE - self._padded.numel()
+        if needed > 0:
+            self._padded = torch.cat([self._padded, self._padded[-needed:].flip(0)])
+        return self._emit(remaining)
+
+    def _emit(self, count: int) -> torch.Tensor:
+        if count <= 0:
+            return torch.zeros(0, NUM_MEL_BINS)
+        frames = _fbank_snipped(self._padded, count)
+        self._padded = self._padded[count * WINDOW_SHIFT :]
+        self._head = torch.zeros(0)
+        self.num_frames_emitted += count
+        return frames
+
+
+def load_audio(path: str, *, warn=None) -> torch.Tensor:
+    """Read an audio file as (S,) float32 in [-1, 1] at 16 kHz.
+
+    Another sample rate is resampled and several channels are averaged, each with a warning through
+    ``warn(message)`` (default: print to stderr). Unreadable or empty files raise UserError.
+    """
+    import sys
+
+    import soundfile as sf
+
+    from asr.errors import UserError
+
+    if warn is None:
+
+        def warn(message: str) -> None:
+            print(f"warning: {message}", file=sys.stderr)
+
+    try:
+        data, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as e:
+        raise UserError(f"{path}: cannot read audio ({e}); pass a readable wav or flac file") from None
+    if data.shape[0] == 0:
+        raise UserError(f"{path}: the file contains no samples; pass a non-empty recording")
+    if data.shape[1] > 1:
+        warn(f"{path}: {data.shape[1]} channels, averaged to mono")
+    samples = torch.from_numpy(data.mean(axis=1))
+    if rate != SAMPLE_RATE_HZ:
+        import torchaudio.functional as AF
+
+        warn(f"{path}: sample rate {rate} Hz, resampled to {SAMPLE_RATE_HZ} Hz")
+        samples = AF.resample(samples, rate, SAMPLE_RATE_HZ)
+    return samples
+
+
+# ----------------------------------------------------------------------------------------------
+# lhotse extractor: the same fbank, so cached training features equal run-time features.
+
+
+@dataclass
+class KaldiFbankConfig:
+    num_mel_bins: int = NUM_MEL_BINS
+
+
+def _make_lhotse_extractor():
+    from lhotse.features.base import FeatureExtractor, register_extractor
+
+    @register_extractor
+    class KaldiFbank(FeatureExtractor):
+        """lhotse extractor calling :func:`fbank` (the sherpa-onnx front end)."""
+
+        name = "ondevice-asr-kaldi-fbank"
+        config_type = KaldiFbankConfig
+
+        @property
+        def frame_shift(self) -> float:
+            return FRAME_SHIFT_MS / 1000
+
+        def feature_dim(self, sampling_rate: int) -> int:
+            return NUM_MEL_BINS
+
+        def extract(self, samples, sampling_rate: int) -> np.ndarray:
+            if sampling_rate != SAMPLE_RATE_HZ:
+                raise ValueError(f"features need {SAMPLE_RATE_HZ} Hz audio, got {sampling_rate} Hz")
+            x = torch.as_tensor(np.asarray(samples, dtype=np.float32)).reshape(-1)
+            return fbank(x).numpy()
+
+        def to_dict(self):
+            return {"feature_type": self.name, **asdict(self.config)}
+
+    return KaldiFbank
+
+
+_EXTRACTOR_CLASS = None
+
+
+def KaldiFbank():
+    """The lhotse FeatureExtractor (created and registered with lhotse on first use)."""
+    global _EXTRACTOR_CLASS
+    if _EXTRACTOR_CLASS is None:
+        _EXTRACTOR_CLASS = _make_lhotse_extractor()
+    return _EXTRACTOR_CLASS()

@@ -1,0 +1,88 @@
+"""Streaming LSTM transducer encoder (RNN-T; He et al. 2019, "Streaming end-to-end speech
+recognition for mobile devices"), in the shape icefall's ``lstm_transducer_stateless`` ships.
+
+Input normalisation -> conv subsampling x4 (``asr.modules.subsampling``) -> unidirectional LSTM
+stack (optionally with projections, LSTMP) -> output of size ``output_dim``. The projection to
+the joiner dimension lives in the joiner.
+
+Shape legend: N batch, T input frames, T' = ((T - 3) // 2 - 1) // 2 encoder frames, F mel bins,
+L LSTM layers, H LSTM hidden size, P LSTM output size (projection size, or H without one).
+
+Streaming: the state is ``(h, c)`` with ``h: (L, N, P)`` and ``c: (L, N, H)``, zeros at the
+start; this is exactly sherpa-onnx's ``model_type=lstm`` state layout (batch on axis 1). Each
+chunk carries ``overlap_frames = 5`` frames of the previous one (see the subsampling docstring),
+so chunk-by-chunk output equals the full forward exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from asr.errors import UserError
+from asr.modules.normalize import GlobalCMVN
+from asr.modules.subsampling import Conv2dSubsampling
+
+
+@dataclass
+class LSTMEncoderConfig:
+    type: str = "lstm"
+    num_layers: int = 3
+    hidden_dim: int = 512
+    proj_dim: int = 256  # 0 = no projection (P = H)
+    subsampling_dim: int = 256
+    subsampling_channels: int = 64
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        if self.num_layers < 1 or self.hidden_dim < 1:
+            raise UserError(f"model.encoder: num_layers={self.num_layers} and hidden_dim={self.hidden_dim} must be >= 1")
+        if self.proj_dim < 0 or self.proj_dim >= self.hidden_dim:
+            raise UserError(f"model.encoder.proj_dim={self.proj_dim}: must be 0 or less than hidden_dim={self.hidden_dim}")
+
+
+class LSTMEncoder(nn.Module):
+    def __init__(self, num_mel_bins: int, cfg: LSTMEncoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.normalize = GlobalCMVN(num_mel_bins)
+        self.subsampling = Conv2dSubsampling(num_mel_bins, cfg.subsampling_dim, cfg.subsampling_channels)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.lstm = nn.LSTM(
+            cfg.subsampling_dim,
+            cfg.hidden_dim,
+            num_layers=cfg.num_layers,
+            proj_size=cfg.proj_dim,
+            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.output_dim = cfg.proj_dim or cfg.hidden_dim
+        self.subsampling_factor = Conv2dSubsampling.factor
+        self.overlap_frames = Conv2dSubsampling.overlap_frames
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (N, T, F), x_lens: (N,) -> (N, T', P), (N,). Padded frames never reach valid outputs
+        (the LSTM runs forward in time), so no packing is needed."""
+        out, out_lens, _ = self.streaming_forward(x, x_lens, self.init_state(x.size(0), x.device))
+        return out, out_lens
+
+    def init_state(self, batch: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero state ``(h: (L, N, P), c: (L, N, H))``."""
+        h = torch.zeros(self.cfg.num_layers, batch, self.output_dim, device=device)
+        c = torch.zeros(self.cfg.num_layers, batch, self.cfg.hidden_dim, device=device)
+        return h, c
+
+    def streaming_forward(
+        self, x: torch.Tensor, x_lens: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One chunk. x: (N, 4k + 5, F) including the 5 overlap frames -> (N, k, P), lengths, new state.
+
+        Every row must hold a full chunk except at the end of its utterance (the new state of a
+        row is taken after all k frames)."""
+        x = self.normalize(x)
+        x, x_lens = self.subsampling(x, x_lens)  # (N, T', D)
+        x = self.dropout(x)
+        out, (h, c) = self.lstm(x, state)  # (N, T', P)
+        return self.dropout(out), x_lens, (h, c)

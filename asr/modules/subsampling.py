@@ -1,0 +1,51 @@
+"""Convolutional subsampling by 4 with icefall's ``((T - 3) // 2 - 1) // 2`` length arithmetic.
+
+Shape legend: N batch, T input frames, T' = ((T - 3) // 2 - 1) // 2 output frames, F mel bins,
+D output dim.
+
+Three 3x3 convolutions, no padding in time:
+  conv1 (stride 1):  T -> T - 2
+  conv2 (stride 2):  T - 2 -> (T - 2 - 3) // 2 + 1 = (T - 3) // 2
+  conv3 (stride 2):  (T - 3) // 2 -> ((T - 3) // 2 - 3) // 2 + 1 = ((T - 3) // 2 - 1) // 2
+Output frame j sees input frames [4j, 4j + 8] (receptive field 9, nothing before or after), so a
+chunk of 4k + 5 frames gives exactly k outputs, and chunks that advance by 4k and overlap by
+``overlap_frames = 9 - 4 = 5`` frames reproduce the full-utterance output exactly. This is
+sherpa-onnx's ``T = decode_chunk_len + 5`` streaming contract; no cache is needed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def subsampled_lengths(x_lens: torch.Tensor) -> torch.Tensor:
+    """Output lengths T' for input lengths T (clamped at 0 for inputs shorter than 9 frames)."""
+    return torch.clamp(((x_lens - 3) // 2 - 1) // 2, min=0)
+
+
+class Conv2dSubsampling(nn.Module):
+    factor = 4
+    receptive_field = 9
+    overlap_frames = receptive_field - factor
+
+    def __init__(self, in_dim: int, out_dim: int, channels: int = 64) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, 8, kernel_size=3, padding=(0, 1)),
+            nn.SiLU(),
+            nn.Conv2d(8, channels // 2, kernel_size=3, stride=2),
+            nn.SiLU(),
+            nn.Conv2d(channels // 2, channels, kernel_size=3, stride=2),
+            nn.SiLU(),
+        )
+        # frequency: F -> F (padded) -> (F - 3) // 2 + 1 -> ((F - 1) // 2 - 3) // 2 + 1
+        freq = ((in_dim - 1) // 2 - 1) // 2
+        self.out = nn.Linear(channels * freq, out_dim)
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (N, T, F) -> (N, T', D), lengths (N,)."""
+        x = self.conv(x.unsqueeze(1))  # (N, 1, T, F) -> (N, C, T', F')
+        n, c, t, f = x.shape
+        x = self.out(x.transpose(1, 2).reshape(n, t, c * f))  # (N, T', C * F') -> (N, T', D)
+        return x, subsampled_lengths(x_lens)

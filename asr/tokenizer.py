@@ -1,0 +1,83 @@
+"""BPE tokenizer (sentencepiece) with the icefall / sherpa-onnx id conventions.
+
+Ids: ``<blk>`` 0 (the transducer blank; sherpa-onnx hard-codes blank = 0), ``<sos/eos>`` 1,
+``<unk>`` 2, then the BPE pieces. ``tokens.txt`` lists ``<symbol> <id>`` for every id the joiner
+can emit, which is the file sherpa-onnx reads.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from asr.errors import UserError
+
+
+def train_bpe(texts: list[str], out_dir: str, vocab_size: int = 256) -> Path:
+    """Train ``<out_dir>/bpe.model`` on ``texts`` and write ``tokens.txt`` next to it."""
+    import sentencepiece as spm
+
+    if not texts:
+        raise UserError("no training transcripts to train the BPE model on; prepare the training part first")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        corpus = Path(tmp) / "transcripts.txt"
+        corpus.write_text("\n".join(texts) + "\n", encoding="utf-8")
+        spm.SentencePieceTrainer.train(
+            input=str(corpus),
+            model_prefix=str(Path(tmp) / "bpe"),
+            model_type="bpe",
+            vocab_size=vocab_size,
+            character_coverage=1.0,
+            user_defined_symbols=["<blk>", "<sos/eos>"],  # ids 0 and 1
+            unk_id=2,
+            bos_id=-1,
+            eos_id=-1,
+            hard_vocab_limit=False,  # a small corpus may not support vocab_size pieces
+            input_sentence_size=10_000_000,
+            num_threads=2,
+            minloglevel=2,
+        )
+        for name in ("bpe.model", "bpe.vocab"):
+            os.replace(Path(tmp) / name, out / name)
+    write_tokens(out / "bpe.model", out / "tokens.txt")
+    return out / "bpe.model"
+
+
+class Tokenizer:
+    """Text <-> ids. ``blank_id`` is 0; ``vocab_size`` counts every id (blank included)."""
+
+    blank_id = 0
+
+    def __init__(self, model_path: str | Path) -> None:
+        import sentencepiece as spm
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise UserError(f"{path}: BPE model not found; run 'asr bpe' (or stage 'bpe' of the recipe) first")
+        self.path = path
+        self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        if self.sp.piece_to_id("<blk>") != 0:
+            raise UserError(f"{path}: not an ondevice-asr BPE model ('<blk>' must be id 0); train it with 'asr bpe'")
+        self.vocab_size = self.sp.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text.upper())
+
+    def decode(self, ids: list[int]) -> str:
+        return self.sp.decode([i for i in ids if i > 2])
+
+    def id_to_piece(self, i: int) -> str:
+        return self.sp.id_to_piece(i)
+
+
+def write_tokens(model_path: Path, tokens_path: Path) -> None:
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(model_path))
+    lines = [f"{sp.id_to_piece(i)} {i}" for i in range(sp.get_piece_size())]
+    tmp = tokens_path.with_name(f".{tokens_path.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, tokens_path)

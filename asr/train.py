@@ -1,0 +1,264 @@
+"""The one training loop, for every model (``asr train --config FILE``).
+
+AdamW with linear warm-up and cosine decay, gradient clipping, lhotse dynamic bucketing,
+SpecAugment + volume perturbation on cached features (speed perturbation is applied when the
+features are computed), validation loss and WER every ``valid_every`` steps, TensorBoard scalars,
+a progress bar with loss and ETA, atomic checkpoints every ``save_every`` steps and at the end,
+and ``--resume`` that continues exactly: the sampler is replayed to the same batch of the same
+epoch and every random generator is restored, so the resumed run's losses equal an
+uninterrupted run's.
+
+Shape legend: N batch, T frames, F mel bins, U tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from asr.checkpoint import average_checkpoints, read_checkpoint, save_checkpoint
+from asr.config import TrainConfig, to_dict
+from asr.data.dataset import collate, load_cuts
+from asr.errors import UserError
+from asr.models.registry import build_model
+from asr.tokenizer import Tokenizer
+
+
+@dataclass
+class TrainResult:
+    final_checkpoint: Path
+    losses: list[tuple[int, float]]  # (step, training loss per token) for every step run here
+    dev_wer: float | None
+    train_seconds: float
+
+
+def lr_lambda(cfg):
+    """Linear warm-up to 1, then cosine decay to ``final_lr_ratio`` at ``max_steps``."""
+    warmup, total, final = cfg.optim.warmup_steps, cfg.train.max_steps, cfg.optim.final_lr_ratio
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+def augment(batch: dict, cfg, gen: torch.Generator) -> torch.Tensor:
+    """SpecAugment masks and a random gain on (N, T, F) features, drawn from ``gen`` only."""
+    x, x_lens, d = batch["x"].clone(), batch["x_lens"], cfg.data
+    n, _, f = x.shape
+    if d.volume_perturb_db > 0:
+        db = (torch.rand(n, generator=gen) * 2 - 1) * d.volume_perturb_db
+        x += (db * math.log(10) / 10).view(n, 1, 1)  # gain g: log-mel + 2 ln g, 2 ln g = dB * ln(10) / 10
+    if d.spec_augment:
+        for i in range(n):
+            length = int(x_lens[i])
+            fill = x[i, :length].mean()
+            for _ in range(d.freq_masks):
+                width = int(torch.randint(0, d.freq_mask_bins + 1, (1,), generator=gen))
+                start = int(torch.randint(0, f - width + 1, (1,), generator=gen))
+                x[i, :length, start : start + width] = fill
+            max_width = max(1, int(d.time_mask_ratio * length))
+            for _ in range(d.time_masks):
+                width = int(torch.randint(0, max_width + 1, (1,), generator=gen))
+                start = int(torch.randint(0, max(1, length - width + 1), (1,), generator=gen))
+                x[i, start : start + width] = fill
+    return x
+
+
+def feature_stats(cuts, max_cuts: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std per mel bin over the first ``max_cuts`` cuts of the manifest (in file order)."""
+    total, total_sq, count = 0.0, 0.0, 0
+    for i, cut in enumerate(cuts):
+        if i >= max_cuts:
+            break
+        feats = torch.from_numpy(cut.load_features()).double()
+        total = total + feats.sum(0)
+        total_sq = total_sq + (feats**2).sum(0)
+        count += feats.size(0)
+    mean = total / count
+    std = (total_sq / count - mean**2).clamp(min=1e-8).sqrt()
+    return mean.float(), std.float()
+
+
+def _make_sampler(cuts, cfg, epoch: int):
+    from lhotse.dataset import DynamicBucketingSampler
+
+    sampler = DynamicBucketingSampler(
+        cuts, max_duration=cfg.data.max_duration_s, num_buckets=cfg.data.num_buckets,
+        shuffle=True, drop_last=True, seed=cfg.train.seed, buffer_size=20000, quadratic_duration=None,
+    )
+    sampler.set_epoch(epoch)
+    return sampler
+
+
+def _step_checkpoints(exp_dir: Path) -> list[Path]:
+    found = [(int(m.group(1)), p) for p in exp_dir.glob("step-*.pt") if (m := re.fullmatch(r"step-(\d+)\.pt", p.name))]
+    return [p for _, p in sorted(found)]
+
+
+@torch.no_grad()
+def evaluate(model, cuts, tokenizer, max_duration_s: float) -> tuple[float, float]:
+    """(loss per token, greedy WER in %) on ``cuts``."""
+    from lhotse.dataset import SimpleCutSampler
+
+    from asr.decoding.search import greedy_search
+    from asr.metrics import word_errors
+
+    was_training = model.training
+    model.eval()
+    loss_sum, tokens, errors, words = 0.0, 0, 0, 0
+    for cut_batch in SimpleCutSampler(cuts, max_duration=max_duration_s):
+        batch = collate(cut_batch, tokenizer)
+        loss_sum += float(model(batch["x"], batch["x_lens"], batch["y"], batch["y_lens"]))
+        tokens += int(batch["y_lens"].sum())
+        enc, enc_lens = model.encode(batch["x"], batch["x_lens"])
+        hyps = greedy_search(model, enc, enc_lens).hyps
+        for ref, hyp in zip(batch["texts"], hyps):
+            e, n = word_errors(ref, tokenizer.decode(hyp))
+            errors, words = errors + e, words + n
+    model.train(was_training)
+    return loss_sum / max(tokens, 1), 100.0 * errors / max(words, 1)
+
+
+def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
+    """Train from ``cfg``; with ``resume`` continue from the newest ``step-*.pt`` in ``exp_dir``."""
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    exp_dir = Path(cfg.train.exp_dir)
+    tokenizer = Tokenizer(cfg.data.bpe_model)
+    if cfg.model.vocab_size == 0:
+        cfg.model.vocab_size = tokenizer.vocab_size
+    elif cfg.model.vocab_size != tokenizer.vocab_size:
+        raise UserError(f"model.vocab_size={cfg.model.vocab_size} but {cfg.data.bpe_model} has {tokenizer.vocab_size} ids; set 0 to follow the tokenizer")
+    train_cuts = load_cuts(cfg.data.train_cuts)
+    dev_cuts = load_cuts(cfg.data.dev_cuts).subset(first=cfg.data.max_dev_cuts)
+
+    if cfg.train.num_threads > 0:
+        torch.set_num_threads(cfg.train.num_threads)
+    torch.manual_seed(cfg.train.seed)
+    aug_gen = torch.Generator().manual_seed(cfg.train.seed + 1)
+    model = build_model(cfg.model)
+    params = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    step, epoch, batch_in_epoch, train_seconds = 0, 0, 0, 0.0
+
+    existing = _step_checkpoints(exp_dir) if exp_dir.is_dir() else []
+    if resume:
+        if not existing:
+            raise UserError(f"{exp_dir}: no step-*.pt checkpoint to resume from; drop --resume to start a new run")
+        ckpt = read_checkpoint(existing[-1])
+        if ckpt["config"]["model"] != to_dict(cfg.model):
+            raise UserError(f"{existing[-1]}: its model config differs from this config; resume with the config it was trained with")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        step, epoch, batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
+        train_seconds = ckpt["train_seconds"]
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        aug_gen.set_state(ckpt["rng"]["augment"])
+        log(f"resumed from {existing[-1]} at step {step}")
+    else:
+        if existing:
+            raise UserError(f"{exp_dir}: already holds checkpoints; pass --resume to continue, or choose another train.exp_dir")
+        mean, std = feature_stats(train_cuts)
+        model.encoder.normalize.set_stats(mean, std)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    (exp_dir / "config.yaml").write_text(_yaml(to_dict(cfg)))
+    log(f"model: {params / 1e6:.2f} M parameters, vocab {cfg.model.vocab_size}; exp dir {exp_dir}")
+
+    writer = SummaryWriter(str(exp_dir / "tensorboard"))
+    losses: list[tuple[int, float]] = []
+    dev_wer = None
+
+    def checkpoint() -> Path:
+        path = exp_dir / f"step-{step}.pt"
+        save_checkpoint(
+            {
+                "config": to_dict(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                "rng": {"torch": torch.get_rng_state(), "augment": aug_gen.get_state()},
+                "train_seconds": train_seconds, "params": params,
+            },
+            path,
+        )
+        for old in _step_checkpoints(exp_dir)[: -cfg.train.keep_last]:
+            old.unlink()
+        return path
+
+    bar = tqdm(total=cfg.train.max_steps, initial=step, disable=not cfg.train.progress, file=sys.stderr, dynamic_ncols=True)
+    model.train()
+    t_start = time.perf_counter()
+    while step < cfg.train.max_steps:
+        sampler = _make_sampler(train_cuts, cfg, epoch)
+        batches = iter(sampler)
+        for _ in range(batch_in_epoch):  # replay to where a resumed run stopped (cheap: no features load)
+            next(batches)
+        seen = batch_in_epoch
+        for cut_batch in batches:
+            seen += 1
+            batch = collate(cut_batch, tokenizer)
+            x = augment(batch, cfg, aug_gen)
+            loss_sum = model(x, batch["x_lens"], batch["y"], batch["y_lens"])
+            num_tokens = int(batch["y_lens"].sum())
+            loss = loss_sum / num_tokens
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            batch_in_epoch += 1
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise RuntimeError(f"non-finite loss at step {step}; lower optim.lr or check the data")
+            losses.append((step, value))
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", epoch=epoch)
+            if step % cfg.train.log_every == 0:
+                writer.add_scalar("train/loss", value, step)
+                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
+                writer.add_scalar("train/grad_norm", float(grad_norm), step)
+            if step % cfg.train.valid_every == 0 or step == cfg.train.max_steps:
+                train_seconds += time.perf_counter() - t_start
+                dev_loss, dev_wer = evaluate(model, dev_cuts, tokenizer, cfg.data.max_duration_s)
+                writer.add_scalar("dev/loss", dev_loss, step)
+                writer.add_scalar("dev/wer", dev_wer, step)
+                bar.write(f"step {step}: train loss {value:.3f}, dev loss {dev_loss:.3f}, dev WER {dev_wer:.2f}%")
+                t_start = time.perf_counter()
+            if step % cfg.train.save_every == 0 or step == cfg.train.max_steps:
+                train_seconds += time.perf_counter() - t_start
+                checkpoint()
+                t_start = time.perf_counter()
+            if step >= cfg.train.max_steps:
+                break
+        else:
+            if seen == 0:
+                raise UserError(f"{cfg.data.train_cuts}: no full batch of data.max_duration_s={cfg.data.max_duration_s} s; lower it or add data")
+            epoch, batch_in_epoch = epoch + 1, 0
+    bar.close()
+    writer.close()
+
+    final = exp_dir / "final.pt"
+    kept = _step_checkpoints(exp_dir)[-cfg.train.average_last :]
+    averaged = average_checkpoints(kept)
+    averaged["train_seconds"] = train_seconds
+    save_checkpoint(averaged, final)
+    log(f"wrote {final} (average of {len(kept)} checkpoint(s)); trained {train_seconds / 60:.1f} min")
+    return TrainResult(final, losses, dev_wer, train_seconds)
+
+
+def _yaml(data: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The embedded-corpus recipe (this is what `make demo` runs): synthesize -> manifests -> fbank ->
+# BPE -> train an LSTM transducer -> decode the held-out-voice test split -> results table.
+#
+# Usage (from the repository root, with the venv's `asr` on PATH):
+#   bash recipes/synth/run.sh                                  # all stages, size mini, exp/demo
+#   bash recipes/synth/run.sh --stage 4 --stop-stage 5         # train + decode only
+#   bash recipes/synth/run.sh --size small --exp exp/synth-small --config recipes/synth/lstm.yaml
+#   bash recipes/synth/run.sh --set train.max_steps=200        # extra overrides for `asr train`
+# Every stage skips work whose output exists, so an interrupted run resumes where it stopped.
+set -euo pipefail
+
+stage=0
+stop_stage=100
+size=mini
+exp=exp/demo
+config=recipes/synth/lstm.yaml
+vocab_size=256
+method=greedy
+overrides=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage=$2; shift 2 ;;
+    --stop-stage) stop_stage=$2; shift 2 ;;
+    --size) size=$2; shift 2 ;;
+    --exp) exp=$2; shift 2 ;;
+    --config) config=$2; shift 2 ;;
+    --vocab-size) vocab_size=$2; shift 2 ;;
+    --method) method=$2; shift 2 ;;
+    --set) overrides+=(--set "$2"); shift 2 ;;
+    *) echo "error: unknown option $1 (see the usage block at the top of $0)" >&2; exit 2 ;;
+  esac
+done
+
+corpus=data/synth-$size
+manifests=data/manifests/synth-$size
+fbank=data/fbank/synth-$size
+lang=data/lang_bpe_${vocab_size}/synth-$size
+t_start=$(date +%s)
+log() { echo "[$(($(date +%s) - t_start)) s] $*"; }
+
+if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+  log "stage 0: synthesize the $size corpus into $corpus"
+  asr prepare synth --size "$size" --out "$corpus"
+fi
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  log "stage 1: lhotse manifests into $manifests"
+  [ -f "$manifests/cuts_test.jsonl.gz" ] || asr prepare librispeech --root "$corpus" --out "$manifests" --parts train dev test
+fi
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  log "stage 2: fbank features (train with 0.9x/1.1x speed copies) into $fbank"
+  asr features --manifests "$manifests" --out "$fbank" --parts train dev test --speed-perturb train
+fi
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  log "stage 3: BPE ($vocab_size) into $lang"
+  [ -f "$lang/bpe.model" ] || asr bpe --cuts "$manifests/cuts_train.jsonl.gz" --out "$lang" --vocab-size "$vocab_size"
+fi
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  log "stage 4: train ($config) into $exp"
+  if [ -f "$exp/final.pt" ]; then
+    log "  $exp/final.pt exists; skipping"
+  else
+    resume=()
+    ls "$exp"/step-*.pt >/dev/null 2>&1 && resume=(--resume)
+    asr train --config "$config" "${resume[@]}" \
+      --set train.exp_dir="$exp" \
+      --set data.train_cuts="$fbank/cuts_train.jsonl.gz" \
+      --set data.dev_cuts="$fbank/cuts_dev.jsonl.gz" \
+      --set data.bpe_model="$lang/bpe.model" "${overrides[@]}"
+  fi
+fi
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  log "stage 5: decode the held-out-voice test split ($method)"
+  asr decode --checkpoint "$exp/final.pt" --cuts "$fbank/cuts_test.jsonl.gz" --out "$exp/decode" \
+    --method "$method" --results-json "$exp/results.json"
+  log "done; results in $exp/results.json, per-utterance errors in $exp/decode/errs-test-$method.txt"
+fi
