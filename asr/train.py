@@ -90,11 +90,14 @@ def feature_stats(cuts, max_cuts: int = 500) -> tuple[torch.Tensor, torch.Tensor
 
 
 def _make_sampler(cuts, cfg, epoch: int):
+    from itertools import islice
+
     from lhotse.dataset import DynamicBucketingSampler
 
+    num_buckets = sum(1 for _ in islice(cuts, cfg.data.num_buckets))  # lhotse needs buckets <= cuts
     sampler = DynamicBucketingSampler(
-        cuts, max_duration=cfg.data.max_duration_s, num_buckets=cfg.data.num_buckets,
-        shuffle=True, drop_last=True, seed=cfg.train.seed, buffer_size=20000, quadratic_duration=None,
+        cuts, max_duration=cfg.data.max_duration_s, num_buckets=num_buckets,
+        shuffle=True, drop_last=False, seed=cfg.train.seed, buffer_size=20000, quadratic_duration=None,
     )
     sampler.set_epoch(epoch)
     return sampler
@@ -244,7 +247,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
                 break
         else:
             if seen == 0:
-                raise UserError(f"{cfg.data.train_cuts}: no full batch of data.max_duration_s={cfg.data.max_duration_s} s; lower it or add data")
+                raise UserError(f"{cfg.data.train_cuts}: the training manifest yields no batch; check that it holds cuts with features")
             epoch, batch_in_epoch = epoch + 1, 0
     bar.close()
     writer.close()

@@ -1,0 +1,89 @@
+"""Decoding: greedy == beam 1, chunked search == whole search, streaming recognizer == offline."""
+
+import pytest
+import torch
+
+from asr.config import ModelConfig, PredictorConfig
+from asr.decoding.search import greedy_search, modified_beam_search
+from asr.models.lstm import LSTMEncoderConfig
+from asr.models.registry import build_model
+
+
+def _model(predictor="stateless", seed=0):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(encoder=LSTMEncoderConfig(num_layers=1, hidden_dim=32, proj_dim=0, subsampling_dim=16, subsampling_channels=8, dropout=0.0),
+                      predictor=PredictorConfig(type=predictor, embed_dim=16, hidden_dim=16, dropout=0.0), joiner_dim=16, vocab_size=9)
+    model = build_model(cfg).eval()
+    with torch.no_grad():  # a random joiner emits mostly blanks; bias it so hypotheses are non-trivial
+        model.joiner.output.bias[0] -= 1.0
+    return model
+
+
+@pytest.mark.parametrize("predictor", ["stateless", "lstm"])
+def test_greedy_equals_beam_one(predictor):
+    model = _model(predictor)
+    x = torch.randn(3, 120, 80)
+    x_lens = torch.tensor([120, 95, 60])
+    enc, enc_lens = model.encode(x, x_lens)
+    greedy = greedy_search(model, enc, enc_lens)
+    beam = modified_beam_search(model, enc, enc_lens, beam=1)
+    assert sum(len(h) for h in greedy.hyps) > 5, "test needs non-empty hypotheses"
+    assert greedy.hyps == beam.hyps
+    assert greedy.timestamps == beam.timestamps
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_chunked_search_equals_whole(search):
+    model = _model("lstm")
+    enc, enc_lens = model.encode(torch.randn(2, 150, 80), torch.tensor([150, 150]))
+    run = (lambda e, l, s=None: greedy_search(model, e, l, s)) if search == "greedy" else \
+          (lambda e, l, s=None: modified_beam_search(model, e, l, 3, s))
+    whole = run(enc, enc_lens)
+    state = None
+    for start in range(0, enc.size(1), 7):
+        part = enc[:, start : start + 7]
+        state = run(part, torch.full((2,), part.size(1)), state)
+    assert state.hyps == whole.hyps and state.timestamps == whole.timestamps
+
+
+def test_beam_search_is_no_worse_than_greedy_in_model_score():
+    """Modified beam search keeps the greedy path among its candidates, so its best log-probability
+    (of the hypothesis) is >= the greedy path's log-probability."""
+    model = _model()
+    enc, enc_lens = model.encode(torch.randn(1, 100, 80), torch.tensor([100]))
+    beam = modified_beam_search(model, enc, enc_lens, beam=4)
+    best = max(beam.beams[0], key=lambda h: h.log_prob)
+    greedy = greedy_search(model, enc, enc_lens)
+    # score the greedy path exactly
+    ys, logp, ctx_ys = greedy.hyps[0], 0.0, []
+    ts = greedy.timestamps[0]
+    from asr.decoding.search import _context
+    for t in range(int(enc_lens[0])):
+        pred, _ = model.predict(torch.tensor([_context(model, ctx_ys)]))
+        lp = model.join(enc[0, t : t + 1], pred).log_softmax(-1)[0]
+        token = ys[len(ctx_ys)] if len(ctx_ys) < len(ys) and ts[len(ctx_ys)] == t else 0
+        logp += float(lp[token].detach())
+        if token:
+            ctx_ys.append(token)
+    assert best.log_prob >= logp - 1e-4
+
+
+def test_streaming_recognizer_equals_offline(tmp_path):
+    from asr.features import fbank
+    from asr.streaming.recognizer import StreamingRecognizer
+
+    class Tok:
+        def decode(self, ids):
+            return " ".join(map(str, ids))
+
+    model = _model("stateless")
+    samples = torch.randn(27_123, generator=torch.Generator().manual_seed(1)) * 0.1
+    x = fbank(samples).unsqueeze(0)
+    enc, enc_lens = model.encode(x, torch.tensor([x.size(1)]))
+    offline = greedy_search(model, enc, enc_lens).hyps[0]
+    for chunk_frames in (16, 32):
+        rec = StreamingRecognizer(model, Tok(), decode_chunk_frames=chunk_frames)
+        for start in range(0, samples.numel(), 1234):
+            rec.accept_waveform(samples[start : start + 1234])
+        rec.input_finished()
+        assert rec.tokens == offline

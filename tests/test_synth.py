@@ -1,0 +1,180 @@
+"""Tests for the embedded espeak-ng corpus (asr.data.synth), on the 20-utterance "tiny" size."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from asr.data import synth
+from asr.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def tiny_a(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "tiny-a"
+    synth.prepare_synth(out, size="tiny", seed=0, num_workers=1)
+    return out
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _transcripts(root: Path) -> dict[str, str]:
+    lines = {}
+    for trans in root.rglob("*.trans.txt"):
+        for line in trans.read_text().splitlines():
+            utt_id, text = line.split(" ", 1)
+            lines[str(trans.parent.relative_to(root) / utt_id)] = text
+    return lines
+
+
+def _voices(split_dir: Path) -> set[tuple[str, str]]:
+    voices = set()
+    for line in (split_dir / "SPEAKERS.txt").read_text().splitlines():
+        if line.startswith(";"):
+            continue
+        _, language, variant = (field.strip() for field in line.split("|"))
+        voices.add((language, variant))
+    return voices
+
+
+def test_same_seed_gives_identical_bytes(tiny_a, tmp_path):
+    # The second run happens in the same process after the first: this also checks that espeak-ng
+    # carries no state from one utterance to the next.
+    out_b = tmp_path / "tiny-b"
+    synth.prepare_synth(out_b, size="tiny", seed=0, num_workers=1)
+    files_a, files_b = _files(tiny_a), _files(out_b)
+    assert files_a.keys() == files_b.keys()
+    differing = [name for name in files_a if files_a[name] != files_b[name]]
+    assert not differing, f"{len(differing)} files differ between two runs, e.g. {differing[:3]}"
+
+
+def test_workers_do_not_change_output(tiny_a, tmp_path):
+    out_b = tmp_path / "tiny-workers"
+    synth.prepare_synth(out_b, size="tiny", seed=0, num_workers=2)
+    assert _files(tiny_a) == _files(out_b)
+
+
+def test_other_seed_differs(tiny_a, tmp_path):
+    out_b = tmp_path / "tiny-seed1"
+    synth.prepare_synth(out_b, size="tiny", seed=1, num_workers=1)
+    assert sorted(_transcripts(tiny_a).values()) != sorted(_transcripts(out_b).values())
+
+
+def test_utterance_depends_only_on_seed_split_index():
+    assets = synth.load_assets()
+    first = [synth.plan_utterance(assets, 3, "dev", i) for i in range(5)]
+    assert synth.plan_utterance(assets, 3, "dev", 4) == first[4]
+    audio_late = synth.render_utterance(first[4], 3)
+    audio_after_other = (synth.render_utterance(first[0], 3), synth.render_utterance(first[4], 3))[1]
+    assert np.array_equal(audio_late, audio_after_other)
+
+
+def test_splits_share_no_voice(tiny_a):
+    # From the written voice maps.
+    voices = {split: _voices(tiny_a / split) for split in synth.SPLITS}
+    for i, a in enumerate(synth.SPLITS):
+        for b in synth.SPLITS[i + 1 :]:
+            assert not voices[a] & voices[b], (a, b)
+            assert not {v for _, v in voices[a]} & {v for _, v in voices[b]}, (a, b)
+    # From the tables, which the tiny corpus only samples.
+    variant_sets = [set(synth.SPLIT_VARIANTS[split]) for split in synth.SPLITS]
+    assert sum(len(s) for s in variant_sets) == len(set().union(*variant_sets))
+    assert all(len(synth.SPLIT_VARIANTS[s]) == len(set(synth.SPLIT_VARIANTS[s])) for s in synth.SPLITS)
+    assert not set(synth.EXCLUDED_VARIANTS) & set().union(*variant_sets)
+
+
+def test_every_variant_file_is_used_or_excluded():
+    import espeakng_loader
+
+    on_disk = set(os.listdir(Path(espeakng_loader.get_data_path()) / "voices" / "!v"))
+    listed = set(synth._ALL_VARIANTS) - {"default"}
+    assert on_disk == listed | set(synth.EXCLUDED_VARIANTS)
+
+
+def test_librispeech_layout(tiny_a):
+    for split in synth.SPLITS:
+        split_dir = tiny_a / split
+        flacs = {p.stem: p for p in split_dir.rglob("*.flac")}
+        assert len(flacs) == synth.SIZES["tiny"][split]
+        texts = {}
+        for trans in split_dir.rglob("*.trans.txt"):
+            speaker, chapter = trans.parent.parent.name, trans.parent.name
+            assert trans.name == f"{speaker}-{chapter}.trans.txt"
+            for line in trans.read_text().splitlines():
+                utt_id, text = line.split(" ", 1)
+                assert re.fullmatch(rf"{speaker}-{chapter}-\d{{4}}", utt_id), utt_id
+                assert re.fullmatch(r"[A-Z' ]+", text) and text == text.strip(), text
+                assert (trans.parent / f"{utt_id}.flac").is_file(), utt_id
+                texts[utt_id] = text
+        assert texts.keys() == flacs.keys()
+        for path in flacs.values():
+            audio, sample_rate_hz = soundfile.read(path, dtype="int16")
+            info = soundfile.info(path)
+            assert sample_rate_hz == 16000 and info.channels == 1 and info.subtype == "PCM_16"
+            assert audio.ndim == 1 and audio.size > 0.3 * 16000 and np.abs(audio).max() > 1000
+
+
+def test_entities_are_those_used(tiny_a):
+    for split in synth.SPLITS:
+        all_text = " ".join(_transcripts(tiny_a / split).values()).lower()
+        entity_dir = tiny_a / split / "entities"
+        assert {p.stem for p in entity_dir.iterdir()} == set(synth.SLOT_FILES)
+        for path in entity_dir.iterdir():
+            for value in path.read_text().splitlines():
+                assert value in all_text, (path, value)
+
+
+def test_rerun_skips_and_conflict_raises(tiny_a):
+    summary = synth.prepare_synth(tiny_a, size="tiny", seed=0)
+    assert summary["splits"]["train"]["utterances"] == synth.SIZES["tiny"]["train"]
+    with pytest.raises(UserError, match="pick another --out or delete it"):
+        synth.prepare_synth(tiny_a, size="tiny", seed=5)
+    with pytest.raises(UserError, match="pick another --out or delete it"):
+        synth.prepare_synth(tiny_a, size="mini", seed=0)
+
+
+def test_not_a_corpus_and_bad_arguments(tmp_path):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "file.txt").write_text("x")
+    with pytest.raises(UserError, match="not a finished synth corpus"):
+        synth.prepare_synth(tmp_path / "junk", size="tiny")
+    with pytest.raises(UserError, match="unknown synth size"):
+        synth.prepare_synth(tmp_path / "x", size="huge")
+    with pytest.raises(UserError, match="non-negative"):
+        synth.prepare_synth(tmp_path / "x", size="tiny", seed=-1)
+    assert not (tmp_path / "x").exists()
+
+
+def test_assets_are_valid_and_bad_assets_are_user_errors(tmp_path):
+    assets = synth.load_assets()
+    assert len(assets.templates) >= 80
+    for template in assets.templates:
+        assert 2 <= len(template.text.split()) <= 15, template
+    for slot, values in assets.entities.items():
+        assert all(re.fullmatch(r"[a-z' ]+", v) for v in values), slot
+
+    for name in list(synth.SLOT_FILES.values()) + ["templates.txt"]:
+        (tmp_path / name).write_text((synth.DEFAULT_ASSETS_DIR / name).read_text())
+    (tmp_path / "numbers.txt").write_text("one\n2\n")
+    with pytest.raises(UserError, match=r"numbers\.txt:2"):
+        synth.load_assets(tmp_path)
+
+
+def test_resampler_matches_torchaudio():
+    torch = pytest.importorskip("torch")
+    torchaudio_functional = pytest.importorskip("torchaudio.functional")
+    rng = np.random.default_rng(0)
+    for num_samples in (1, 440, 441, 442, 9999):
+        x = rng.standard_normal(num_samples)
+        ours = synth.resample_22050_to_16000(x)
+        reference = torchaudio_functional.resample(torch.from_numpy(x), 22050, 16000).numpy()
+        assert ours.shape == reference.shape
+        max_diff = np.abs(ours - reference).max()
+        assert max_diff < 1e-12, f"num_samples={num_samples}: max |diff| {max_diff:.3g} >= 1e-12"
