@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -25,22 +26,37 @@ def save_checkpoint(obj: dict, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({"format": FORMAT, **obj}, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save({"format": FORMAT, **obj}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left if torch.save failed (disk full, ...)
 
 
 def read_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint dict; UserError if it is missing, unreadable or not ours."""
     p = Path(path)
+    hint = "pass a .pt file written by 'asr train' (e.g. exp/demo/final.pt)"
+    if p.is_dir():
+        raise UserError(f"{path}: is a folder, not a checkpoint; {hint}")
     if not p.is_file():
-        raise UserError(f"{path}: checkpoint not found; pass a .pt file written by 'asr train' (e.g. exp/demo/final.pt)")
+        raise UserError(f"{path}: checkpoint not found; {hint}")
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError, AttributeError, TypeError) as e:
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise UserError(f"{path}: not a loadable ondevice-asr checkpoint ({reason}); pass a .pt file written by 'asr train'") from None
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise before our one line
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load of arbitrary bytes raises almost any type (KeyError on text, ...)
+        if isinstance(e, pickle.UnpicklingError) and zipfile.is_zipfile(p):
+            # torch's own message is many lines with terminal escapes: say what it means instead.
+            reason = "a torch.save file that pickles Python objects (e.g. a whole nn.Module), not plain tensors"
+        else:
+            reason = f"not a file written by torch.save: {type(e).__name__}"
+        raise UserError(f"{path}: not an ondevice-asr checkpoint ({reason}); {hint}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise UserError(f"{path}: not an ondevice-asr checkpoint (foreign or older format); pass a .pt file written by 'asr train'")
+        raise UserError(f"{path}: not an ondevice-asr checkpoint (foreign or older format); {hint}")
+    missing = [k for k in ("config", "model") if k not in ckpt]
+    if missing:
+        raise UserError(f"{path}: checkpoint lacks {', '.join(missing)}; {hint}")
     return ckpt
 
 
@@ -52,7 +68,12 @@ def load_model(path: str | Path):
     ckpt = read_checkpoint(path)
     cfg = from_dict(TrainConfig, ckpt["config"], str(path))
     model = build_model(cfg.model)
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{path}: its weights do not fit the model its config describes ({first}); "
+                        "pass a .pt file written by 'asr train'") from None
     model.eval()
     return model, cfg, ckpt
 
@@ -63,6 +84,12 @@ def average_checkpoints(paths: list[str | Path]) -> dict:
     ckpts = [read_checkpoint(p) for p in paths]
     if not ckpts:
         raise UserError("no checkpoints to average; pass at least one")
+    last = ckpts[-1]["model"]
+    for p, c in zip(paths, ckpts):
+        shapes = {k: tuple(v.shape) for k, v in c["model"].items()}
+        if shapes != {k: tuple(v.shape) for k, v in last.items()}:
+            raise UserError(f"{p}: its model differs from {paths[-1]}'s (other weights or shapes); "
+                            "average checkpoints of one training run only")
     out = dict(ckpts[-1])
     avg = {}
     for name, value in ckpts[-1]["model"].items():

@@ -165,11 +165,24 @@ def from_dict(cls, data: dict, where: str, prefix: str = ""):
         elif dataclasses.is_dataclass(hint):
             kwargs[key] = from_dict(hint, value, where, f"{prefix}{key}.")
         else:
-            kwargs[key] = value
+            kwargs[key] = _coerce(value, hint, where, f"{prefix}{key}")
     try:
         return cls(**kwargs)
     except TypeError as e:
         raise UserError(f"{where}: bad value in section '{prefix or '<top>'}': {e}") from None
+
+
+def _coerce(value, hint, where: str, key: str):
+    """Numbers as the field declares them: YAML 1.1 reads ``1e-3`` (no dot) as a string."""
+    if hint in (int, float) and not isinstance(value, bool):
+        try:
+            number = hint(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{where}: {key}={value!r}: expected {'an integer' if hint is int else 'a number'}") from None
+        if hint is int and isinstance(value, float) and number != value:
+            raise UserError(f"{where}: {key}={value!r}: expected an integer")
+        return number
+    return value
 
 
 def to_dict(cfg) -> dict:
@@ -195,7 +208,7 @@ def _apply_override(data: dict, assignment: str) -> None:
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise UserError(f"--set {assignment!r}: '{part}' is not a section")
+            raise UserError(f"--set {assignment!r}: '{part}' is a value, not a section")
     node[parts[-1]] = yaml.safe_load(raw)
 
 

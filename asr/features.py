@@ -150,6 +150,7 @@ def load_audio(path: str, *, warn=None) -> torch.Tensor:
     Another sample rate is resampled and several channels are averaged, each with a warning through
     ``warn(message)`` (default: print to stderr). Unreadable or empty files raise UserError.
     """
+    import os
     import sys
 
     import soundfile as sf
@@ -161,10 +162,13 @@ def load_audio(path: str, *, warn=None) -> torch.Tensor:
         def warn(message: str) -> None:
             print(f"warning: {message}", file=sys.stderr)
 
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such audio file; pass the path of a wav or flac recording")
     try:
         data, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as e:
-        raise UserError(f"{path}: cannot read audio ({e}); pass a readable wav or flac file") from None
+    except (RuntimeError, ValueError, sf.LibsndfileError) as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{path}: cannot read audio ({reason}); pass a readable wav or flac file") from None
     if data.shape[0] == 0:
         raise UserError(f"{path}: the file contains no samples; pass a non-empty recording")
     if data.shape[1] > 1:

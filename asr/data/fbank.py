@@ -1,7 +1,9 @@
 """Compute and cache fbank features for prepared cuts (``asr features``).
 
 Reads ``<manifests>/cuts_<part>.jsonl.gz``; writes ``<out>/feats_<part>.lca`` (lhotse's lilcom
-chunky storage) and ``<out>/cuts_<part>.jsonl.gz`` with the features attached. Training parts can
+chunky storage, lossy: values are rounded to multiples of 2^-5, so they are within 2^-6 of
+:func:`asr.features.fbank`) and ``<out>/cuts_<part>.jsonl.gz`` with the features attached.
+Recordings at another sample rate are resampled to 16 kHz, with a warning. Training parts can
 get speed-perturbed copies (factors 0.9 and 1.1, as icefall does; ids get an ``_sp0.9`` suffix).
 Both files are written under temporary names and renamed at the end, so a crash leaves nothing
 that looks finished. A part whose output exists is skipped (delete it to recompute).
@@ -10,6 +12,7 @@ that looks finished. A part whose output exists is skipped (delete it to recompu
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from asr.errors import UserError
@@ -20,6 +23,24 @@ def _cut_source(cut) -> str:
         return cut.recording.sources[0].source
     except Exception:
         return cut.id
+
+
+def _decode_error(cut, e: Exception) -> UserError:
+    """One line naming the audio file. lhotse's AudioLoadingError spans a dozen lines (every backend
+    it tried), so the reason comes from decoding the file again with :func:`check_audio`."""
+    from asr.data.librispeech import BadAudio, check_audio
+
+    source = _cut_source(cut)
+    reason = (str(e).splitlines() or [""])[0] or type(e).__name__
+    if Path(source).is_file():
+        try:
+            check_audio(Path(source))
+        except BadAudio as bad:
+            reason = bad.reason
+    elif source != cut.id:
+        reason = "the file is missing"
+    return UserError(f"{source}: cannot compute features for cut {cut.id}: {reason}; "
+                     "restore or re-download this file and run 'asr prepare' again")
 
 
 def compute_fbank(manifest_dir: str, out_dir: str, parts: list[str], speed_perturb: list[str] = (), progress: bool = True) -> dict:
@@ -41,7 +62,7 @@ def compute_fbank(manifest_dir: str, out_dir: str, parts: list[str], speed_pertu
             continue
         if not src.is_file():
             raise UserError(f"{src}: no such manifest; run 'asr prepare ...' for part {part!r} first")
-        cuts = CutSet.from_file(src)
+        cuts = _at_16k(CutSet.from_file(src), src)
         if part in speed_perturb:
             cuts = cuts + cuts.perturb_speed(0.9) + cuts.perturb_speed(1.1)
         storage = out / f"feats_{part}.lca"
@@ -53,10 +74,7 @@ def compute_fbank(manifest_dir: str, out_dir: str, parts: list[str], speed_pertu
                     try:
                         done.append(cut.compute_and_store_features(extractor, writer))
                     except Exception as e:
-                        raise UserError(
-                            f"{_cut_source(cut)}: cannot decode audio for features ({type(e).__name__}: {e}); "
-                            "re-extract or delete this file and run 'asr prepare' again"
-                        ) from None
+                        raise _decode_error(cut, e) from None
                 tmp_name = writer.storage_path
             os.replace(tmp_name, storage)
             fixed = CutSet.from_cuts(_with_storage(c, str(storage)) for c in done)
@@ -68,6 +86,20 @@ def compute_fbank(manifest_dir: str, out_dir: str, parts: list[str], speed_pertu
                 leftover.unlink()
         summary[part] = len(done)
     return summary
+
+
+def _at_16k(cuts, src: Path):
+    """``cuts`` with every recording at another rate resampled (lazily, by lhotse) to 16 kHz, which
+    the features are defined at; one warning line on stderr says how many."""
+    from asr.features import SAMPLE_RATE_HZ
+
+    rates = sorted({c.sampling_rate for c in cuts} - {SAMPLE_RATE_HZ})
+    if not rates:
+        return cuts
+    count = sum(c.sampling_rate != SAMPLE_RATE_HZ for c in cuts)
+    print(f"warning: {src}: {count} recording(s) at {', '.join(f'{r} Hz' for r in rates)}, resampled to "
+          f"{SAMPLE_RATE_HZ} Hz", file=sys.stderr)
+    return type(cuts).from_cuts([c if c.sampling_rate == SAMPLE_RATE_HZ else c.resample(SAMPLE_RATE_HZ) for c in cuts])
 
 
 def _with_storage(cut, storage_path: str):

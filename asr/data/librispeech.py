@@ -6,14 +6,18 @@ Layout read: ``ROOT/<part>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac`` 
 ``cuts_<part>.jsonl.gz`` (lhotse manifests, one recording = one supervision = one cut), each
 written to a temporary file and renamed, so an interrupted run leaves no half-written manifest.
 
-Every audio file is checked while preparing (header read and last sample decoded), so a corrupt or
-truncated file is reported here, by name, and not hours later in training.
+Every audio file is decoded once while preparing (libsndfile checks each FLAC frame's CRC), so a
+corrupt or truncated file is reported here, by name, and not hours later in training. Checking only
+the header and the last samples misses damage in the middle of a file. Decoding runs in a thread
+pool (cffi releases the GIL around libsndfile calls); one core decodes 16-bit FLAC at roughly
+3,000x real time, i.e. about 2 minutes for train-clean-100.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from asr.errors import UserError
@@ -33,8 +37,13 @@ def find_parts(root: Path) -> list[str]:
 def read_transcripts(part_dir: Path) -> dict[str, str]:
     """``{utt_id: TEXT}`` from every ``*.trans.txt`` of one part; malformed lines raise UserError."""
     texts: dict[str, str] = {}
+    where: dict[str, str] = {}
     for trans in sorted(part_dir.glob("*/*/*.trans.txt")):
-        for lineno, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            lines = trans.read_text(encoding="utf-8-sig").splitlines()  # -sig: tolerate a BOM
+        except UnicodeDecodeError as e:
+            raise UserError(f"{trans}: not UTF-8 text (byte {e.start}); re-save the transcript as UTF-8") from None
+        for lineno, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             utt_id, _, text = line.strip().partition(" ")
@@ -45,34 +54,62 @@ def read_transcripts(part_dir: Path) -> dict[str, str]:
                 )
             if not text.strip():
                 raise UserError(f"{trans}:{lineno}: utterance {utt_id} has an empty transcript; add its text or remove the line")
+            if utt_id in texts:
+                raise UserError(f"{trans}:{lineno}: utterance {utt_id} is already listed at {where[utt_id]}; keep one of the two lines")
             texts[utt_id] = " ".join(text.split())
+            where[utt_id] = f"{trans}:{lineno}"
     return texts
 
 
-def check_audio(path: Path):
-    """soundfile info of ``path`` after decoding its last samples; UserError if unreadable/truncated."""
+class BadAudio(UserError):
+    """An unreadable, corrupt, truncated or empty audio file; ``reason`` says which."""
+
+    def __init__(self, path, reason: str, fix: str = "re-extract or re-download this file") -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}; {fix}")
+
+
+def check_audio(path: Path) -> tuple[int, int, int]:
+    """(sample rate, samples, channels) of ``path`` after decoding all of it; :class:`BadAudio` if
+    it is unreadable, corrupt, truncated or empty."""
     import soundfile as sf
 
     try:
         with sf.SoundFile(str(path)) as f:
             info = (f.samplerate, f.frames, f.channels)
             if f.frames == 0:
-                raise UserError(f"{path}: the audio file holds no samples; delete it or its transcript line")
-            f.seek(max(0, f.frames - 16))
-            tail = f.read(16)
-            if len(tail) == 0:
-                raise RuntimeError("could not decode the last samples")
-    except UserError:
+                raise BadAudio(path, "the audio file holds no samples", "delete it and its transcript line")
+            # int16 blocks: the cheapest decode, and memory stays bounded on long files.
+            decoded = sum(len(block) for block in f.blocks(blocksize=1 << 16, dtype="int16"))
+    except BadAudio:
         raise
     except Exception as e:  # libsndfile raises several types for corrupt data
-        raise UserError(f"{path}: corrupt or truncated audio ({e}); re-extract or re-download this file") from None
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise BadAudio(path, f"corrupt or truncated audio ({reason})") from None
+    if decoded != info[1]:
+        raise BadAudio(path, f"truncated audio (the header promises {info[1]} samples, {decoded} decode)")
     return info
+
+
+def _check_all(paths: list[Path]) -> list[tuple[int, int, int]]:
+    """:func:`check_audio` of every path, in threads; the first bad file (in ``paths`` order) raises."""
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        futures = [pool.submit(check_audio, p) for p in paths]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
 
 
 def _write_atomic(manifest, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.jsonl.gz")
-    manifest.to_file(tmp)
-    os.replace(tmp, path)
+    try:
+        manifest.to_file(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def prepare_librispeech(root: str, out_dir: str = "data/manifests", parts: list[str] | None = None) -> dict:
@@ -88,6 +125,11 @@ def prepare_librispeech(root: str, out_dir: str = "data/manifests", parts: list[
         raise UserError(f"{root}: no such directory; pass --root the folder that holds train-clean-100/, dev-clean/, ...")
     available = find_parts(root_p)
     if not available:
+        if next(root_p.glob("*/*/*.trans.txt"), None):  # --root named one part, not the folder of parts
+            raise UserError(
+                f"{root}: this looks like a single part (it holds <speaker>/<chapter>/*.trans.txt); "
+                f"pass --root {root_p.resolve().parent} and --parts {root_p.resolve().name}"
+            )
         raise UserError(
             f"{root}: no '<part>/<speaker>/<chapter>/*.trans.txt' found; pass --root a LibriSpeech-layout folder "
             "(e.g. download/LibriSpeech or the output of 'asr prepare synth')"
@@ -97,7 +139,6 @@ def prepare_librispeech(root: str, out_dir: str = "data/manifests", parts: list[
         if part not in available:
             raise UserError(f"{root}: part {part!r} not found; available parts: {', '.join(available)}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     summary = {}
     for part in parts:
         part_dir = root_p / part
@@ -105,12 +146,14 @@ def prepare_librispeech(root: str, out_dir: str = "data/manifests", parts: list[
         flacs = {p.stem: p for p in part_dir.glob("*/*/*.flac")}
         if not flacs:
             raise UserError(f"{part_dir}: no .flac audio found; the transcripts there name audio that is missing")
-        recordings, supervisions = [], []
-        for utt_id in sorted(texts):
-            path = flacs.get(utt_id)
-            if path is None:
+        utt_ids = sorted(texts)
+        for utt_id in utt_ids:
+            if utt_id not in flacs:
                 raise UserError(f"{part_dir}: transcript names {utt_id} but {utt_id}.flac is missing; restore it or drop the line")
-            rate, frames, channels = check_audio(path)
+        infos = _check_all([flacs[u] for u in utt_ids])
+        recordings, supervisions = [], []
+        for utt_id, (rate, frames, channels) in zip(utt_ids, infos):
+            path = flacs[utt_id]
             duration = frames / rate
             speaker = utt_id.split("-")[0]
             recordings.append(
@@ -132,6 +175,7 @@ def prepare_librispeech(root: str, out_dir: str = "data/manifests", parts: list[
         sups = SupervisionSet.from_segments(supervisions)
         # one cut per utterance, named like the utterance (lhotse would append an index)
         cuts = CutSet.from_cuts(c.with_id(c.supervisions[0].id) for c in CutSet.from_manifests(recordings=recs, supervisions=sups))
+        out.mkdir(parents=True, exist_ok=True)  # only now: a run that fails early leaves no folder
         _write_atomic(recs, out / f"librispeech_recordings_{part}.jsonl.gz")
         _write_atomic(sups, out / f"librispeech_supervisions_{part}.jsonl.gz")
         _write_atomic(cuts, out / f"cuts_{part}.jsonl.gz")

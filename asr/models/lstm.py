@@ -83,6 +83,8 @@ class LSTMEncoder(nn.Module):
         row is taken after all k frames)."""
         x = self.normalize(x)
         x, x_lens = self.subsampling(x, x_lens)  # (N, T', D)
+        if x.size(1) == 0:  # under 9 input frames: no output, state unchanged
+            return x.new_zeros(x.size(0), 0, self.output_dim), x_lens, state
         x = self.dropout(x)
         out, (h, c) = self.lstm(x, state)  # (N, T', P)
         return self.dropout(out), x_lens, (h, c)

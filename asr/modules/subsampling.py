@@ -45,6 +45,8 @@ class Conv2dSubsampling(nn.Module):
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (N, T, F) -> (N, T', D), lengths (N,)."""
+        if x.size(1) < self.receptive_field:  # too short for one output frame
+            return x.new_zeros(x.size(0), 0, self.out.out_features), subsampled_lengths(x_lens)
         x = self.conv(x.unsqueeze(1))  # (N, 1, T, F) -> (N, C, T', F')
         n, c, t, f = x.shape
         x = self.out(x.transpose(1, 2).reshape(n, t, c * f))  # (N, T', C * F') -> (N, T', D)

@@ -1,0 +1,89 @@
+"""``asr --help`` and every verb's ``--help``: exit 0, a usage line and a runnable example.
+
+The verbs are discovered from the parser, so a new verb is covered (and must bring an example)
+without editing this file. ``--help`` imports nothing heavy, so real subprocesses are cheap here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asr.cli import _parser
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path: (), ("prepare",), ("prepare", "synth"), ..., depth first."""
+    found = [prefix]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += _commands(sub, prefix + (name,))
+    return found
+
+
+COMMANDS = _commands(_parser())
+
+
+def test_discovery_finds_the_known_verbs():
+    names = {" ".join(c) for c in COMMANDS}
+    for expected in ["", "prepare", "prepare synth", "prepare librispeech", "features", "bpe", "train", "decode",
+                     "transcribe", "average", "models"]:
+        assert expected in names, f"'asr {expected}' not found by discovery: {sorted(names)}"
+
+
+def _help(command: tuple[str, ...]) -> str:
+    p = subprocess.run([sys.executable, "-m", "asr.cli", *command, "--help"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, f"asr {' '.join(command)} --help: exit {p.returncode}\n{p.stderr}"
+    assert p.stderr == "", p.stderr
+    return p.stdout
+
+
+def _examples(text: str) -> list[str]:
+    """The indented lines under each ``example:`` / ``examples:`` / ``example (...):`` heading."""
+    out, inside = [], False
+    for line in text.splitlines():
+        if re.match(r"^examples?\b.*:$", line):
+            inside = True
+        elif inside and line.startswith("  "):
+            out.append(line.strip())
+        else:
+            inside = False
+    return out
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: "asr " + " ".join(c) if c else "asr")
+def test_help(command):
+    text = _help(command)
+    assert text.startswith("usage: asr"), text[:200]
+    examples = _examples(text)
+    assert examples, f"no example line in 'asr {' '.join(command)} --help':\n{text}"
+    if not command:
+        assert "make demo" in examples
+        return
+    mine = [e for e in examples if e.startswith("asr " + " ".join(command))]
+    assert mine, f"no example of 'asr {' '.join(command)}' in its help: {examples}"
+    # Each example must parse with today's options, so the help cannot drift from the code.
+    for example in mine:
+        argv = shlex.split(example)[1:]
+        try:
+            _parser().parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"the example in 'asr {' '.join(command)} --help' does not parse: {example}")
+
+
+def test_train_help_examples_load():
+    """The config file and ``--set`` keys of every ``asr train --help`` example load strictly."""
+    from asr.config import load_config
+
+    for example in _examples(_help(("train",))):
+        args = _parser().parse_args(shlex.split(example)[1:])
+        load_config(str(REPO / args.config), args.set)
