@@ -113,6 +113,7 @@ class ModelConfig:
     encoder: Any = None  # an encoder config dataclass, see asr.models.registry.ENCODERS
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     joiner_dim: int = 320
+    ctc_weight: float = 0.0  # > 0 adds a training-only CTC head on the encoder (see Transducer)
     vocab_size: int = 0  # 0 = take it from the tokenizer at training time
     num_mel_bins: int = 80
 

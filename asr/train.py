@@ -13,6 +13,7 @@ Shape legend: N batch, T frames, F mel bins, U tokens.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import sys
@@ -204,11 +205,10 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
     t_start = time.perf_counter()
     while step < cfg.train.max_steps:
         sampler = _make_sampler(train_cuts, cfg, epoch)
-        batches = iter(sampler)
-        for _ in range(batch_in_epoch):  # replay to where a resumed run stopped (cheap: no features load)
-            next(batches)
+        # Replay to where a resumed run stopped (cheap: the sampler loads no features). islice takes
+        # the iterator once: a lhotse sampler restarts its epoch on every iter().
         seen = batch_in_epoch
-        for cut_batch in batches:
+        for cut_batch in itertools.islice(sampler, batch_in_epoch, None):
             seen += 1
             batch = collate(cut_batch, tokenizer)
             x = augment(batch, cfg, aug_gen)

@@ -1,8 +1,8 @@
 """Streaming LSTM transducer encoder (RNN-T; He et al. 2019, "Streaming end-to-end speech
 recognition for mobile devices"), in the shape icefall's ``lstm_transducer_stateless`` ships.
 
-Input normalisation -> conv subsampling x4 (``asr.modules.subsampling``) -> unidirectional LSTM
-stack (optionally with projections, LSTMP) -> output of size ``output_dim``. The projection to
+Input normalisation -> conv subsampling x4 (``asr.modules.subsampling``) -> layer norm ->
+unidirectional LSTM stack (optionally with projections, LSTMP) -> layer norm, of size ``output_dim``. The projection to
 the joiner dimension lives in the joiner.
 
 Shape legend: N batch, T input frames, T' = ((T - 3) // 2 - 1) // 2 encoder frames, F mel bins,
@@ -49,6 +49,10 @@ class LSTMEncoder(nn.Module):
         self.cfg = cfg
         self.normalize = GlobalCMVN(num_mel_bins)
         self.subsampling = Conv2dSubsampling(num_mel_bins, cfg.subsampling_dim, cfg.subsampling_channels)
+        # Layer norms on the LSTM input and output (as torchaudio's RNN-T transcriber): at
+        # initialisation an LSTM's output is ~100x smaller than the predictor's, and the joiner
+        # then learns a language model long before it listens.
+        self.input_norm = nn.LayerNorm(cfg.subsampling_dim)
         self.dropout = nn.Dropout(cfg.dropout)
         self.lstm = nn.LSTM(
             cfg.subsampling_dim,
@@ -59,6 +63,7 @@ class LSTMEncoder(nn.Module):
             batch_first=True,
         )
         self.output_dim = cfg.proj_dim or cfg.hidden_dim
+        self.output_norm = nn.LayerNorm(self.output_dim)
         self.subsampling_factor = Conv2dSubsampling.factor
         self.overlap_frames = Conv2dSubsampling.overlap_frames
 
@@ -85,6 +90,6 @@ class LSTMEncoder(nn.Module):
         x, x_lens = self.subsampling(x, x_lens)  # (N, T', D)
         if x.size(1) == 0:  # under 9 input frames: no output, state unchanged
             return x.new_zeros(x.size(0), 0, self.output_dim), x_lens, state
-        x = self.dropout(x)
+        x = self.dropout(self.input_norm(x))
         out, (h, c) = self.lstm(x, state)  # (N, T', P)
-        return self.dropout(out), x_lens, (h, c)
+        return self.dropout(self.output_norm(out)), x_lens, (h, c)

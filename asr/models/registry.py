@@ -39,7 +39,7 @@ def build_model(cfg: ModelConfig) -> Transducer:
     encoder = ENCODERS[cfg.encoder.type][1](cfg.num_mel_bins, cfg.encoder)
     predictor = build_predictor(cfg.predictor, cfg.vocab_size)
     joiner = Joiner(encoder.output_dim, predictor.output_dim, cfg.joiner_dim, cfg.vocab_size)
-    return Transducer(encoder, predictor, joiner)
+    return Transducer(encoder, predictor, joiner, ctc_weight=cfg.ctc_weight)
 
 
 # ---- presets: plain functions returning a ModelConfig ------------------------------------------

@@ -28,12 +28,19 @@ class Joiner(nn.Module):
 
 
 class Transducer(nn.Module):
-    def __init__(self, encoder: nn.Module, predictor: nn.Module, joiner: Joiner, blank_id: int = 0) -> None:
+    """With ``ctc_weight > 0`` training adds ``ctc_weight`` x a CTC loss on a linear layer over the
+    encoder output (a training-only head, as in joint CTC/transducer training): it gives the
+    encoder a direct, alignment-free acoustic target and speeds up convergence from scratch.
+    Decoding and export never use it."""
+
+    def __init__(self, encoder: nn.Module, predictor: nn.Module, joiner: Joiner, blank_id: int = 0, ctc_weight: float = 0.0) -> None:
         super().__init__()
         self.encoder = encoder
         self.predictor = predictor
         self.joiner = joiner
         self.blank_id = blank_id
+        self.ctc_weight = ctc_weight
+        self.ctc_output = nn.Linear(encoder.output_dim, joiner.output.out_features) if ctc_weight > 0 else None
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor, y: torch.Tensor, y_lens: torch.Tensor) -> torch.Tensor:
         """x: (N, T, F), y: (N, U) padded token ids -> summed RNN-T loss over the batch (a scalar)."""
@@ -44,7 +51,12 @@ class Transducer(nn.Module):
             self.joiner.encoder_proj(enc).unsqueeze(2),  # (N, T', 1, J)
             self.joiner.predictor_proj(pred).unsqueeze(1),  # (N, 1, U+1, J)
         )  # (N, T', U+1, V)
-        return rnnt_loss(logits, y, enc_lens, y_lens, blank=self.blank_id, reduction="sum")
+        loss = rnnt_loss(logits, y, enc_lens, y_lens, blank=self.blank_id, reduction="sum")
+        if self.ctc_output is not None:
+            log_probs = self.ctc_output(enc).log_softmax(-1).transpose(0, 1)  # (T', N, V)
+            ctc = nn.functional.ctc_loss(log_probs, y, enc_lens, y_lens, blank=self.blank_id, reduction="sum", zero_infinity=True)
+            loss = loss + self.ctc_weight * ctc
+        return loss
 
     def encode(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Full-utterance encoder output, projected for the joiner: (N, T', J), (N,)."""
