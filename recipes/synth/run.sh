@@ -15,7 +15,7 @@ stop_stage=100
 size=mini
 exp=exp/demo
 config=recipes/synth/lstm.yaml
-vocab_size=256
+vocab_size=32
 method=greedy
 overrides=()
 while [ $# -gt 0 ]; do
