@@ -2,7 +2,8 @@
 recognition for mobile devices"), in the shape icefall's ``lstm_transducer_stateless`` ships.
 
 Input normalisation -> conv subsampling x4 (``asr.modules.subsampling``) -> layer norm ->
-unidirectional LSTM stack (optionally with projections, LSTMP) -> layer norm, of size ``output_dim``. The projection to
+unidirectional LSTM stack (optionally with projections, LSTMP; residual connections between
+layers of equal width) -> layer norm, of size ``output_dim``. The projection to
 the joiner dimension lives in the joiner.
 
 Shape legend: N batch, T input frames, T' = ((T - 3) // 2 - 1) // 2 encoder frames, F mel bins,
@@ -54,13 +55,13 @@ class LSTMEncoder(nn.Module):
         # then learns a language model long before it listens.
         self.input_norm = nn.LayerNorm(cfg.subsampling_dim)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.lstm = nn.LSTM(
-            cfg.subsampling_dim,
-            cfg.hidden_dim,
-            num_layers=cfg.num_layers,
-            proj_size=cfg.proj_dim,
-            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
-            batch_first=True,
+        # One nn.LSTM per layer so that layers can be residual: without the skip connections a
+        # 3-layer stack trained from scratch sat on the "predict the prior" plateau far longer
+        # (CTC probe on the mini corpus: no recognisable output after 600 steps, vs 1 layer: yes).
+        out_dim = cfg.proj_dim or cfg.hidden_dim
+        self.layers = nn.ModuleList(
+            nn.LSTM(cfg.subsampling_dim if i == 0 else out_dim, cfg.hidden_dim, proj_size=cfg.proj_dim, batch_first=True)
+            for i in range(cfg.num_layers)
         )
         self.output_dim = cfg.proj_dim or cfg.hidden_dim
         self.output_norm = nn.LayerNorm(self.output_dim)
@@ -91,5 +92,12 @@ class LSTMEncoder(nn.Module):
         if x.size(1) == 0:  # under 9 input frames: no output, state unchanged
             return x.new_zeros(x.size(0), 0, self.output_dim), x_lens, state
         x = self.dropout(self.input_norm(x))
-        out, (h, c) = self.lstm(x, state)  # (N, T', P)
-        return self.dropout(self.output_norm(out)), x_lens, (h, c)
+        h_in, c_in = state
+        h_out, c_out = [], []
+        for i, lstm in enumerate(self.layers):
+            y, (h, c) = lstm(x, (h_in[i : i + 1], c_in[i : i + 1]))  # (N, T', P)
+            x = self.dropout(y) + x if y.shape == x.shape else self.dropout(y)  # residual where dims match
+            h_out.append(h)
+            c_out.append(c)
+        out, h, c = x, torch.cat(h_out), torch.cat(c_out)  # states (L, N, P), (L, N, H)
+        return self.output_norm(out), x_lens, (h, c)
