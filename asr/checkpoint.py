@@ -8,7 +8,6 @@ A checkpoint is a dict of tensors and plain values only:
 
 from __future__ import annotations
 
-import os
 import pickle
 import warnings
 import zipfile
@@ -17,20 +16,15 @@ from pathlib import Path
 import torch
 
 from asr.errors import UserError
+from asr.fileio import atomic_write
 
 FORMAT = "ondevice-asr-checkpoint-v1"
 
 
 def save_checkpoint(obj: dict, path: str | Path) -> None:
     """Write ``obj`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_write(path) as tmp:
         torch.save({"format": FORMAT, **obj}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # only left if torch.save failed (disk full, ...)
 
 
 def read_checkpoint(path: str | Path) -> dict:

@@ -136,8 +136,8 @@ def _cmd_decode(args) -> None:
     from asr.decode import decode, update_results
 
     r = decode(args.checkpoint, args.cuts, args.out, args.method, args.beam, bpe_model=args.bpe_model)
-    print(f"| checkpoint | method | utts | WER % | params | train min | decode RTF |")
-    print(f"|---|---|---|---|---|---|---|")
+    print("| checkpoint | method | utts | WER % | params | train min | decode RTF |")
+    print("|---|---|---|---|---|---|---|")
     print(f"| {args.checkpoint} | {args.method} | {r.num_utts} | {r.wer:.2f} | {r.params / 1e6:.2f} M | {r.train_minutes:.1f} | {r.rtf:.4f} |")
     if args.results_json:
         update_results(args.results_json, {"test_wer": round(r.wer, 3), "params": r.params,

@@ -8,7 +8,6 @@ Writes into ``out_dir``: ``recogs-<tag>.txt`` (``id ref=... hyp=...``), ``errs-<
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 from asr.checkpoint import load_model
 from asr.data.dataset import collate, load_cuts
 from asr.decoding.search import search
+from asr.fileio import write_text_atomic
 from asr.metrics import alignment, word_errors
 from asr.tokenizer import Tokenizer
 
@@ -31,12 +31,6 @@ class DecodeResult:
     num_utts: int
     params: int
     train_minutes: float
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def decode(checkpoint: str, cuts_path: str, out_dir: str, method: str = "greedy", beam: int = 4,
@@ -65,11 +59,11 @@ def decode(checkpoint: str, cuts_path: str, out_dir: str, method: str = "greedy"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = f"%WER {wer:.2f} [ {errors} / {words} ], {len(rows)} utterances, {method}"
-    _write(out / f"recogs-{tag}.txt", "".join(f"{u}:\tref={r}\n{u}:\thyp={h}\n" for u, r, h, _, _ in rows))
+    write_text_atomic(out / f"recogs-{tag}.txt", "".join(f"{u}:\tref={r}\n{u}:\thyp={h}\n" for u, r, h, _, _ in rows))
     by_errors = sorted(rows, key=lambda row: (-row[3], row[0]))
-    _write(out / f"errs-{tag}.txt", summary + "\n\nPER-UTT DETAILS: errors / words  ref->hyp alignment\n"
+    write_text_atomic(out / f"errs-{tag}.txt", summary + "\n\nPER-UTT DETAILS: errors / words  ref->hyp alignment\n"
            + "".join(f"{u}\t{e}/{n}\t{alignment(r, h)}\n" for u, r, h, e, n in by_errors))
-    _write(out / f"wer-{tag}.txt", summary + "\n")
+    write_text_atomic(out / f"wer-{tag}.txt", summary + "\n")
     return DecodeResult(wer, errors, words, compute_s / max(audio_s, 1e-9), len(rows), ckpt.get("params", 0),
                         ckpt.get("train_seconds", 0.0) / 60)
 
@@ -79,6 +73,5 @@ def update_results(path: str, values: dict) -> dict:
     p = Path(path)
     data = json.loads(p.read_text()) if p.is_file() else {}
     data.update(values)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    _write(p, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(p, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return data

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from asr.errors import UserError
+from asr.fileio import write_text_atomic
 
 
 def train_bpe(texts: list[str], out_dir: str, vocab_size: int = 256) -> Path:
@@ -78,6 +79,4 @@ def write_tokens(model_path: Path, tokens_path: Path) -> None:
 
     sp = spm.SentencePieceProcessor(model_file=str(model_path))
     lines = [f"{sp.id_to_piece(i)} {i}" for i in range(sp.get_piece_size())]
-    tmp = tokens_path.with_name(f".{tokens_path.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, tokens_path)
+    write_text_atomic(tokens_path, "\n".join(lines) + "\n")

@@ -27,6 +27,7 @@ from asr.checkpoint import average_checkpoints, read_checkpoint, save_checkpoint
 from asr.config import TrainConfig, to_dict
 from asr.data.dataset import collate, load_cuts
 from asr.errors import UserError
+from asr.fileio import write_text_atomic
 from asr.models.registry import build_model
 from asr.tokenizer import Tokenizer
 
@@ -178,7 +179,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
         mean, std = feature_stats(train_cuts)
         model.encoder.normalize.set_stats(mean, std)
     exp_dir.mkdir(parents=True, exist_ok=True)
-    (exp_dir / "config.yaml").write_text(_yaml(to_dict(cfg)))
+    write_text_atomic(exp_dir / "config.yaml", _yaml(to_dict(cfg)))
     log(f"model: {params / 1e6:.2f} M parameters, vocab {cfg.model.vocab_size}; exp dir {exp_dir}")
 
     writer = SummaryWriter(str(exp_dir / "tensorboard"))

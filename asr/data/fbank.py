@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from asr.errors import UserError
+from asr.fileio import atomic_write
 
 
 def _cut_source(cut) -> str:
@@ -78,9 +79,8 @@ def compute_fbank(manifest_dir: str, out_dir: str, parts: list[str], speed_pertu
                 tmp_name = writer.storage_path
             os.replace(tmp_name, storage)
             fixed = CutSet.from_cuts(_with_storage(c, str(storage)) for c in done)
-            tmp_cuts = out / f".cuts_{part}.tmp-{os.getpid()}.jsonl.gz"
-            fixed.to_file(tmp_cuts)
-            os.replace(tmp_cuts, dst)
+            with atomic_write(dst) as tmp_cuts:
+                fixed.to_file(tmp_cuts)
         finally:
             for leftover in out.glob(f".*_{part}.tmp-{os.getpid()}*"):
                 leftover.unlink()

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from asr.errors import UserError
+from asr.fileio import atomic_write
 
 UTT_ID = re.compile(r"^\d+-\d+-\d+$")
 LIBRISPEECH_PARTS = (
@@ -104,12 +105,8 @@ def _check_all(paths: list[Path]) -> list[tuple[int, int, int]]:
 
 
 def _write_atomic(manifest, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.jsonl.gz")
-    try:
+    with atomic_write(path) as tmp:
         manifest.to_file(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def prepare_librispeech(root: str, out_dir: str = "data/manifests", parts: list[str] | None = None) -> dict:
