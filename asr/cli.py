@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     dec.add_argument("--beam", type=int, default=4)
     dec.add_argument("--bpe-model", default=None, help="default: the one named in the checkpoint's config")
     dec.add_argument("--results-json", default=None, help="merge test_wer, params, train_minutes, decode_rtf into this JSON")
+    dec.add_argument("--delay-reference", default=None, metavar="CKPT",
+                     help="also report the symbol delay against this full-context model's forced alignment "
+                          "(a Conformer checkpoint is run with full context)")
 
     tr = verb("transcribe", "decode one audio file (prints partial results with --streaming)")
     tr.add_argument("audio")
@@ -135,14 +138,18 @@ def _cmd_train(args) -> None:
 def _cmd_decode(args) -> None:
     from asr.decode import decode, update_results
 
-    r = decode(args.checkpoint, args.cuts, args.out, args.method, args.beam, bpe_model=args.bpe_model)
-    print("| checkpoint | method | utts | WER % | params | train min | decode RTF |")
-    print("|---|---|---|---|---|---|---|")
-    print(f"| {args.checkpoint} | {args.method} | {r.num_utts} | {r.wer:.2f} | {r.params / 1e6:.2f} M | {r.train_minutes:.1f} | {r.rtf:.4f} |")
+    r = decode(args.checkpoint, args.cuts, args.out, args.method, args.beam, bpe_model=args.bpe_model,
+               delay_reference=args.delay_reference)
+    delay_head, delay_cell = ("", "") if r.symbol_delay_ms is None else (" symbol delay ms |", f" {r.symbol_delay_ms:.1f} |")
+    print("| checkpoint | method | utts | WER % | params | train min | decode RTF |" + delay_head)
+    print("|---|---|---|---|---|---|---|" + ("---|" if delay_head else ""))
+    print(f"| {args.checkpoint} | {args.method} | {r.num_utts} | {r.wer:.2f} | {r.params / 1e6:.2f} M | {r.train_minutes:.1f} | {r.rtf:.4f} |" + delay_cell)
     if args.results_json:
-        update_results(args.results_json, {"test_wer": round(r.wer, 3), "params": r.params,
-                                           "train_minutes": round(r.train_minutes, 2), "decode_rtf": round(r.rtf, 5),
-                                           "decode_method": args.method})
+        values = {"test_wer": round(r.wer, 3), "params": r.params, "train_minutes": round(r.train_minutes, 2),
+                  "decode_rtf": round(r.rtf, 5), "decode_method": args.method}
+        if r.symbol_delay_ms is not None:
+            values["symbol_delay_ms"] = round(r.symbol_delay_ms, 1)
+        update_results(args.results_json, values)
         print(f"updated {args.results_json}")
 
 

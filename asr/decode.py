@@ -2,7 +2,10 @@
 
 Writes into ``out_dir``: ``recogs-<tag>.txt`` (``id ref=... hyp=...``), ``errs-<tag>.txt``
 (WER summary, then per-utterance alignments with errors marked ``(ref->hyp)``, errors first) and
-``wer-<tag>.txt`` (one line). Decode RTF = decoding wall time / audio duration, features cached.
+``wer-<tag>.txt`` (one line). Decode RTF = decoding wall time / audio duration, features cached. With ``delay_reference`` (a
+checkpoint of a model that sees the whole utterance; a Conformer is run with full context) it also
+reports the symbol delay: the mean frame at which the search emits a token minus the frame of that
+token in the reference model's forced alignment (``asr.decoding.align``), in ms.
 """
 
 from __future__ import annotations
@@ -31,15 +34,27 @@ class DecodeResult:
     num_utts: int
     params: int
     train_minutes: float
+    symbol_delay_ms: float | None = None  # with a delay reference only
 
 
 def decode(checkpoint: str, cuts_path: str, out_dir: str, method: str = "greedy", beam: int = 4,
-           max_duration_s: float = 300.0, bpe_model: str | None = None, tag: str | None = None) -> DecodeResult:
+           max_duration_s: float = 300.0, bpe_model: str | None = None, tag: str | None = None,
+           delay_reference: str | None = None) -> DecodeResult:
     from lhotse.dataset import SimpleCutSampler
+
+    from asr.decoding.align import forced_align, symbol_delay
+    from asr.errors import UserError
 
     model, cfg, ckpt = load_model(checkpoint)
     tokenizer = Tokenizer(bpe_model or cfg.data.bpe_model)
     cuts = load_cuts(cuts_path)
+    if delay_reference:
+        ref_model, ref_cfg, _ = load_model(delay_reference)
+        if ref_cfg.model.vocab_size != cfg.model.vocab_size:
+            raise UserError(f"{delay_reference}: vocabulary {ref_cfg.model.vocab_size} differs from {checkpoint}'s "
+                            f"{cfg.model.vocab_size}; the delay reference must use the same tokenizer")
+        full_context = {"chunk_size": 0} if ref_cfg.model.encoder.type == "conformer" else {}
+    delay_sum, delay_count = 0.0, 0
     tag = tag or f"{Path(cuts_path).name.split('.')[0].removeprefix('cuts_')}-{method}"
     rows, errors, words, audio_s, compute_s = [], 0, 0, 0.0, 0.0
     for cut_batch in SimpleCutSampler(cuts, max_duration=max_duration_s):
@@ -48,8 +63,15 @@ def decode(checkpoint: str, cuts_path: str, out_dir: str, method: str = "greedy"
         t0 = time.perf_counter()
         with torch.no_grad():
             enc, enc_lens = model.encode(batch["x"], batch["x_lens"])
-            hyps = search(model, enc, enc_lens, method, beam).hyps
+            result = search(model, enc, enc_lens, method, beam)
+            hyps = result.hyps
         compute_s += time.perf_counter() - t0
+        if delay_reference:
+            refs = [tokenizer.encode(t) for t in batch["texts"]]
+            ref_frames = forced_align(ref_model, batch["x"], batch["x_lens"], refs, **full_context)
+            delay, count = symbol_delay(hyps, result.timestamps, refs, ref_frames)
+            if count:
+                delay_sum, delay_count = delay_sum + delay * count, delay_count + count
         for uid, ref, hyp_ids in zip(batch["ids"], batch["texts"], hyps):
             hyp = tokenizer.decode(hyp_ids)
             e, n = word_errors(ref, hyp)
@@ -64,8 +86,13 @@ def decode(checkpoint: str, cuts_path: str, out_dir: str, method: str = "greedy"
     write_text_atomic(out / f"errs-{tag}.txt", summary + "\n\nPER-UTT DETAILS: errors / words  ref->hyp alignment\n"
            + "".join(f"{u}\t{e}/{n}\t{alignment(r, h)}\n" for u, r, h, e, n in by_errors))
     write_text_atomic(out / f"wer-{tag}.txt", summary + "\n")
+    frame_ms = 10 * model.encoder.subsampling_factor
+    delay_ms = frame_ms * delay_sum / delay_count if delay_count else None
+    if delay_ms is not None:
+        summary += f", symbol delay {delay_ms:.1f} ms over {delay_count} tokens"
+        write_text_atomic(out / f"wer-{tag}.txt", summary + "\n")
     return DecodeResult(wer, errors, words, compute_s / max(audio_s, 1e-9), len(rows), ckpt.get("params", 0),
-                        ckpt.get("train_seconds", 0.0) / 60)
+                        ckpt.get("train_seconds", 0.0) / 60, delay_ms)
 
 
 def update_results(path: str, values: dict) -> dict:

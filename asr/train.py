@@ -105,6 +105,18 @@ def _make_sampler(cuts, cfg, epoch: int):
     return sampler
 
 
+def _one_symbol_per_frame(cuts, tokenizer):
+    """Cuts a modified transducer can align (tokens <= encoder frames), and how many were left out."""
+    from asr.modules.subsampling import subsampled_lengths
+
+    def fits(cut) -> bool:
+        tokens = len(tokenizer.encode(" ".join(s.text for s in cut.supervisions)))
+        return tokens <= int(subsampled_lengths(torch.tensor(cut.num_frames)))
+
+    dropped = sum(1 for c in cuts if not fits(c))
+    return cuts.filter(fits), dropped
+
+
 def _step_checkpoints(exp_dir: Path) -> list[Path]:
     found = [(int(m.group(1)), p) for p in exp_dir.glob("step-*.pt") if (m := re.fullmatch(r"step-(\d+)\.pt", p.name))]
     return [p for _, p in sorted(found)]
@@ -147,6 +159,10 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
         raise UserError(f"model.vocab_size={cfg.model.vocab_size} but {cfg.data.bpe_model} has {tokenizer.vocab_size} ids; set 0 to follow the tokenizer")
     train_cuts = load_cuts(cfg.data.train_cuts)
     dev_cuts = load_cuts(cfg.data.dev_cuts).subset(first=cfg.data.max_dev_cuts)
+    if cfg.model.loss.rnnt_type == "modified":
+        train_cuts, dropped = _one_symbol_per_frame(train_cuts, tokenizer)
+        dev_cuts, dropped_dev = _one_symbol_per_frame(dev_cuts, tokenizer)
+        log(f"modified transducer: left out {dropped} train and {dropped_dev} dev utterances with more tokens than encoder frames")
 
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
@@ -213,7 +229,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
             seen += 1
             batch = collate(cut_batch, tokenizer)
             x = augment(batch, cfg, aug_gen)
-            loss_sum = model(x, batch["x_lens"], batch["y"], batch["y_lens"])
+            warmup = step / cfg.model.loss.warmup_steps if cfg.model.loss.warmup_steps > 0 else 1.0
+            loss_sum = model(x, batch["x_lens"], batch["y"], batch["y_lens"], warmup=warmup)
             num_tokens = int(batch["y_lens"].sum())
             loss = loss_sum / num_tokens
             optimizer.zero_grad(set_to_none=True)

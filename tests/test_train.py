@@ -61,11 +61,13 @@ def _cfg(root, exp_dir, **extra):
     return load_config(None, [f"{k}={v}" for k, v in sets.items()])
 
 
-def test_tiny_model_overfits_four_utterances(four_utts, tmp_path):
+@pytest.mark.parametrize("loss, rnnt_type", [("full", "regular"), ("pruned", "modified")])
+def test_tiny_model_overfits_four_utterances(four_utts, tmp_path, loss, rnnt_type):
     from asr.decode import decode
     from asr.train import train
 
-    result = train(_cfg(four_utts, tmp_path / "exp", **{"train.max_steps": 600}), log=lambda *_: None)
+    extra = {"train.max_steps": 600, "model.loss.type": loss, "model.loss.rnnt_type": rnnt_type, "model.loss.warmup_steps": 100}
+    result = train(_cfg(four_utts, tmp_path / "exp", **extra), log=lambda *_: None)
     assert result.losses[-1][1] < 0.1 * result.losses[0][1]
     scored = decode(str(result.final_checkpoint), str(four_utts / "fbank" / "cuts_four.jsonl.gz"), str(tmp_path / "dec"))
     assert scored.num_utts == 4 and scored.words > 10

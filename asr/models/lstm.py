@@ -44,41 +44,66 @@ class LSTMEncoderConfig:
             raise UserError(f"model.encoder.proj_dim={self.proj_dim}: must be 0 or less than hidden_dim={self.hidden_dim}")
 
 
+class LSTMStack(nn.Module):
+    """LayerNorm -> LSTM/LSTMP layers (residual where widths match) -> LayerNorm, with state
+    ``(h (L, N, P), c (L, N, H))``. Shared by the LSTM and ConvRNN-T encoders."""
+
+    def __init__(self, in_dim: int, num_layers: int, hidden_dim: int, proj_dim: int, dropout: float) -> None:
+        super().__init__()
+        # Layer norms on the LSTM input and output (as torchaudio's RNN-T transcriber): at
+        # initialisation an LSTM's output is ~100x smaller than the predictor's, and the joiner
+        # then learns a language model long before it listens.
+        self.input_norm = nn.LayerNorm(in_dim)
+        self.dropout = nn.Dropout(dropout)
+        # One nn.LSTM per layer so that layers can be residual: without the skip connections a
+        # 3-layer stack trained from scratch sat on the "predict the prior" plateau far longer
+        # (CTC probe on the mini corpus: no recognisable output after 600 steps, vs 1 layer: yes).
+        self.output_dim = proj_dim or hidden_dim
+        self.hidden_dim = hidden_dim
+        self.layers = nn.ModuleList(
+            nn.LSTM(in_dim if i == 0 else self.output_dim, hidden_dim, proj_size=proj_dim, batch_first=True)
+            for i in range(num_layers)
+        )
+        self.output_norm = nn.LayerNorm(self.output_dim)
+
+    def init_state(self, batch: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.zeros(len(self.layers), batch, self.output_dim, device=device)
+        c = torch.zeros(len(self.layers), batch, self.hidden_dim, device=device)
+        return h, c
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+        """x (N, T, in_dim), state -> (N, T, P), new state. Padded frames never reach valid outputs
+        (the LSTM runs forward in time), so no packing is needed."""
+        x = self.dropout(self.input_norm(x))
+        h_in, c_in = state
+        h_out, c_out = [], []
+        for i, lstm in enumerate(self.layers):
+            y, (h, c) = lstm(x, (h_in[i : i + 1], c_in[i : i + 1]))  # (N, T, P)
+            x = self.dropout(y) + x if y.shape == x.shape else self.dropout(y)  # residual where dims match
+            h_out.append(h)
+            c_out.append(c)
+        return self.output_norm(x), (torch.cat(h_out), torch.cat(c_out))
+
+
 class LSTMEncoder(nn.Module):
     def __init__(self, num_mel_bins: int, cfg: LSTMEncoderConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.normalize = GlobalCMVN(num_mel_bins)
         self.subsampling = Conv2dSubsampling(num_mel_bins, cfg.subsampling_dim, cfg.subsampling_channels)
-        # Layer norms on the LSTM input and output (as torchaudio's RNN-T transcriber): at
-        # initialisation an LSTM's output is ~100x smaller than the predictor's, and the joiner
-        # then learns a language model long before it listens.
-        self.input_norm = nn.LayerNorm(cfg.subsampling_dim)
-        self.dropout = nn.Dropout(cfg.dropout)
-        # One nn.LSTM per layer so that layers can be residual: without the skip connections a
-        # 3-layer stack trained from scratch sat on the "predict the prior" plateau far longer
-        # (CTC probe on the mini corpus: no recognisable output after 600 steps, vs 1 layer: yes).
-        out_dim = cfg.proj_dim or cfg.hidden_dim
-        self.layers = nn.ModuleList(
-            nn.LSTM(cfg.subsampling_dim if i == 0 else out_dim, cfg.hidden_dim, proj_size=cfg.proj_dim, batch_first=True)
-            for i in range(cfg.num_layers)
-        )
-        self.output_dim = cfg.proj_dim or cfg.hidden_dim
-        self.output_norm = nn.LayerNorm(self.output_dim)
+        self.stack = LSTMStack(cfg.subsampling_dim, cfg.num_layers, cfg.hidden_dim, cfg.proj_dim, cfg.dropout)
+        self.output_dim = self.stack.output_dim
         self.subsampling_factor = Conv2dSubsampling.factor
         self.overlap_frames = Conv2dSubsampling.overlap_frames
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (N, T, F), x_lens: (N,) -> (N, T', P), (N,). Padded frames never reach valid outputs
-        (the LSTM runs forward in time), so no packing is needed."""
+        """x: (N, T, F), x_lens: (N,) -> (N, T', P), (N,)."""
         out, out_lens, _ = self.streaming_forward(x, x_lens, self.init_state(x.size(0), x.device))
         return out, out_lens
 
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """Zero state ``(h: (L, N, P), c: (L, N, H))``."""
-        h = torch.zeros(self.cfg.num_layers, batch, self.output_dim, device=device)
-        c = torch.zeros(self.cfg.num_layers, batch, self.cfg.hidden_dim, device=device)
-        return h, c
+        return self.stack.init_state(batch, device)
 
     def streaming_forward(
         self, x: torch.Tensor, x_lens: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
@@ -87,17 +112,8 @@ class LSTMEncoder(nn.Module):
 
         Every row must hold a full chunk except at the end of its utterance (the new state of a
         row is taken after all k frames)."""
-        x = self.normalize(x)
-        x, x_lens = self.subsampling(x, x_lens)  # (N, T', D)
+        x, x_lens = self.subsampling(self.normalize(x), x_lens)  # (N, T', D)
         if x.size(1) == 0:  # under 9 input frames: no output, state unchanged
             return x.new_zeros(x.size(0), 0, self.output_dim), x_lens, state
-        x = self.dropout(self.input_norm(x))
-        h_in, c_in = state
-        h_out, c_out = [], []
-        for i, lstm in enumerate(self.layers):
-            y, (h, c) = lstm(x, (h_in[i : i + 1], c_in[i : i + 1]))  # (N, T', P)
-            x = self.dropout(y) + x if y.shape == x.shape else self.dropout(y)  # residual where dims match
-            h_out.append(h)
-            c_out.append(c)
-        out, h, c = x, torch.cat(h_out), torch.cat(c_out)  # states (L, N, P), (L, N, H)
-        return self.output_norm(out), x_lens, (h, c)
+        out, state = self.stack(x, state)
+        return out, x_lens, state

@@ -2,7 +2,11 @@
 
 * :class:`StatelessPredictor` -- Ghodsi et al. 2020 "Rnn-transducer with stateless prediction
   network", as icefall ships it: an embedding of the last ``context_size`` tokens combined by a
-  depthwise 1-D convolution, then ReLU. Negative ids (sherpa-onnx's initial context
+  depthwise 1-D convolution, then ReLU. With ``depthwise=False`` the convolution also mixes
+  channels (a small n-gram model over the context; reconstructed choice, not icefall's): on the
+  templated synth corpus with near-character tokens, context 6 gave dev WER 57.0 % vs 64.4 % for
+  icefall's context-2 depthwise conv at step 500. Both keep sherpa-onnx's stateless contract
+  (the decoder sees only the last ``context_size`` ids). Negative ids (sherpa-onnx's initial context
   ``[-1] * (context_size - 1) + [blank]``) embed to zero.
 * :class:`LSTMPredictor` -- the classic RNN-T prediction network (embedding + LSTM).
 
@@ -21,14 +25,14 @@ from torch.nn import functional as F
 
 
 class StatelessPredictor(nn.Module):
-    def __init__(self, vocab_size: int, embed_dim: int, context_size: int, blank_id: int = 0) -> None:
+    def __init__(self, vocab_size: int, embed_dim: int, context_size: int, blank_id: int = 0, depthwise: bool = True) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         self.context_size = context_size
         self.blank_id = blank_id
         self.output_dim = embed_dim
         self.conv = (
-            nn.Conv1d(embed_dim, embed_dim, kernel_size=context_size, groups=embed_dim, bias=False)
+            nn.Conv1d(embed_dim, embed_dim, kernel_size=context_size, groups=embed_dim if depthwise else 1, bias=not depthwise)
             if context_size > 1
             else None
         )

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from asr.config import ModelConfig, PredictorConfig
 from asr.errors import UserError
+from asr.models.conformer import ConformerEncoder, ConformerEncoderConfig
+from asr.models.convrnnt import ConvRNNTEncoder, ConvRNNTEncoderConfig
 from asr.models.lstm import LSTMEncoder, LSTMEncoderConfig
 from asr.models.predictor import LSTMPredictor, StatelessPredictor
 from asr.models.transducer import Joiner, Transducer
 
 ENCODERS = {
     "lstm": (LSTMEncoderConfig, LSTMEncoder),
+    "conformer": (ConformerEncoderConfig, ConformerEncoder),
+    "convrnnt": (ConvRNNTEncoderConfig, ConvRNNTEncoder),
 }
 
 
@@ -29,7 +33,7 @@ def encoder_config(name: str, **kwargs):
 
 def build_predictor(cfg: PredictorConfig, vocab_size: int):
     if cfg.type == "stateless":
-        return StatelessPredictor(vocab_size, cfg.embed_dim, cfg.context_size)
+        return StatelessPredictor(vocab_size, cfg.embed_dim, cfg.context_size, depthwise=cfg.context_mixing == "depthwise")
     return LSTMPredictor(vocab_size, cfg.embed_dim, cfg.hidden_dim, cfg.num_layers, cfg.dropout)
 
 
@@ -39,7 +43,7 @@ def build_model(cfg: ModelConfig) -> Transducer:
     encoder = ENCODERS[cfg.encoder.type][1](cfg.num_mel_bins, cfg.encoder)
     predictor = build_predictor(cfg.predictor, cfg.vocab_size)
     joiner = Joiner(encoder.output_dim, predictor.output_dim, cfg.joiner_dim, cfg.vocab_size)
-    return Transducer(encoder, predictor, joiner, ctc_weight=cfg.ctc_weight)
+    return Transducer(encoder, predictor, joiner, ctc_weight=cfg.ctc_weight, loss=cfg.loss)
 
 
 # ---- presets: plain functions returning a ModelConfig ------------------------------------------

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from asr.losses import rnnt_loss
+from asr.losses.pruned import do_pruning, get_prune_ranges, rnnt_loss_lattice, rnnt_loss_pruned, rnnt_loss_simple
 
 
 class Joiner(nn.Module):
@@ -31,32 +32,75 @@ class Transducer(nn.Module):
     """With ``ctc_weight > 0`` training adds ``ctc_weight`` x a CTC loss on a linear layer over the
     encoder output (a training-only head, as in joint CTC/transducer training): it gives the
     encoder a direct, alignment-free acoustic target and speeds up convergence from scratch.
-    Decoding and export never use it."""
+    Decoding and export never use it.
 
-    def __init__(self, encoder: nn.Module, predictor: nn.Module, joiner: Joiner, blank_id: int = 0, ctc_weight: float = 0.0) -> None:
+    ``loss`` (an ``asr.config.LossConfig``) picks the full or the pruned RNN-T loss; the pruned one
+    adds two training-only linear heads (``simple_am``, ``simple_lm``) for its simple loss."""
+
+    def __init__(
+        self, encoder: nn.Module, predictor: nn.Module, joiner: Joiner, blank_id: int = 0, ctc_weight: float = 0.0, loss=None
+    ) -> None:
         super().__init__()
+        from asr.config import LossConfig
+
         self.encoder = encoder
         self.predictor = predictor
         self.joiner = joiner
         self.blank_id = blank_id
         self.ctc_weight = ctc_weight
-        self.ctc_output = nn.Linear(encoder.output_dim, joiner.output.out_features) if ctc_weight > 0 else None
+        self.loss_cfg = loss or LossConfig()
+        vocab = joiner.output.out_features
+        self.ctc_output = nn.Linear(encoder.output_dim, vocab) if ctc_weight > 0 else None
+        if self.loss_cfg.type == "pruned":
+            self.simple_am = nn.Linear(encoder.output_dim, vocab)
+            self.simple_lm = nn.Linear(predictor.output_dim, vocab)
 
-    def forward(self, x: torch.Tensor, x_lens: torch.Tensor, y: torch.Tensor, y_lens: torch.Tensor) -> torch.Tensor:
-        """x: (N, T, F), y: (N, U) padded token ids -> summed RNN-T loss over the batch (a scalar)."""
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor, y: torch.Tensor, y_lens: torch.Tensor, warmup: float = 1.0) -> torch.Tensor:
+        """x: (N, T, F), y: (N, U) padded token ids -> summed training loss over the batch (a scalar).
+
+        ``warmup`` in [0, 1] is the fraction of ``loss.warmup_steps`` done (pruned loss only)."""
         enc, enc_lens = self.encoder(x, x_lens)  # (N, T', E)
         blank = torch.full((y.size(0), 1), self.blank_id, dtype=y.dtype, device=y.device)
         pred = self.predictor(torch.cat([blank, y], dim=1))  # (N, U+1, D)
-        logits = self.joiner(
-            self.joiner.encoder_proj(enc).unsqueeze(2),  # (N, T', 1, J)
-            self.joiner.predictor_proj(pred).unsqueeze(1),  # (N, 1, U+1, J)
-        )  # (N, T', U+1, V)
-        loss = rnnt_loss(logits, y, enc_lens, y_lens, blank=self.blank_id, reduction="sum")
+        if self.loss_cfg.type == "pruned":
+            loss = self._pruned_loss(enc, enc_lens, pred, y, y_lens, min(max(warmup, 0.0), 1.0))
+        else:
+            cfg = self.loss_cfg
+            logits = self.joiner(
+                self.joiner.encoder_proj(enc).unsqueeze(2),  # (N, T', 1, J)
+                self.joiner.predictor_proj(pred).unsqueeze(1),  # (N, 1, U+1, J)
+            )  # (N, T', U+1, V)
+            if cfg.rnnt_type == "regular" and not cfg.delay_penalty and not cfg.fastemit_lambda:
+                loss = rnnt_loss(logits, y, enc_lens, y_lens, blank=self.blank_id, reduction="sum")
+            else:
+                loss = rnnt_loss_lattice(
+                    logits, y, y_lens, enc_lens, blank=self.blank_id, delay_penalty=cfg.delay_penalty,
+                    fastemit_lambda=cfg.fastemit_lambda, reduction="sum", rnnt_type=cfg.rnnt_type,
+                )
         if self.ctc_output is not None:
             log_probs = self.ctc_output(enc).log_softmax(-1).transpose(0, 1)  # (T', N, V)
             ctc = nn.functional.ctc_loss(log_probs, y, enc_lens, y_lens, blank=self.blank_id, reduction="sum", zero_infinity=True)
             loss = loss + self.ctc_weight * ctc
         return loss
+
+    def _pruned_loss(self, enc, enc_lens, pred, y, y_lens, warmup: float) -> torch.Tensor:
+        cfg = self.loss_cfg
+        simple, (px_occ, py_occ) = rnnt_loss_simple(
+            self.simple_lm(pred), self.simple_am(enc), y, y_lens, enc_lens, blank=self.blank_id,
+            lm_only_scale=cfg.lm_scale, am_only_scale=cfg.am_scale, delay_penalty=cfg.delay_penalty,
+            reduction="sum", return_grad=True, rnnt_type=cfg.rnnt_type,
+        )
+        ranges = get_prune_ranges(px_occ, py_occ, y_lens, enc_lens, cfg.prune_range, cfg.rnnt_type)  # (N, T', R)
+        am, lm = do_pruning(self.joiner.encoder_proj(enc), self.joiner.predictor_proj(pred), ranges)  # (N, T', R, J)
+        pruned = rnnt_loss_pruned(
+            self.joiner(am, lm), y, ranges, y_lens, enc_lens, blank=self.blank_id,
+            delay_penalty=cfg.delay_penalty, fastemit_lambda=cfg.fastemit_lambda, reduction="sum",
+            rnnt_type=cfg.rnnt_type,
+        )
+        # icefall's ramp: the simple loss leads while the joiner is untrained
+        simple_scale = 1.0 - warmup * (1.0 - cfg.simple_scale)
+        pruned_scale = 0.1 + 0.9 * warmup
+        return simple_scale * simple + pruned_scale * pruned
 
     def encode(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Full-utterance encoder output, projected for the joiner: (N, T', J), (N,)."""
