@@ -37,6 +37,9 @@ class DataConfig:
     freq_mask_bins: int = 15
     time_masks: int = 2
     time_mask_ratio: float = 0.05  # max width of one time mask as a fraction of the utterance
+    # Vocal-tract-length perturbation: each utterance's spectrum stretched in Hz by a factor drawn
+    # log-uniformly from [1 / (1 + freq_warp), 1 + freq_warp] (0 = off); see asr.train.augment.
+    freq_warp: float = 0.0
     # Volume perturbation: a gain g scales the power spectrum by g^2, i.e. adds 2 ln g to every
     # log-mel bin, so it is applied exactly on cached features.
     volume_perturb_db: float = 6.0
@@ -69,6 +72,7 @@ class LoopConfig:
 
     exp_dir: str = "exp/run"
     max_steps: int = 2000
+    max_minutes: float = 0.0  # > 0: also stop (validate, save) once this much training time has passed
     seed: int = 42
     num_threads: int = 0  # torch intra-op threads; 0 = leave torch's default
     log_every: int = 25

@@ -53,10 +53,35 @@ def lr_lambda(cfg):
     return f
 
 
+def _mel_bin_positions(f: int, alpha: torch.Tensor) -> torch.Tensor:
+    """(N,) warp factors -> (N, F) fractional mel-bin index whose frequency times alpha is bin k's.
+
+    Bin centres are those of our fbank (``asr.features``: 20 Hz to 8000 - 400 Hz, mel = 1127 ln(1 + hz / 700))."""
+    def mel(hz):
+        return 1127.0 * torch.log1p(hz / 700.0)
+
+    lo, hi = mel(torch.tensor(20.0)), mel(torch.tensor(7600.0))
+    step = (hi - lo) / (f + 1)
+    centre_mel = lo + step * torch.arange(1, f + 1, dtype=torch.float32)  # (F,)
+    centre_hz = 700.0 * torch.expm1(centre_mel / 1127.0)
+    source_hz = centre_hz.view(1, f) / alpha.view(-1, 1)  # (N, F)
+    return ((mel(source_hz) - lo) / step - 1).clamp(0, f - 1)
+
+
 def augment(batch: dict, cfg, gen: torch.Generator) -> torch.Tensor:
-    """SpecAugment masks and a random gain on (N, T, F) features, drawn from ``gen`` only."""
+    """Frequency warping, a random gain and SpecAugment masks on (N, T, F) features, drawn from ``gen`` only."""
     x, x_lens, d = batch["x"].clone(), batch["x_lens"], cfg.data
-    n, _, f = x.shape
+    n, t, f = x.shape
+    if d.freq_warp > 0:
+        # Vocal-tract-length perturbation on the log-mel features: every utterance's spectrum is
+        # stretched in Hz by alpha, log-uniform in [1 / (1 + w), 1 + w], i.e. all formants move by
+        # the same factor, as between speakers (Jaitly & Hinton 2013; here by interpolating bins).
+        alpha = torch.exp((torch.rand(n, generator=gen) * 2 - 1) * math.log1p(d.freq_warp))
+        pos = _mel_bin_positions(f, alpha)  # (N, F)
+        low = pos.floor().long()
+        high = (low + 1).clamp(max=f - 1)
+        frac = (pos - low).view(n, 1, f).to(x.dtype)
+        x = torch.gather(x, 2, low.view(n, 1, f).expand(n, t, f)) * (1 - frac) + torch.gather(x, 2, high.view(n, 1, f).expand(n, t, f)) * frac
     if d.volume_perturb_db > 0:
         db = (torch.rand(n, generator=gen) * 2 - 1) * d.volume_perturb_db
         x += (db * math.log(10) / 10).view(n, 1, 1)  # gain g: log-mel + 2 ln g, 2 ln g = dB * ln(10) / 10
@@ -220,7 +245,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
     bar = tqdm(total=cfg.train.max_steps, initial=step, disable=not cfg.train.progress, file=sys.stderr, dynamic_ncols=True)
     model.train()
     t_start = time.perf_counter()
-    while step < cfg.train.max_steps:
+    stopped = False
+    while step < cfg.train.max_steps and not stopped:
         sampler = _make_sampler(train_cuts, cfg, epoch)
         # Replay to where a resumed run stopped (cheap: the sampler loads no features). islice takes
         # the iterator once: a lhotse sampler restarts its epoch on every iter().
@@ -250,18 +276,23 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
                 writer.add_scalar("train/loss", value, step)
                 writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                 writer.add_scalar("train/grad_norm", float(grad_norm), step)
-            if step % cfg.train.valid_every == 0 or step == cfg.train.max_steps:
+            out_of_time = cfg.train.max_minutes > 0 and train_seconds + time.perf_counter() - t_start >= 60 * cfg.train.max_minutes
+            last = step >= cfg.train.max_steps or out_of_time
+            if step % cfg.train.valid_every == 0 or last:
                 train_seconds += time.perf_counter() - t_start
                 dev_loss, dev_wer = evaluate(model, dev_cuts, tokenizer, cfg.data.max_duration_s)
                 writer.add_scalar("dev/loss", dev_loss, step)
                 writer.add_scalar("dev/wer", dev_wer, step)
                 bar.write(f"step {step}: train loss {value:.3f}, dev loss {dev_loss:.3f}, dev WER {dev_wer:.2f}%")
                 t_start = time.perf_counter()
-            if step % cfg.train.save_every == 0 or step == cfg.train.max_steps:
+            if step % cfg.train.save_every == 0 or last:
                 train_seconds += time.perf_counter() - t_start
                 checkpoint()
                 t_start = time.perf_counter()
-            if step >= cfg.train.max_steps:
+            if last:
+                if out_of_time and step < cfg.train.max_steps:
+                    log(f"train.max_minutes={cfg.train.max_minutes} reached at step {step} of {cfg.train.max_steps}")
+                stopped = True
                 break
         else:
             if seen == 0:

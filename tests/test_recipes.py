@@ -60,5 +60,5 @@ def test_librispeech_configs_build_at_published_size_and_train(name, params_m):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses)))

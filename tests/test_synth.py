@@ -178,3 +178,24 @@ def test_resampler_matches_torchaudio():
         assert ours.shape == reference.shape
         max_diff = np.abs(ours - reference).max()
         assert max_diff < 1e-12, f"num_samples={num_samples}: max |diff| {max_diff:.3g} >= 1e-12"
+
+
+def test_generated_voices_are_fixed_distinct_training_only_and_speak():
+    texts = [synth.generated_voice(k) for k in range(synth.GENERATED_VOICES)]
+    assert texts == [synth.generated_voice(k) for k in range(synth.GENERATED_VOICES)], "a fixed function of k"
+    assert len(set(texts)) == synth.GENERATED_VOICES
+    assert all(f"name gen{k:03d}\n" in t for k, t in enumerate(texts))
+    # only the training split draws them, and their speaker ids collide with no other voice
+    assets = synth.load_assets()
+    plans = {split: [synth.plan_utterance(assets, 0, split, i) for i in range(300)] for split in synth.SPLITS}
+    generated = [u for u in plans["train"] if u.variant.startswith("gen")]
+    assert 100 < len(generated) < 200, "about half of the training utterances"
+    assert not any(u.variant.startswith("gen") for split in ("dev", "test") for u in plans[split])
+    ids = {(lang, v): synth.speaker_id(lang, v) for lang in synth.LANGUAGES
+           for v in [*synth._ALL_VARIANTS, *(f"gen{k:03d}" for k in range(synth.GENERATED_VOICES))]}
+    assert len(set(ids.values())) == len(ids)
+    # espeak-ng accepts every generated voice in every language and speaks with it
+    engine = synth._engine()
+    for k in range(0, synth.GENERATED_VOICES, 23):
+        audio = engine.synthesize("call mom", synth.LANGUAGES[k % len(synth.LANGUAGES)], f"gen{k:03d}", 170, 50, 50, 1)
+        assert audio.size > 5000 and np.abs(audio).max() > 1000

@@ -76,10 +76,10 @@ def test_tiny_model_overfits_four_utterances(four_utts, tmp_path, loss, rnnt_typ
 
 def test_resume_continues_exactly(four_utts, tmp_path):
     """Steps 4..6 of a run resumed from its step-3 checkpoint equal those of the uninterrupted run,
-    with SpecAugment, volume perturbation and dropout on (every random generator is restored)."""
+    with SpecAugment, frequency warping, volume perturbation and dropout on (every random generator is restored)."""
     from asr.train import train
 
-    extra = {"train.max_steps": 6, "train.save_every": 3, "data.spec_augment": True, "data.volume_perturb_db": 6.0,
+    extra = {"train.max_steps": 6, "train.save_every": 3, "data.spec_augment": True, "data.volume_perturb_db": 6.0, "data.freq_warp": 0.2,
              "model.encoder.dropout": 0.1, "data.max_duration_s": 8}
     full = train(_cfg(four_utts, tmp_path / "full", **extra), log=lambda *_: None)
     assert [s for s, _ in full.losses] == [1, 2, 3, 4, 5, 6]
@@ -91,3 +91,22 @@ def test_resume_continues_exactly(four_utts, tmp_path):
     a = torch.load(tmp_path / "full" / "step-6.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "resumed" / "step-6.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_frequency_warp_moves_spectral_peaks_by_alpha():
+    """A peak at mel bin k moves to the bin whose centre frequency is alpha times higher."""
+    import math
+
+    from asr.train import _mel_bin_positions
+
+    f = 80
+    pos = _mel_bin_positions(f, torch.tensor([1.0, 1.15, 1 / 1.15]))
+    assert torch.allclose(pos[0], torch.arange(f, dtype=torch.float32), atol=1e-4), "alpha = 1 is the identity"
+    mel = lambda hz: 1127 * math.log1p(hz / 700)  # noqa: E731
+    lo, hi = mel(20), mel(7600)
+    centre = lambda k: 700 * math.expm1((lo + (hi - lo) / (f + 1) * (k + 1)) / 1127)  # noqa: E731
+    for k in (10, 40, 70):
+        # output bin k reads the source spectrum at centre(k) / alpha
+        src = float(pos[1, k])
+        assert centre(int(src)) <= centre(k) / 1.15 + 1e-6 <= centre(int(src) + 1) + 1e-6
+        assert src < k and float(pos[2, k]) > k
