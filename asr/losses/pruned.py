@@ -423,6 +423,10 @@ def rnnt_loss_pruned(
             f"T * (s_range - 1) = {int(reach[i])} symbols; raise s_range or drop such utterances"
         )
     px, py = pruned_logprobs(logits, symbols, ranges, blank, rnnt_type)
+    return _lattice_loss(px, py, s_lens, t_lens, delay_penalty, fastemit_lambda, reduction, backend, rnnt_type)
+
+
+def _lattice_loss(px, py, s_lens, t_lens, delay_penalty, fastemit_lambda, reduction, backend, rnnt_type):
     px = _delay_penalty(px, t_lens, delay_penalty)
     return _reduce(-lattice_logprob(px, py, s_lens, t_lens, backend, fastemit_lambda, rnnt_type=rnnt_type), reduction)
 
@@ -453,5 +457,4 @@ def rnnt_loss_lattice(
     py = lp[:, :, :, blank].transpose(1, 2)  # (N, S+1, T)
     if rnnt_type == "regular":
         px = _with_end_column(px)
-    px = _delay_penalty(px, t_lens, delay_penalty)
-    return _reduce(-lattice_logprob(px, py, s_lens, t_lens, backend, fastemit_lambda, rnnt_type=rnnt_type), reduction)
+    return _lattice_loss(px, py, s_lens, t_lens, delay_penalty, fastemit_lambda, reduction, backend, rnnt_type)
