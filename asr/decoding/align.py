@@ -10,7 +10,7 @@ reference frame) over paired equal tokens, in encoder frames. Multiply by the fr
 milliseconds.
 
 The reference alignment should come from a model that sees the whole utterance (a "full-context"
-model, e.g. a Conformer decoded with ``chunk_size`` >= the utterance length): its emissions are not
+model, e.g. a Conformer run with ``chunk_size=0``, full context): its emissions are not
 delayed by waiting for context, so the difference measures how late a streaming model emits.
 
 Shape legend: N batch, T' encoder frames, U tokens, V vocabulary.
@@ -48,7 +48,7 @@ def _viterbi(px: np.ndarray, py: np.ndarray) -> list[int]:
 @torch.no_grad()
 def forced_align(model, x: torch.Tensor, x_lens: torch.Tensor, ys: list[list[int]], **encoder_kwargs) -> list[list[int]]:
     """Encoder frame of every reference token, per utterance. x (N, T, F); ``encoder_kwargs`` go to
-    the encoder (e.g. ``chunk_size=10_000`` for a Conformer's full context). Utterances with more
+    the encoder (e.g. ``chunk_size=0``, a Conformer's full context). Utterances with more
     tokens than encoder frames get an empty list."""
     enc, enc_lens = model.encoder(x, x_lens, **encoder_kwargs)
     enc = model.joiner.encoder_proj(enc)  # (N, T', J)
