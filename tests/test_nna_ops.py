@@ -59,3 +59,39 @@ def test_lookup_tables_sigmoid_tanh():
     t16 = reference.activation_table(np.tanh, 2.0**-12, 0, 2.0**-15, 0, spec.INT16, spec.QFormat(16))
     x16 = rng.integers(-32767, 32768, size=1000).astype(np.int16)
     np.testing.assert_array_equal(ops.lookup(x16, t16, spec.INT16), reference.lookup(x16, t16, spec.INT16))
+
+
+@pytest.mark.parametrize("profile", spec.PROFILES)
+@pytest.mark.parametrize("c_in, c_out, k, dilation, groups, pad", [
+    (3, 4, 3, 1, 1, (2, 0)),  # causal
+    (8, 8, 3, 4, 8, (8, 0)),  # depthwise, dilated, causal (the ConvRNN-T global blocks)
+    (4, 6, 5, 2, 2, (4, 4)),  # grouped, 'same'
+    (2, 3, 1, 1, 1, (0, 0)),  # pointwise
+    (2, 2, 4, 3, 1, (0, 0)),  # output shorter than the kernel span: empty
+])
+def test_conv1d_numba_equals_reference(profile, c_in, c_out, k, dilation, groups, pad):
+    rng = np.random.default_rng(c_in * 100 + k * 10 + dilation)
+    t = 9
+    x_q = rng.integers(-128, 128, size=(2, c_in, t), dtype=np.int8)
+    w_q = rng.integers(-127, 128, size=(c_out, c_in // groups, k), dtype=np.int8)
+    bias = rng.integers(-5000, 5000, size=c_out).astype(np.int32)
+    for multiplier in (0.0031, rng.uniform(1e-3, 1e-2, size=c_out)):
+        ref = reference.conv1d(x_q, 5, w_q, bias, multiplier, -7, dilation, groups, *pad, profile=profile)
+        got = ops.conv1d(x_q, 5, w_q, bias, multiplier, -7, dilation, groups, *pad, profile=profile)
+        assert ref.shape == (2, c_out, max(t + sum(pad) - dilation * (k - 1), 0))
+        np.testing.assert_array_equal(got, ref)
+
+
+def test_conv1d_reference_matches_float_convolution():
+    """Dequantized accumulators equal torch's float conv1d on the dequantized operands (exactly,
+    since every product is an integer times a power of two)."""
+    import torch
+
+    rng = np.random.default_rng(9)
+    x_q = rng.integers(-128, 128, size=(1, 4, 12), dtype=np.int8)
+    w_q = rng.integers(-127, 128, size=(4, 1, 3), dtype=np.int8)
+    # multiplier 1 with a wide output format returns the accumulator itself
+    acc = reference.conv1d(x_q, 3, w_q, None, 1.0, 0, dilation=2, groups=4, pad_left=4, fmt=spec.QFormat(32))
+    x = torch.nn.functional.pad(torch.tensor(x_q, dtype=torch.float64) - 3, (4, 0))
+    expected = torch.nn.functional.conv1d(x, torch.tensor(w_q, dtype=torch.float64), dilation=2, groups=4)
+    np.testing.assert_array_equal(acc, expected.numpy().astype(np.int64))
