@@ -183,12 +183,12 @@ def requantize(acc, multiplier, zero_point: int = 0, fmt: QFormat = INT8, profil
     (a scalar, or one per output channel broadcasting against ``acc``'s last axis)."""
     acc = np.asarray(acc, dtype=np.int64)
     if profile == "fixed_point":
-        mult = np.broadcast_to(np.asarray(multiplier, dtype=np.float64), acc.shape[-1:] if acc.ndim else ())
+        mult = np.asarray(multiplier, dtype=np.float64)
         if mult.ndim == 0:
             out = multiply_by_quantized_multiplier(acc, *quantize_multiplier(float(mult)))
         else:
             out = np.empty_like(acc)
-            for c, m in enumerate(mult):
+            for c, m in enumerate(np.broadcast_to(mult, acc.shape[-1:])):
                 out[..., c] = multiply_by_quantized_multiplier(acc[..., c], *quantize_multiplier(float(m)))
     elif profile == "onnxruntime":
         y = acc.astype(np.float32) * np.asarray(multiplier, dtype=np.float32)
