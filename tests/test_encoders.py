@@ -119,7 +119,7 @@ def test_convrnnt_global_receptive_field_is_253_frames():
     torch.manual_seed(0)
     blocks = [GlobalBlock(8, 3, 2 ** (i + 1), se_reduction=0, dropout=0.0) for i in range(6)]
     x = torch.randn(1, 300, 8, requires_grad=True)
-    y, cache, se = x, None, torch.zeros(1, 8)
+    y, se = x, torch.zeros(1, 8)
     for b in blocks:
         y, _, _ = b(y, torch.zeros(1, 8, b.pad), se, torch.zeros(1, dtype=torch.long))
     (grad,) = torch.autograd.grad(y[0, 280].sum(), x)
