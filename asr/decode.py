@@ -85,12 +85,10 @@ def decode(checkpoint: str, cuts_path: str, out_dir: str, method: str = "greedy"
     by_errors = sorted(rows, key=lambda row: (-row[3], row[0]))
     write_text_atomic(out / f"errs-{tag}.txt", summary + "\n\nPER-UTT DETAILS: errors / words  ref->hyp alignment\n"
            + "".join(f"{u}\t{e}/{n}\t{alignment(r, h)}\n" for u, r, h, e, n in by_errors))
-    write_text_atomic(out / f"wer-{tag}.txt", summary + "\n")
     frame_ms = 10 * model.encoder.subsampling_factor
     delay_ms = frame_ms * delay_sum / delay_count if delay_count else None
-    if delay_ms is not None:
-        summary += f", symbol delay {delay_ms:.1f} ms over {delay_count} tokens"
-        write_text_atomic(out / f"wer-{tag}.txt", summary + "\n")
+    delay_note = "" if delay_ms is None else f", symbol delay {delay_ms:.1f} ms over {delay_count} tokens"
+    write_text_atomic(out / f"wer-{tag}.txt", summary + delay_note + "\n")
     return DecodeResult(wer, errors, words, compute_s / max(audio_s, 1e-9), len(rows), ckpt.get("params", 0),
                         ckpt.get("train_seconds", 0.0) / 60, delay_ms)
 

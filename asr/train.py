@@ -138,8 +138,10 @@ def _one_symbol_per_frame(cuts, tokenizer):
         tokens = len(tokenizer.encode(" ".join(s.text for s in cut.supervisions)))
         return tokens <= int(subsampled_lengths(torch.tensor(cut.num_frames)))
 
-    dropped = sum(1 for c in cuts if not fits(c))
-    return cuts.filter(fits), dropped
+    # one pass decides (a lazy filter would tokenize every cut again in every epoch)
+    verdicts = {c.id: fits(c) for c in cuts}
+    dropped = sum(not ok for ok in verdicts.values())
+    return cuts.filter(lambda c: verdicts[c.id]), dropped
 
 
 def _step_checkpoints(exp_dir: Path) -> list[Path]:

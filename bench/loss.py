@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from asr.losses import rnnt_loss  # noqa: E402
 from asr.losses.pruned import do_pruning, get_prune_ranges, rnnt_loss_pruned, rnnt_loss_simple  # noqa: E402
+from asr.models.transducer import Joiner  # noqa: E402
 
 def _status_kib(field: str) -> int:
     with open("/proc/self/status") as f:
@@ -68,29 +69,28 @@ class PeakMemory:
 
 
 class Heads(nn.Module):
-    """A transducer's joiner plus the two linear heads of the simple loss."""
+    """The model's joiner (``asr.models.transducer.Joiner``) plus the two linear heads of the simple loss."""
 
     def __init__(self, enc_dim: int, pred_dim: int, joiner_dim: int, vocab: int) -> None:
         super().__init__()
-        self.enc_proj = nn.Linear(enc_dim, joiner_dim)
-        self.pred_proj = nn.Linear(pred_dim, joiner_dim)
-        self.output = nn.Linear(joiner_dim, vocab)
+        self.joiner = Joiner(enc_dim, pred_dim, joiner_dim, vocab)
         self.simple_am = nn.Linear(enc_dim, vocab)
         self.simple_lm = nn.Linear(pred_dim, vocab)
 
 
 def full_step(heads, enc, pred, y, t_lens, u_lens, s_range, backend):
-    logits = heads.output(torch.tanh(heads.enc_proj(enc).unsqueeze(2) + heads.pred_proj(pred).unsqueeze(1)))
+    j = heads.joiner
+    logits = j(j.encoder_proj(enc).unsqueeze(2), j.predictor_proj(pred).unsqueeze(1))  # (N, T, U+1, V)
     return rnnt_loss(logits, y, t_lens, u_lens, reduction="sum")
 
 
 def pruned_step(heads, enc, pred, y, t_lens, u_lens, s_range, backend):
+    j = heads.joiner
     simple, (px_occ, py_occ) = rnnt_loss_simple(
         heads.simple_lm(pred), heads.simple_am(enc), y, u_lens, t_lens, reduction="sum", return_grad=True, backend=backend
     )
     ranges = get_prune_ranges(px_occ, py_occ, u_lens, t_lens, s_range)
-    am, lm = do_pruning(heads.enc_proj(enc), heads.pred_proj(pred), ranges)
-    logits = heads.output(torch.tanh(am + lm))  # (N, T, s_range, V)
+    logits = j(*do_pruning(j.encoder_proj(enc), j.predictor_proj(pred), ranges))  # (N, T, s_range, V)
     return 0.5 * simple + rnnt_loss_pruned(logits, y, ranges, u_lens, t_lens, reduction="sum", backend=backend)
 
 

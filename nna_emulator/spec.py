@@ -145,6 +145,12 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     return int(m0), int(shift)
 
 
+def quantize_multipliers(multiplier, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """A scalar or (channels,) real multiplier -> (M0, shift) int64 arrays of length ``channels``."""
+    pairs = [quantize_multiplier(float(m)) for m in np.broadcast_to(np.asarray(multiplier, dtype=np.float64), (channels,))]
+    return np.array([p[0] for p in pairs], dtype=np.int64), np.array([p[1] for p in pairs], dtype=np.int64)
+
+
 def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
     """gemmlowp's SRDHM on int32: floor((a * b) / 2^31 + 1/2), i.e. round half up, saturating the
     one overflow (a == b == INT32_MIN). Exact in int64 (|a * b| <= 2^62)."""
@@ -188,8 +194,8 @@ def requantize(acc, multiplier, zero_point: int = 0, fmt: QFormat = INT8, profil
             out = multiply_by_quantized_multiplier(acc, *quantize_multiplier(float(mult)))
         else:
             out = np.empty_like(acc)
-            for c, m in enumerate(np.broadcast_to(mult, acc.shape[-1:])):
-                out[..., c] = multiply_by_quantized_multiplier(acc[..., c], *quantize_multiplier(float(m)))
+            for c, (m0, shift) in enumerate(zip(*quantize_multipliers(mult, acc.shape[-1]))):
+                out[..., c] = multiply_by_quantized_multiplier(acc[..., c], int(m0), int(shift))
     elif profile == "onnxruntime":
         y = acc.astype(np.float32) * np.asarray(multiplier, dtype=np.float32)
         out = np.rint(y).astype(np.int64)

@@ -71,11 +71,9 @@ def _conv1d(x, x_zp, w, bias, dilation, groups, pad_left, t_out, fixed, m0, shif
 def _requant_params(multiplier, m: int, profile: str):
     if profile not in spec.PROFILES:
         raise ValueError(f"profile={profile!r}: use one of {', '.join(spec.PROFILES)}")
-    mult = np.broadcast_to(np.asarray(multiplier, dtype=np.float64), (m,))
-    pairs = [spec.quantize_multiplier(float(v)) for v in mult] if profile == "fixed_point" else [(0, 0)] * m
-    m0 = np.array([p[0] for p in pairs], dtype=np.int64)
-    shift = np.array([p[1] for p in pairs], dtype=np.int64)
-    return profile == "fixed_point", m0, shift, mult.astype(np.float32)
+    fixed = profile == "fixed_point"
+    m0, shift = spec.quantize_multipliers(multiplier, m) if fixed else (np.zeros(m, np.int64), np.zeros(m, np.int64))
+    return fixed, m0, shift, np.broadcast_to(np.asarray(multiplier, dtype=np.float32), (m,)).copy()
 
 
 def conv1d(x_q, x_zp: int, w_q, bias_q, multiplier, out_zp: int, dilation: int = 1, groups: int = 1,

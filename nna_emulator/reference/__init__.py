@@ -25,8 +25,13 @@ def accumulate(x_q: np.ndarray, x_zp: int, w_q: np.ndarray, bias_q: np.ndarray |
     acc = (np.asarray(x_q, dtype=np.int64) - x_zp) @ np.asarray(w_q, dtype=np.int64).T
     if bias_q is not None:
         acc = acc + np.asarray(bias_q, dtype=np.int64)
+    return _check_int32(acc, "linear")
+
+
+def _check_int32(acc: np.ndarray, op: str) -> np.ndarray:
+    """An NNA's int32 accumulator would wrap: refuse instead."""
     if acc.size and (acc.min() < spec.INT32_MIN or acc.max() > spec.INT32_MAX):
-        raise OverflowError("int32 accumulator overflow: split the reduction (K too large for int8 operands)")
+        raise OverflowError(f"int32 accumulator overflow in {op}: split the reduction (too many int8 products)")
     return acc
 
 
@@ -58,8 +63,7 @@ def conv1d(x_q, x_zp: int, w_q, bias_q, multiplier, out_zp: int, dilation: int =
                 acc[:, co] += w[co, ci, j] * x[:, g * c_per_group + ci, j * dilation : j * dilation + t_out]
     if bias_q is not None:
         acc += np.asarray(bias_q, dtype=np.int64).reshape(1, c_out, 1)
-    if acc.size and (acc.min() < spec.INT32_MIN or acc.max() > spec.INT32_MAX):
-        raise OverflowError("int32 accumulator overflow in conv1d")
+    _check_int32(acc, "conv1d")
     out = spec.requantize(acc.transpose(0, 2, 1), multiplier, out_zp, fmt, profile)  # per-channel on the last axis
     return out.transpose(0, 2, 1)
 
