@@ -139,9 +139,18 @@ def _one_symbol_per_frame(cuts, tokenizer):
         return tokens <= int(subsampled_lengths(torch.tensor(cut.num_frames)))
 
     # one pass decides (a lazy filter would tokenize every cut again in every epoch)
-    verdicts = {c.id: fits(c) for c in cuts}
-    dropped = sum(not ok for ok in verdicts.values())
-    return cuts.filter(lambda c: verdicts[c.id]), dropped
+    keep = _KeepIds({c.id for c in cuts if fits(c)})
+    return cuts.filter(keep), sum(1 for c in cuts if c.id not in keep.ids)
+
+
+class _KeepIds:
+    """A picklable cut filter (lhotse warns that lambdas may break forked data loaders)."""
+
+    def __init__(self, ids: set[str]) -> None:
+        self.ids = ids
+
+    def __call__(self, cut) -> bool:
+        return cut.id in self.ids
 
 
 def _step_checkpoints(exp_dir: Path) -> list[Path]:
