@@ -26,6 +26,9 @@ EXAMPLES = {
                   "  asr transcribe recording.wav --checkpoint exp/demo/final.pt --streaming --chunk-frames 32",
     "average": "example:\n  asr average --checkpoints exp/run/step-1500.pt exp/run/step-2000.pt --out exp/run/avg.pt",
     "models": "example:\n  asr models",
+    "emulate": "example:\n  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-mini/cuts_test.jsonl.gz\n"
+               "  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-mini/cuts_test.jsonl.gz "
+               "--profile onnxruntime --method modified_beam_search",
 }
 
 
@@ -96,6 +99,22 @@ def _parser() -> argparse.ArgumentParser:
     avg = verb("average", "average the weights of several checkpoints")
     avg.add_argument("--checkpoints", nargs="+", required=True)
     avg.add_argument("--out", required=True)
+
+    emu = verb("emulate", "lower an LSTM transducer to the int8 NNA emulator and compare its WER with float")
+    emu.add_argument("--checkpoint", required=True)
+    emu.add_argument("--data", required=True, help="cut manifest to decode (e.g. the test split)")
+    emu.add_argument("--calib", default=None, help="cut manifest for activation ranges (default: the config's dev cuts)")
+    emu.add_argument("--num-calib", type=int, default=100, help="calibration utterances (default: %(default)s)")
+    emu.add_argument("--profile", default="fixed_point", choices=["fixed_point", "onnxruntime"],
+                     help="requantization rule of the target NNA (default: %(default)s)")
+    emu.add_argument("--backend", default="numba", choices=["numba", "reference"])
+    emu.add_argument("--method", default="greedy", choices=["greedy", "modified_beam_search"])
+    emu.add_argument("--beam", type=int, default=4)
+    emu.add_argument("--chunk-frames", type=int, default=32, help="feature frames per streaming chunk (0 = whole utterance)")
+    emu.add_argument("--logits-bits", type=int, default=8, choices=[8, 16], help="joiner output format")
+    emu.add_argument("--out", default=None, help="folder for recogs/errs files (default: <checkpoint dir>/emulate)")
+    emu.add_argument("--bpe-model", default=None)
+    emu.add_argument("--results-json", default=None, help="merge nna_wer and float_wer into this JSON")
 
     verb("models", "list the named model presets")
     return p
@@ -188,6 +207,28 @@ def _cmd_average(args) -> None:
 
     save_checkpoint(average_checkpoints(args.checkpoints), args.out)
     print(f"wrote {args.out} (average of {len(args.checkpoints)})")
+
+
+def _cmd_emulate(args) -> None:
+    from pathlib import Path
+
+    from asr.decode import update_results
+    from export.nna import emulate
+
+    out = args.out or str(Path(args.checkpoint).parent / "emulate")
+    r = emulate(args.checkpoint, args.data, out, args.calib, args.num_calib, args.profile, args.backend, args.method,
+                args.beam, args.chunk_frames, args.logits_bits, args.bpe_model)
+    print("| model | method | utts | WER % | weight bytes | decode RTF |")
+    print("|---|---|---|---|---|---|")
+    print(f"| float32 | {args.method} | {r['num_utts']} | {r['float_wer']:.2f} | {r['fp32_bytes']} | {r['float_rtf']:.4f} |")
+    print(f"| NNA int8 ({args.profile}, emulated) | {args.method} | {r['num_utts']} | {r['nna_wer']:.2f} | "
+          f"{r['nna_bytes']} | {r['nna_rtf']:.4f} |")
+    print(f"calibrated on {r['calib_utts']} utterances; NNA weights + biases {r['nna_bytes']} bytes, activation tables "
+          f"{r['nna_table_bytes']} bytes (float32: encoder, predictor, joiner only); per-utterance errors in {out}")
+    if args.results_json:
+        update_results(args.results_json, {"nna_wer": round(r["nna_wer"], 3), "nna_float_wer": round(r["float_wer"], 3),
+                                           "nna_bytes": r["nna_bytes"], "nna_profile": args.profile})
+        print(f"updated {args.results_json}")
 
 
 def _cmd_models(args) -> None:

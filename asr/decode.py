@@ -40,20 +40,32 @@ class DecodeResult:
 def decode(checkpoint: str, cuts_path: str, out_dir: str, method: str = "greedy", beam: int = 4,
            max_duration_s: float = 300.0, bpe_model: str | None = None, tag: str | None = None,
            delay_reference: str | None = None) -> DecodeResult:
-    from lhotse.dataset import SimpleCutSampler
-
-    from asr.decoding.align import forced_align, symbol_delay
     from asr.errors import UserError
 
     model, cfg, ckpt = load_model(checkpoint)
     tokenizer = Tokenizer(bpe_model or cfg.data.bpe_model)
-    cuts = load_cuts(cuts_path)
+    delay = None
     if delay_reference:
         ref_model, ref_cfg, _ = load_model(delay_reference)
         if ref_cfg.model.vocab_size != cfg.model.vocab_size:
             raise UserError(f"{delay_reference}: vocabulary {ref_cfg.model.vocab_size} differs from {checkpoint}'s "
                             f"{cfg.model.vocab_size}; the delay reference must use the same tokenizer")
-        full_context = {"chunk_size": 0} if ref_cfg.model.encoder.type == "conformer" else {}
+        delay = (ref_model, {"chunk_size": 0} if ref_cfg.model.encoder.type == "conformer" else {})
+    result = decode_model(model, tokenizer, cuts_path, out_dir, method, beam, max_duration_s, tag, delay)
+    result.params, result.train_minutes = ckpt.get("params", 0), ckpt.get("train_seconds", 0.0) / 60
+    return result
+
+
+def decode_model(model, tokenizer, cuts_path: str, out_dir: str, method: str = "greedy", beam: int = 4,
+                 max_duration_s: float = 300.0, tag: str | None = None, delay=None) -> DecodeResult:
+    """Decode and score with any object that has the search interface (``encode``, ``predict``,
+    ``join``, ``blank_id``, ``predictor.context_size``): a ``Transducer`` or an emulated one
+    (``export.nna.NNATransducer``). ``delay``: (reference model, its forced-alignment kwargs)."""
+    from lhotse.dataset import SimpleCutSampler
+
+    from asr.decoding.align import forced_align, symbol_delay
+
+    cuts = load_cuts(cuts_path)
     delay_sum, delay_count = 0.0, 0
     tag = tag or f"{Path(cuts_path).name.split('.')[0].removeprefix('cuts_')}-{method}"
     rows, errors, words, audio_s, compute_s = [], 0, 0, 0.0, 0.0
@@ -66,12 +78,12 @@ def decode(checkpoint: str, cuts_path: str, out_dir: str, method: str = "greedy"
             result = search(model, enc, enc_lens, method, beam)
             hyps = result.hyps
         compute_s += time.perf_counter() - t0
-        if delay_reference:
+        if delay is not None:
             refs = [tokenizer.encode(t) for t in batch["texts"]]
-            ref_frames = forced_align(ref_model, batch["x"], batch["x_lens"], refs, **full_context)
-            delay, count = symbol_delay(hyps, result.timestamps, refs, ref_frames)
+            ref_frames = forced_align(delay[0], batch["x"], batch["x_lens"], refs, **delay[1])
+            d, count = symbol_delay(hyps, result.timestamps, refs, ref_frames)
             if count:
-                delay_sum, delay_count = delay_sum + delay * count, delay_count + count
+                delay_sum, delay_count = delay_sum + d * count, delay_count + count
         for uid, ref, hyp_ids in zip(batch["ids"], batch["texts"], hyps):
             hyp = tokenizer.decode(hyp_ids)
             e, n = word_errors(ref, hyp)
@@ -89,8 +101,7 @@ def decode(checkpoint: str, cuts_path: str, out_dir: str, method: str = "greedy"
     delay_ms = frame_ms * delay_sum / delay_count if delay_count else None
     delay_note = "" if delay_ms is None else f", symbol delay {delay_ms:.1f} ms over {delay_count} tokens"
     write_text_atomic(out / f"wer-{tag}.txt", summary + delay_note + "\n")
-    return DecodeResult(wer, errors, words, compute_s / max(audio_s, 1e-9), len(rows), ckpt.get("params", 0),
-                        ckpt.get("train_seconds", 0.0) / 60, delay_ms)
+    return DecodeResult(wer, errors, words, compute_s / max(audio_s, 1e-9), len(rows), 0, 0.0, delay_ms)
 
 
 def update_results(path: str, values: dict) -> dict:
