@@ -146,9 +146,18 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 
 
 def quantize_multipliers(multiplier, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """A scalar or (channels,) real multiplier -> (M0, shift) int64 arrays of length ``channels``."""
-    pairs = [quantize_multiplier(float(m)) for m in np.broadcast_to(np.asarray(multiplier, dtype=np.float64), (channels,))]
-    return np.array([p[0] for p in pairs], dtype=np.int64), np.array([p[1] for p in pairs], dtype=np.int64)
+    """A scalar or (channels,) real multiplier -> (M0, shift) int64 arrays of length ``channels``:
+    ``quantize_multiplier`` vectorized (the same float64 operations, so the same integers)."""
+    real = np.broadcast_to(np.asarray(multiplier, dtype=np.float64), (channels,))
+    if channels and not (real > 0).all():
+        raise ValueError(f"requantization multiplier {float(real[~(real > 0)][0])}: must be > 0")
+    mantissa, shift = np.frexp(real)
+    m0 = np.floor(mantissa * 2.0**31 + 0.5).astype(np.int64)
+    shift = shift.astype(np.int64)
+    carry = m0 == 2**31
+    m0, shift = np.where(carry, m0 // 2, m0), np.where(carry, shift + 1, shift)
+    tiny = shift < -31
+    return np.where(tiny, 0, m0), np.where(tiny, 0, shift)
 
 
 def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:

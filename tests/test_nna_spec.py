@@ -102,3 +102,13 @@ def test_bad_arguments():
         spec.requantize(1, 0.5, profile="tpu")
     with pytest.raises(ValueError, match="multiplier"):
         spec.quantize_multiplier(0.0)
+
+
+def test_vectorized_multipliers_equal_the_scalar_rule():
+    rng = np.random.default_rng(11)
+    reals = np.concatenate([10.0 ** rng.uniform(-12, 3, 2000), [1.0, 0.5, 2.0**-40, np.nextafter(1.0, 0), 0.9999999999]])
+    m0, shift = spec.quantize_multipliers(reals, reals.size)
+    expected = [spec.quantize_multiplier(float(r)) for r in reals]
+    assert m0.tolist() == [e[0] for e in expected] and shift.tolist() == [e[1] for e in expected]
+    with pytest.raises(ValueError):
+        spec.quantize_multipliers(np.array([0.1, 0.0]), 2)
