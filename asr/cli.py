@@ -26,8 +26,8 @@ EXAMPLES = {
                   "  asr transcribe recording.wav --checkpoint exp/demo/final.pt --streaming --chunk-frames 32",
     "average": "example:\n  asr average --checkpoints exp/run/step-1500.pt exp/run/step-2000.pt --out exp/run/avg.pt",
     "models": "example:\n  asr models",
-    "emulate": "example:\n  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-mini/cuts_test.jsonl.gz\n"
-               "  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-mini/cuts_test.jsonl.gz "
+    "emulate": "example:\n  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-small/cuts_test.jsonl.gz\n"
+               "  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-small/cuts_test.jsonl.gz "
                "--profile onnxruntime --method modified_beam_search",
 }
 
@@ -162,10 +162,13 @@ def _cmd_decode(args) -> None:
     delay_head, delay_cell = ("", "") if r.symbol_delay_ms is None else (" symbol delay ms |", f" {r.symbol_delay_ms:.1f} |")
     print("| checkpoint | method | utts | WER % | params | train min | decode RTF |" + delay_head)
     print("|---|---|---|---|---|---|---|" + ("---|" if delay_head else ""))
-    print(f"| {args.checkpoint} | {args.method} | {r.num_utts} | {r.wer:.2f} | {r.params / 1e6:.2f} M | {r.train_minutes:.1f} | {r.rtf:.4f} |" + delay_cell)
+    label = args.method if args.method == "greedy" else f"{args.method}, beam {args.beam}"
+    print(f"| {args.checkpoint} | {label} | {r.num_utts} | {r.wer:.2f} | {r.params / 1e6:.2f} M | {r.train_minutes:.1f} | {r.rtf:.4f} |" + delay_cell)
     if args.results_json:
         values = {"test_wer": round(r.wer, 3), "params": r.params, "train_minutes": round(r.train_minutes, 2),
                   "decode_rtf": round(r.rtf, 5), "decode_method": args.method}
+        if args.method != "greedy":
+            values["decode_beam"] = args.beam
         if r.symbol_delay_ms is not None:
             values["symbol_delay_ms"] = round(r.symbol_delay_ms, 1)
         update_results(args.results_json, values)

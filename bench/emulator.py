@@ -12,7 +12,7 @@ are pinned to one thread; the Numba kernels are serial):
    (32 feature frames) + greedy search on the emulated predictor and joiner.
 
     python bench/emulator.py
-    python bench/emulator.py --checkpoint exp/demo/final.pt --cuts data/fbank/synth-mini/cuts_test.jsonl.gz
+    python bench/emulator.py --checkpoint exp/demo/final.pt --cuts data/fbank/synth-small/cuts_test.jsonl.gz
 
 The last line is ``numba_vs_reference=<a> numba_vs_blas=<b> numba_vs_ort=<c>``: throughput ratios
 for the GEMM (reference time / Numba time, and so on). Goals: a >= 50, b >= 0.3, c >= 0.5; RTF < 1.

@@ -182,6 +182,25 @@ def test_features_failure_leaves_nothing_half_written(asr_cli, copy_corpus, tmp_
     assert _leftovers(out) == []
 
 
+def test_features_bad_flac_in_a_worker(copy_corpus, tmp_path, monkeypatch):
+    """The same one-line error when the damaged file is decoded in a worker process."""
+    import asr.data.fbank as fbank_module
+    from asr.data.librispeech import prepare_librispeech
+
+    monkeypatch.setattr(fbank_module, "BATCH_CUTS", 2)
+    root = copy_corpus()
+    manifests = tmp_path / "manifests"
+    prepare_librispeech(str(root), str(manifests), ["train"])
+    bad = _flacs(root, "train")[5]
+    _truncate(bad)
+    out = tmp_path / "fbank"
+    with pytest.raises(UserError) as err:
+        fbank_module.compute_fbank(str(manifests), str(out), ["train"], progress=False, num_workers=2)
+    message = str(err.value)
+    assert str(bad) in message and "truncated" in message and "\n" not in message
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
 def test_features_missing_manifest(asr_cli, tmp_path):
     assert_user_error(asr_cli("features", "--manifests", tmp_path, "--out", tmp_path / "f", "--parts", "train"),
                       str(tmp_path / "cuts_train.jsonl.gz"), "asr prepare")

@@ -144,3 +144,22 @@ def test_features_resample_other_rates(tmp_path, capsys):
     for cut, n in zip(CutSet.from_file(tmp_path / "f" / "cuts_dev.jsonl.gz"), [8000, 12345]):
         assert cut.sampling_rate == 16000
         assert cut.num_frames == num_frames(2 * n) == cut.load_features().shape[0]
+
+
+def test_features_workers_equal_in_process(tiny_manifests, tmp_path, monkeypatch):
+    """Worker processes (batches of 4 cuts here, so the pool gets several) write the same cuts and
+    the same stored features, in the same order, as the in-process path."""
+    import asr.data.fbank as fbank_module
+
+    monkeypatch.setattr(fbank_module, "BATCH_CUTS", 4)
+    out = {}
+    for workers in (1, 2):
+        out[workers] = tmp_path / f"w{workers}"
+        assert compute_fbank(str(tiny_manifests), str(out[workers]), ["train"], ["train"], progress=False,
+                             num_workers=workers) == {"train": 36}
+    one, two = (list(CutSet.from_file(out[w] / "cuts_train.jsonl.gz")) for w in (1, 2))
+    assert [c.id for c in one] == [c.id for c in two]
+    for a, b in zip(one, two):
+        assert a.features.num_frames == b.features.num_frames and a.features.storage_key == b.features.storage_key
+        np.testing.assert_array_equal(a.load_features(), b.load_features())
+    assert (out[1] / "feats_train.lca").read_bytes() == (out[2] / "feats_train.lca").read_bytes()
