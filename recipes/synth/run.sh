@@ -10,7 +10,6 @@
 #   bash recipes/synth/run.sh --stage 4 --stop-stage 5         # train + decode only
 #   bash recipes/synth/run.sh --size small --exp exp/synth-small --config recipes/synth/lstm.yaml
 #   bash recipes/synth/run.sh --set train.max_steps=200        # extra overrides for `asr train`
-#   bash recipes/synth/run.sh --stage 5 --method greedy         # decode again with another search
 # Every stage skips work whose output exists, so an interrupted run resumes where it stopped.
 set -euo pipefail
 
