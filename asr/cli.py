@@ -26,6 +26,8 @@ EXAMPLES = {
                   "  asr transcribe recording.wav --checkpoint exp/demo/final.pt --streaming --chunk-frames 32",
     "average": "example:\n  asr average --checkpoints exp/run/step-1500.pt exp/run/step-2000.pt --out exp/run/avg.pt",
     "models": "example:\n  asr models",
+    "export": "example:\n  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx\n"
+              "  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx-c16 --chunk-frames 16",
     "emulate": "example:\n  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-small/cuts_test.jsonl.gz\n"
                "  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-small/cuts_test.jsonl.gz "
                "--profile onnxruntime --method modified_beam_search",
@@ -115,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
     emu.add_argument("--out", default=None, help="folder for recogs/errs files (default: <checkpoint dir>/emulate)")
     emu.add_argument("--bpe-model", default=None)
     emu.add_argument("--results-json", default=None, help="merge nna_wer and float_wer into this JSON")
+
+    exp = verb("export", "export a transducer to ONNX for sherpa-onnx and onnxruntime (checked against PyTorch)")
+    exp.add_argument("--checkpoint", required=True)
+    exp.add_argument("--out", required=True, help="folder for encoder/decoder/joiner.onnx, tokens.txt, bpe.model")
+    exp.add_argument("--chunk-frames", type=int, default=32,
+                     help="feature frames the stream advances per encoder call (decode_chunk_len; default %(default)s)")
+    exp.add_argument("--bpe-model", default=None, help="default: the one named in the checkpoint's config")
 
     verb("models", "list the named model presets")
     return p
@@ -232,6 +241,18 @@ def _cmd_emulate(args) -> None:
         update_results(args.results_json, {"nna_wer": round(r["nna_wer"], 3), "nna_float_wer": round(r["float_wer"], 3),
                                            "nna_bytes": r["nna_bytes"], "nna_profile": args.profile})
         print(f"updated {args.results_json}")
+
+
+def _cmd_export(args) -> None:
+    from export.onnx import export_onnx
+
+    r = export_onnx(args.checkpoint, args.out, args.chunk_frames, args.bpe_model)
+    print("| file | bytes |\n|---|---|")
+    for name, size in r["files"].items():
+        print(f"| {name} | {size} |")
+    errs = ", ".join(f"{k} {v:.2g}" for k, v in r["max_abs_diff"].items())
+    print(f"T={r['T']} decode_chunk_len={r['decode_chunk_len']}; onnxruntime vs PyTorch max |diff|: {errs}; "
+          f"wrote {r['out']}")
 
 
 def _cmd_models(args) -> None:

@@ -36,7 +36,7 @@ COMMANDS = _commands(_parser())
 def test_discovery_finds_the_known_verbs():
     names = {" ".join(c) for c in COMMANDS}
     for expected in ["", "prepare", "prepare synth", "prepare librispeech", "features", "bpe", "train", "decode",
-                     "transcribe", "average", "models"]:
+                     "transcribe", "average", "models", "emulate", "export"]:
         assert expected in names, f"'asr {expected}' not found by discovery: {sorted(names)}"
 
 

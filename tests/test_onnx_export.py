@@ -1,0 +1,155 @@
+"""``asr export``: the sherpa-onnx layout, dynamic batch, and onnxruntime == PyTorch.
+
+The parity checks here are independent of the ones ``export_onnx`` runs itself: they stream
+several chunks through ``encoder.onnx`` with onnxruntime and compare with the PyTorch model's
+full-utterance forward, at a batch size the export never saw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from asr.checkpoint import load_model  # noqa: E402
+from asr.errors import UserError  # noqa: E402
+from export.onnx import batch_axes_are_dynamic, check_parity, export_onnx, read_metadata  # noqa: E402
+from tests.conftest import assert_user_error  # noqa: E402
+
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx")
+    result = export_onnx(str(tiny_checkpoint.path), str(out), chunk_frames=16)
+    return out, result
+
+
+def _sess(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_files_and_sherpa_metadata(exported, tiny_checkpoint):
+    out, result = exported
+    assert sorted(p.name for p in out.iterdir()) == ["bpe.model", "decoder.onnx", "encoder.onnx", "joiner.onnx", "tokens.txt"]
+    model, _, _ = load_model(tiny_checkpoint.path)
+    enc = read_metadata(out / "encoder.onnx")
+    assert enc == {"model_type": "lstm", "version": "1", "model_author": "ondevice-asr", "decode_chunk_len": "16",
+                   "T": "21", "num_encoder_layers": str(len(model.encoder.stack.layers)),
+                   "d_model": str(model.encoder.stack.output_dim), "rnn_hidden_size": str(model.encoder.stack.hidden_dim)}
+    assert read_metadata(out / "decoder.onnx") == {"vocab_size": str(tiny_checkpoint.vocab_size),
+                                                    "context_size": str(model.predictor.context_size)}
+    lines = (out / "tokens.txt").read_text().splitlines()
+    assert lines[0] == "<blk> 0" and len(lines) == tiny_checkpoint.vocab_size
+    assert [int(line.split()[-1]) for line in lines] == list(range(tiny_checkpoint.vocab_size))
+    assert max(result["max_abs_diff"].values()) <= ATOL
+    # the icefall/sherpa input and output order
+    names = lambda f, kind: [v.name for v in getattr(onnx.load(str(out / f)).graph, kind)]  # noqa: E731
+    assert names("encoder.onnx", "input") == ["x", "state0", "state1"]
+    assert names("encoder.onnx", "output") == ["encoder_out", "new_state0", "new_state1"]
+    assert names("decoder.onnx", "output") == ["decoder_out"]
+    assert names("joiner.onnx", "input") == ["encoder_out", "decoder_out"]
+
+
+def test_batch_axes_are_symbolic(exported):
+    out, _ = exported
+    axes = {"x": 0, "state0": 1, "state1": 1, "encoder_out": 0, "new_state0": 1, "new_state1": 1,
+            "y": 0, "decoder_out": 0, "logit": 0}
+    for name in ("encoder.onnx", "decoder.onnx", "joiner.onnx"):
+        assert batch_axes_are_dynamic(out / name, axes) == []
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_streamed_onnx_encoder_equals_pytorch_full_forward(exported, tiny_checkpoint, batch):
+    out, _ = exported
+    model, _, _ = load_model(tiny_checkpoint.path)
+    chunk, T, chunks = 16, 21, 5
+    g = torch.Generator().manual_seed(batch)
+    x = torch.randn(batch, chunk * chunks + 5, 80, generator=g) * 3 - 8
+    with torch.no_grad():
+        full = model.encode(x, torch.full((batch,), x.size(1)))[0].numpy()
+    sess = _sess(out / "encoder.onnx")
+    h, c = (s.numpy() for s in model.encoder.init_state(batch))
+    outs = []
+    for i in range(chunks):
+        y, h, c = sess.run(None, {"x": x[:, i * chunk : i * chunk + T].numpy(), "state0": h, "state1": c})
+        assert y.shape == (batch, chunk // 4, full.shape[2])
+        outs.append(y)
+    np.testing.assert_allclose(np.concatenate(outs, axis=1), full, atol=ATOL, rtol=0)
+
+
+def test_onnx_decoder_and_joiner_equal_pytorch(exported, tiny_checkpoint):
+    out, _ = exported
+    model, _, _ = load_model(tiny_checkpoint.path)
+    ctx = model.predictor.context_size
+    # sherpa-onnx's first call: [-1] * (context_size - 1) + [blank], for several hypotheses at once
+    y = torch.tensor([[-1] * (ctx - 1) + [0]] + [[3] * ctx, [tiny_checkpoint.vocab_size - 1] * ctx, [-1] * ctx])
+    dec = _sess(out / "decoder.onnx").run(None, {"y": y.numpy()})[0]
+    with torch.no_grad():
+        want = model.predict(y)[0]
+        np.testing.assert_allclose(dec, want.numpy(), atol=ATOL, rtol=0)
+        e = torch.randn(len(y), want.size(1))
+        logit = _sess(out / "joiner.onnx").run(None, {"encoder_out": e.numpy(), "decoder_out": dec})[0]
+        np.testing.assert_allclose(logit, model.join(e, want).numpy(), atol=ATOL, rtol=0)
+    assert logit.shape == (len(y), tiny_checkpoint.vocab_size)
+
+
+def test_parity_check_catches_a_model_that_differs(exported, tiny_checkpoint):
+    """``check_parity`` fails when the graphs and the PyTorch model disagree."""
+    out, _ = exported
+    model, _, _ = load_model(tiny_checkpoint.path)
+    with torch.no_grad():
+        model.joiner.output.bias.add_(1e-2)
+    with pytest.raises(RuntimeError, match="joiner.onnx"):
+        check_parity(model, out, chunk_frames=16)
+
+
+def _checkpoint_with(tiny_checkpoint, tmp_path, **model_changes):
+    from dataclasses import replace
+
+    from asr.checkpoint import read_checkpoint, save_checkpoint
+    from asr.config import TrainConfig, from_dict, to_dict
+    from asr.models.registry import build_model
+
+    ckpt = read_checkpoint(tiny_checkpoint.path)
+    cfg = from_dict(TrainConfig, ckpt["config"], "tiny")
+    cfg = replace(cfg, model=replace(cfg.model, **model_changes))
+    path = tmp_path / "other.pt"
+    save_checkpoint({**ckpt, "config": to_dict(cfg), "model": build_model(cfg.model).state_dict()}, path)
+    return path
+
+
+def test_refuses_what_it_cannot_export(tiny_checkpoint, tmp_path):
+    from dataclasses import replace
+
+    from asr.checkpoint import read_checkpoint
+    from asr.config import TrainConfig, from_dict
+    from asr.models.registry import encoder_config
+
+    cfg = from_dict(TrainConfig, read_checkpoint(tiny_checkpoint.path)["config"], "tiny")
+    lstmp = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=replace(cfg.model.encoder, proj_dim=32))
+    with pytest.raises(UserError, match="proj_dim"):
+        export_onnx(str(lstmp), str(tmp_path / "o1"))
+    conformer = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=encoder_config("conformer"))
+    with pytest.raises(UserError, match="ConformerEncoder"):
+        export_onnx(str(conformer), str(tmp_path / "o2"))
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_cli_bad_input(asr_cli, tiny_checkpoint, tmp_path):
+    out = tmp_path / "o"
+    assert_user_error(asr_cli("export", "--checkpoint", tiny_checkpoint.path, "--out", out, "--chunk-frames", "6"),
+                      "--chunk-frames 6", "multiple of 4")
+    assert_user_error(asr_cli("export", "--checkpoint", tmp_path / "missing.pt", "--out", out), "missing.pt")
+    assert not out.exists()
+
+
+def test_cli_prints_sizes_and_parity(asr_cli, tiny_checkpoint, tmp_path):
+    r = asr_cli("export", "--checkpoint", tiny_checkpoint.path, "--out", tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+    assert "| encoder.onnx |" in r.stdout and "onnxruntime vs PyTorch max |diff|" in r.stdout
+    assert r.stderr == ""
