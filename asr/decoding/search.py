@@ -1,7 +1,9 @@
 """Transducer search: batched greedy and modified beam search, both resumable chunk by chunk.
 
 Both follow sherpa-onnx: **at most one symbol per encoder frame**; the predictor starts from the
-context ``[-1] * (C - 1) + [blank]`` and is re-run only after an emission. Each search takes a
+context ``[-1] * (C - 1) + [blank]`` and is re-run only after an emission. A model with an
+``unk_id`` attribute (the onnxruntime models of ``asr.streaming.onnx``) has ``<unk>`` treated like
+blank, as sherpa-onnx and icefall do: it is never emitted and does not change the context. Each search takes a
 state (``None`` to start) and returns it, so feeding an utterance's encoder output in chunks gives
 exactly the result of feeding it at once; the streaming recognizer relies on this.
 
@@ -19,6 +21,10 @@ def _context(model, ys: list[int] | tuple) -> list[int]:
     """The predictor input for a hypothesis: its last C tokens, left-padded as sherpa-onnx does."""
     c = model.predictor.context_size
     return ([-1] * (c - 1) + [model.blank_id] + list(ys))[-c:]
+
+
+def _is_blank(model, token: int) -> bool:
+    return token == model.blank_id or token == getattr(model, "unk_id", None)
 
 
 def _select_state(state, idx: torch.Tensor):
@@ -71,6 +77,9 @@ def greedy_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, state: Greed
         logits = model.join(enc[:, t], state.pred_out)  # (N, V)
         tokens = logits.argmax(dim=-1)
         emit = (tokens != model.blank_id) & active
+        unk = getattr(model, "unk_id", None)
+        if unk is not None:
+            emit &= tokens != unk
         if not bool(emit.any()):
             continue
         idx = emit.nonzero(as_tuple=True)[0]
@@ -141,7 +150,7 @@ def modified_beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam:
             extend: list[tuple[tuple, Hyp]] = []
             for score, k in zip(top.tolist(), flat.tolist()):
                 parent, token = hyps[k // vocab], k % vocab
-                if token == model.blank_id:
+                if _is_blank(model, token):
                     key, new = parent.ys, Hyp(parent.ys, score, parent.timestamps, parent.pred_out, parent.pred_state)
                 else:
                     key = parent.ys + (token,)

@@ -1,0 +1,114 @@
+"""sherpa-onnx (PyPI) as the external client of ``asr export``: its tokens must equal our onnxruntime
+streaming decoder's (``asr.streaming.onnx.OnnxStream``), greedy and modified beam search.
+
+sherpa-onnx runs in a subprocess: a contract error (missing metadata, wrong inputs) kills the
+process instead of raising. The model is the untrained tiny checkpoint with its blank logit pushed
+down, so that it emits many tokens that depend on the audio (an all-blank output would make the
+comparison vacuous; the test checks that it is not).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import soundfile as sf
+import torch
+
+pytest.importorskip("sherpa_onnx")
+
+from asr.checkpoint import read_checkpoint, save_checkpoint  # noqa: E402
+from asr.streaming.onnx import OnnxStream, OnnxTransducer  # noqa: E402
+from export.onnx import export_onnx  # noqa: E402
+
+SHERPA = r"""
+import json, sys
+import numpy as np, soundfile as sf, sherpa_onnx
+d, method = sys.argv[1], sys.argv[2]
+rec = sherpa_onnx.OnlineRecognizer.from_transducer(
+    tokens=f"{d}/tokens.txt", encoder=f"{d}/encoder.onnx", decoder=f"{d}/decoder.onnx", joiner=f"{d}/joiner.onnx",
+    num_threads=1, sample_rate=16000, feature_dim=80, decoding_method=method, max_active_paths=4,
+    low_freq=20, high_freq=-400, dither=0.0)
+out = []
+for f in sys.argv[3:]:
+    s = rec.create_stream()
+    x, sr = sf.read(f, dtype="float32")
+    s.accept_waveform(sr, x)
+    s.accept_waveform(sr, np.zeros(int(0.66 * sr), np.float32))
+    s.input_finished()
+    while rec.is_ready(s):
+        rec.decode_stream(s)
+    out.append(rec.get_result_all(s).tokens)
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_checkpoint, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sherpa")
+    ckpt = read_checkpoint(tiny_checkpoint.path)
+    state = dict(ckpt["model"])
+    state["joiner.output.bias"] = state["joiner.output.bias"].clone()
+    state["joiner.output.bias"][0] -= 3.0  # blank less likely: the untrained model then emits tokens
+    state["joiner.output.weight"] = state["joiner.output.weight"] * 8  # ... that depend on the audio
+    path = root / "ckpt.pt"
+    save_checkpoint({**ckpt, "model": state}, path)
+    out = root / "onnx"
+    export_onnx(str(path), str(out), chunk_frames=16)
+    return out
+
+
+def _sherpa(model_dir, method: str, files) -> list[list[str]]:
+    p = subprocess.run([sys.executable, "-c", SHERPA, str(model_dir), method, *map(str, files)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, f"sherpa-onnx exited with {p.returncode}: {p.stderr[-2000:]}"
+    return json.loads(p.stdout)
+
+
+@pytest.mark.parametrize("method", ["greedy_search", "modified_beam_search"])
+def test_sherpa_tokens_equal_ours(model_dir, tiny_corpus, method):
+    files = sorted(tiny_corpus.glob("*/*/*/*.flac"))[:6]
+    theirs = _sherpa(model_dir, method, files)
+    model = OnnxTransducer(model_dir)
+    ours = []
+    for f in files:
+        stream = OnnxStream(model, "greedy" if method == "greedy_search" else method, beam=4)
+        x, _ = sf.read(f, dtype="float32")
+        stream.accept_waveform(x)
+        stream.input_finished()
+        ours.append([model.symbols[t].replace("\u2581", " ") for t in stream.tokens])  # sherpa shows "▁" as " "
+    assert ours == theirs
+    emitted = [t for seq in ours for t in seq]
+    assert len(emitted) >= 10 * len(files) and len(set(emitted)) >= 5, f"too few tokens to compare: {ours}"
+    assert len({tuple(seq) for seq in ours}) > 1, "every file gave the same tokens: the audio did not matter"
+
+
+def test_batched_streams_in_sherpa_equal_single(model_dir, tiny_corpus):
+    """sherpa-onnx's decode_streams stacks several streams on the batch axis: the exported graphs
+    must accept any batch and give each stream the tokens it gets alone."""
+    files = [str(f) for f in sorted(tiny_corpus.glob("*/*/*/*.flac"))[:3]]
+    script = SHERPA.replace("out = []", "out = []\nstreams = []").replace(
+        "    while rec.is_ready(s):\n        rec.decode_stream(s)\n    out.append(rec.get_result_all(s).tokens)",
+        "    streams.append(s)\nwhile any(rec.is_ready(s) for s in streams):\n"
+        "    rec.decode_streams([s for s in streams if rec.is_ready(s)])\n"
+        "out = [rec.get_result_all(s).tokens for s in streams]")
+    p = subprocess.run([sys.executable, "-c", script, str(model_dir), "greedy_search", *files],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads(p.stdout) == _sherpa(model_dir, "greedy_search", files)
+
+
+def test_incomplete_model_folder(model_dir, tmp_path):
+    from asr.errors import UserError
+
+    (tmp_path / "encoder.onnx").write_bytes((model_dir / "encoder.onnx").read_bytes())
+    with pytest.raises(UserError, match="missing decoder.onnx, joiner.onnx, tokens.txt"):
+        OnnxTransducer(tmp_path)
+    for name in ("decoder.onnx", "joiner.onnx", "tokens.txt"):
+        (tmp_path / name).write_bytes((model_dir / name).read_bytes())
+    (tmp_path / "joiner.onnx").write_bytes(b"not onnx")
+    with pytest.raises(UserError, match="joiner.onnx: onnxruntime cannot load it"):
+        OnnxTransducer(tmp_path)
+    assert torch.is_tensor(OnnxTransducer(model_dir).predict(torch.tensor([[-1, 0]]))[0])
