@@ -109,7 +109,7 @@ class OnnxStream:
         self.model, self.method, self.beam = model, method, beam
         self.tail_padding = int(tail_padding_s * SAMPLE_RATE_HZ)
         self.fbank = StreamingFbank()
-        self.frames = np.zeros((0, 80), np.float32)  # every frame so far
+        self.frames = np.zeros((0, 80), np.float32)  # frames from the next chunk's start on
         self.processed = 0  # frames the stream has advanced past
         self.state = model.init_state(1)
         self.search_state = None
@@ -126,10 +126,10 @@ class OnnxStream:
     def _add(self, new: torch.Tensor) -> None:
         self.frames = np.concatenate([self.frames, new.numpy().astype(np.float32)])
         m = self.model
-        while self.processed + m.T < len(self.frames):  # sherpa-onnx's IsReady (strict)
-            x = self.frames[self.processed : self.processed + m.T][None]
-            enc, self.state = m.encode_chunk(x, self.state)
+        while m.T < len(self.frames):  # sherpa-onnx's IsReady: processed + T < frames ready (strict)
+            enc, self.state = m.encode_chunk(self.frames[None, : m.T], self.state)
             self.search_state = search(m, enc, torch.tensor([enc.size(1)]), self.method, self.beam, self.search_state)
+            self.frames = self.frames[m.chunk :]
             self.processed += m.chunk
 
     @property
