@@ -112,20 +112,27 @@ class Hyp:
 class BeamState:
     beams: list[list[Hyp]]  # per stream, best first
     frames_done: list[int]
+    context_size: int = 0
+
+    def best(self, s: int) -> Hyp:
+        """Stream ``s``'s result: the largest log-probability per token, counting the context's
+        ``context_size`` leading blanks as tokens (icefall's and sherpa-onnx's length norm)."""
+        return max(self.beams[s], key=lambda h: h.log_prob / (self.context_size + len(h.ys)))
 
     @property
     def hyps(self) -> list[list[int]]:
-        return [list(max(b, key=lambda h: h.log_prob).ys) for b in self.beams]
+        return [list(self.best(s).ys) for s in range(len(self.beams))]
 
     @property
     def timestamps(self) -> list[list[int]]:
-        return [list(max(b, key=lambda h: h.log_prob).timestamps) for b in self.beams]
+        return [list(self.best(s).timestamps) for s in range(len(self.beams))]
 
 
 def beam_init(model, batch: int, device="cpu") -> BeamState:
     ctx = torch.tensor([_context(model, [])], device=device)
     pred_out, pred_state = model.predict(ctx, model.predictor.init_state(1, device))
-    return BeamState([[Hyp((), 0.0, (), pred_out[0], pred_state)] for _ in range(batch)], [0] * batch)
+    return BeamState([[Hyp((), 0.0, (), pred_out[0], pred_state)] for _ in range(batch)], [0] * batch,
+                     model.predictor.context_size)
 
 
 @torch.no_grad()
