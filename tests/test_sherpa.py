@@ -23,27 +23,6 @@ from asr.checkpoint import read_checkpoint, save_checkpoint  # noqa: E402
 from asr.streaming.onnx import OnnxStream, OnnxTransducer  # noqa: E402
 from export.onnx import export_onnx  # noqa: E402
 
-SHERPA = r"""
-import json, sys
-import numpy as np, soundfile as sf, sherpa_onnx
-d, method = sys.argv[1], sys.argv[2]
-rec = sherpa_onnx.OnlineRecognizer.from_transducer(
-    tokens=f"{d}/tokens.txt", encoder=f"{d}/encoder.onnx", decoder=f"{d}/decoder.onnx", joiner=f"{d}/joiner.onnx",
-    num_threads=1, sample_rate=16000, feature_dim=80, decoding_method=method, max_active_paths=4,
-    low_freq=20, high_freq=-400, dither=0.0)
-out = []
-for f in sys.argv[3:]:
-    s = rec.create_stream()
-    x, sr = sf.read(f, dtype="float32")
-    s.accept_waveform(sr, x)
-    s.accept_waveform(sr, np.zeros(int(0.66 * sr), np.float32))
-    s.input_finished()
-    while rec.is_ready(s):
-        rec.decode_stream(s)
-    out.append(rec.get_result_all(s).tokens)
-print(json.dumps(out))
-"""
-
 
 @pytest.fixture(scope="module")
 def model_dir(tiny_checkpoint, tmp_path_factory):
@@ -60,11 +39,11 @@ def model_dir(tiny_checkpoint, tmp_path_factory):
     return out
 
 
-def _sherpa(model_dir, method: str, files) -> list[list[str]]:
-    p = subprocess.run([sys.executable, "-c", SHERPA, str(model_dir), method, *map(str, files)],
-                       capture_output=True, text=True, timeout=120)
+def _sherpa(model_dir, method: str, files, *extra) -> list[list[str]]:
+    p = subprocess.run([sys.executable, "-m", "asr.streaming.sherpa_client", str(model_dir), method, *extra,
+                        *map(str, files)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, f"sherpa-onnx exited with {p.returncode}: {p.stderr[-2000:]}"
-    return json.loads(p.stdout)
+    return json.loads(p.stdout)["tokens"]
 
 
 @pytest.mark.parametrize("method", ["greedy_search", "modified_beam_search"])
@@ -88,16 +67,8 @@ def test_sherpa_tokens_equal_ours(model_dir, tiny_corpus, method):
 def test_batched_streams_in_sherpa_equal_single(model_dir, tiny_corpus):
     """sherpa-onnx's decode_streams stacks several streams on the batch axis: the exported graphs
     must accept any batch and give each stream the tokens it gets alone."""
-    files = [str(f) for f in sorted(tiny_corpus.glob("*/*/*/*.flac"))[:3]]
-    script = SHERPA.replace("out = []", "out = []\nstreams = []").replace(
-        "    while rec.is_ready(s):\n        rec.decode_stream(s)\n    out.append(rec.get_result_all(s).tokens)",
-        "    streams.append(s)\nwhile any(rec.is_ready(s) for s in streams):\n"
-        "    rec.decode_streams([s for s in streams if rec.is_ready(s)])\n"
-        "out = [rec.get_result_all(s).tokens for s in streams]")
-    p = subprocess.run([sys.executable, "-c", script, str(model_dir), "greedy_search", *files],
-                       capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert json.loads(p.stdout) == _sherpa(model_dir, "greedy_search", files)
+    files = sorted(tiny_corpus.glob("*/*/*/*.flac"))[:3]
+    assert _sherpa(model_dir, "greedy_search", files, "--batch") == _sherpa(model_dir, "greedy_search", files)
 
 
 def test_incomplete_model_folder(model_dir, tmp_path):

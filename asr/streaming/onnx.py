@@ -23,6 +23,7 @@ import torch
 from asr.decoding.search import search
 from asr.errors import UserError
 from asr.features import SAMPLE_RATE_HZ, StreamingFbank
+from asr.streaming.sherpa_client import TAIL_PADDING_S
 
 MODEL_FILES = ("encoder.onnx", "decoder.onnx", "joiner.onnx", "tokens.txt")
 LSTM_META = ("model_type", "decode_chunk_len", "T", "num_encoder_layers", "d_model", "rnn_hidden_size")
@@ -105,7 +106,7 @@ class OnnxTransducer:
 class OnnxStream:
     """One utterance through sherpa-onnx's streaming loop; ``tokens`` grow as chunks are decoded."""
 
-    def __init__(self, model: OnnxTransducer, method: str = "greedy", beam: int = 4, tail_padding_s: float = 0.66) -> None:
+    def __init__(self, model: OnnxTransducer, method: str = "greedy", beam: int = 4, tail_padding_s: float = TAIL_PADDING_S) -> None:
         self.model, self.method, self.beam = model, method, beam
         self.tail_padding = int(tail_padding_s * SAMPLE_RATE_HZ)
         self.fbank = StreamingFbank()

@@ -1,0 +1,61 @@
+"""Decode audio files with the PyPI sherpa-onnx ``OnlineRecognizer``: the external client our exports
+are checked against. Run it in a subprocess (a model that breaks sherpa-onnx's contract kills the
+process instead of raising):
+
+    python -m asr.streaming.sherpa_client MODEL_DIR greedy_search|modified_beam_search [--beam 4]
+        [--threads 1] [--batch] FILE...
+
+prints one JSON object: ``tokens`` (per file, the symbols sherpa-onnx reports, ``▁`` shown as a
+space), ``audio_s`` and ``compute_s`` (decoding only, model loading excluded). Each file gets 0.66 s
+of trailing zeros before ``input_finished`` (sherpa-onnx never decodes the last partial chunk).
+``--batch`` decodes all files as parallel streams with ``decode_streams``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+TAIL_PADDING_S = 0.66
+
+
+def main() -> None:
+    import numpy as np
+    import sherpa_onnx
+    import soundfile as sf
+
+    p = argparse.ArgumentParser()
+    p.add_argument("model_dir")
+    p.add_argument("method", choices=["greedy_search", "modified_beam_search"])
+    p.add_argument("files", nargs="+")
+    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch", action="store_true")
+    a = p.parse_args()
+    d = a.model_dir
+    rec = sherpa_onnx.OnlineRecognizer.from_transducer(
+        tokens=f"{d}/tokens.txt", encoder=f"{d}/encoder.onnx", decoder=f"{d}/decoder.onnx", joiner=f"{d}/joiner.onnx",
+        num_threads=a.threads, sample_rate=16000, feature_dim=80, low_freq=20.0, high_freq=-400.0, dither=0.0,
+        decoding_method=a.method, max_active_paths=a.beam)
+    audio = [sf.read(f, dtype="float32") for f in a.files]
+    t0 = time.perf_counter()
+    streams = []
+    for x, sr in audio:
+        s = rec.create_stream()
+        s.accept_waveform(sr, x)
+        s.accept_waveform(sr, np.zeros(int(TAIL_PADDING_S * sr), np.float32))
+        s.input_finished()
+        if not a.batch:
+            while rec.is_ready(s):
+                rec.decode_stream(s)
+        streams.append(s)
+    while a.batch and any(rec.is_ready(s) for s in streams):
+        rec.decode_streams([s for s in streams if rec.is_ready(s)])
+    compute_s = time.perf_counter() - t0
+    print(json.dumps({"tokens": [rec.get_result_all(s).tokens for s in streams], "compute_s": compute_s,
+                      "audio_s": sum(len(x) / sr for x, sr in audio)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Our onnxruntime streaming decoder (``asr.streaming.onnx``) next to sherpa-onnx on the same exported
+model, the same files and thread count, in one run: token agreement, WER and real-time factor.
+
+    asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx
+    python bench/sherpa_compare.py --model-dir exp/demo/onnx --data data/synth-small/test --beam 8
+
+``--data`` is a LibriSpeech-layout folder (flac + ``*.trans.txt``). Both decoders get each file whole
+plus 0.66 s of trailing zeros and stream it chunk by chunk; RTF counts decoding only (model loading
+and file reading excluded). Last line: ``sherpa_tokens_match=<utterances equal>/<utterances>
+stream_rtf=<ours> sherpa_rtf=<theirs> ratio=<ours/theirs>`` per method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def transcripts(root: Path) -> dict[str, str]:
+    out = {}
+    for trans in root.rglob("*.trans.txt"):
+        for line in trans.read_text().splitlines():
+            if line.strip():
+                utt, text = line.split(" ", 1)
+                out[utt] = text
+    return out
+
+
+def ours(model_dir: str, method: str, beam: int, files: list[Path], threads: int):
+    import soundfile as sf
+    import torch
+
+    from asr.streaming.onnx import OnnxStream, OnnxTransducer
+
+    torch.set_num_threads(threads)
+    model = OnnxTransducer(model_dir, num_threads=threads)
+    audio = [sf.read(f, dtype="float32")[0] for f in files]
+    t0 = time.perf_counter()
+    results = []
+    for x in audio:
+        s = OnnxStream(model, "greedy" if method == "greedy_search" else method, beam)
+        s.accept_waveform(x)
+        s.input_finished()
+        results.append(s.tokens)
+    compute = time.perf_counter() - t0
+    symbols = [[model.symbols[t].replace("\u2581", " ") for t in r] for r in results]
+    texts = [model.text(r) for r in results]
+    return symbols, texts, compute, sum(len(x) for x in audio) / 16000
+
+
+def main() -> None:
+    import kaldialign
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--max-utts", type=int, default=0)
+    p.add_argument("--methods", nargs="+", default=["greedy_search", "modified_beam_search"])
+    a = p.parse_args()
+    refs = transcripts(Path(a.data))
+    files = sorted(Path(a.data).rglob("*.flac"))[: a.max_utts or None]
+    summary = []
+    print("| engine | method | utts | WER % | RTF |\n|---|---|---|---|---|")
+    for method in a.methods:
+        r = subprocess.run([sys.executable, "-m", "asr.streaming.sherpa_client", a.model_dir, method, "--beam", str(a.beam),
+                            "--threads", str(a.threads), *map(str, files)], capture_output=True, text=True)
+        if r.returncode:
+            sys.exit(f"error: sherpa-onnx exited with {r.returncode}: {r.stderr.strip().splitlines()[-1:]}")
+        theirs = json.loads(r.stdout)
+        mine, texts, compute, audio_s = ours(a.model_dir, method, a.beam, files, a.threads)
+        sherpa_texts = ["".join(t).strip() for t in theirs["tokens"]]
+        for engine, hyp, rtf in (("asr.streaming.onnx", texts, compute / audio_s),
+                                 ("sherpa-onnx 2.0.1", sherpa_texts, theirs["compute_s"] / theirs["audio_s"])):
+            errs = words = 0
+            for f, h in zip(files, hyp):
+                ref = refs[f.stem].split()
+                errs += kaldialign.edit_distance(ref, h.split())["total"]
+                words += len(ref)
+            print(f"| {engine} | {method}{'' if method == 'greedy_search' else f', beam {a.beam}'} | {len(files)} | "
+                  f"{100 * errs / words:.2f} | {rtf:.4f} |")
+        same = sum(x == y for x, y in zip(mine, theirs["tokens"]))
+        ours_rtf, sherpa_rtf = compute / audio_s, theirs["compute_s"] / theirs["audio_s"]
+        summary.append(f"{method}: sherpa_tokens_match={same}/{len(files)} stream_rtf={ours_rtf:.4f} "
+                       f"sherpa_rtf={sherpa_rtf:.4f} ratio={ours_rtf / sherpa_rtf:.2f}")
+    print("\n".join(summary))
+
+
+if __name__ == "__main__":
+    main()
