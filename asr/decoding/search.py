@@ -3,9 +3,9 @@
 Both follow sherpa-onnx: **at most one symbol per encoder frame**; the predictor starts from the
 context ``[-1] * (C - 1) + [blank]`` and is re-run only after an emission. A model with an
 ``unk_id`` attribute (the onnxruntime models of ``asr.streaming.onnx``) has ``<unk>`` treated like
-blank, as sherpa-onnx and icefall do: it is never emitted and does not change the context. Each search takes a
-state (``None`` to start) and returns it, so feeding an utterance's encoder output in chunks gives
-exactly the result of feeding it at once; the streaming recognizer relies on this.
+blank, as sherpa-onnx and icefall do: it is never emitted and does not change the context. Each
+search takes a state (``None`` to start) and returns it, so feeding an utterance's encoder output in
+chunks gives exactly the result of feeding it at once; the streaming recognizer relies on this.
 
 Shape legend: N streams, T' encoder frames, J joiner dim, V vocabulary, B beam.
 """
@@ -110,9 +110,9 @@ class Hyp:
 
 @dataclass
 class BeamState:
-    beams: list[list[Hyp]]  # per stream, best first
+    beams: list[list[Hyp]]  # per stream, highest total log-probability first
     frames_done: list[int]
-    context_size: int = 0
+    context_size: int = 1
 
     def best(self, s: int) -> Hyp:
         """Stream ``s``'s result: the largest log-probability per token, counting the context's
