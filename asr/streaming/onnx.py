@@ -93,11 +93,12 @@ class OnnxTransducer:
         return torch.from_numpy(out), None
 
     def join(self, enc: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-        enc, pred = torch.broadcast_tensors(enc, pred)
+        if enc.shape != pred.shape or enc.dim() != 2:  # the searches pass (N, J) pairs or (1, J) x (B, J)
+            enc, pred = torch.broadcast_tensors(enc, pred)
         shape = enc.shape
         logit = self.joiner.run(None, {"encoder_out": enc.reshape(-1, shape[-1]).contiguous().numpy(),
                                        "decoder_out": pred.reshape(-1, shape[-1]).contiguous().numpy()})[0]
-        return torch.from_numpy(logit).reshape(*shape[:-1], -1)
+        return torch.from_numpy(logit) if len(shape) == 2 else torch.from_numpy(logit).reshape(*shape[:-1], -1)
 
     def text(self, tokens: list[int]) -> str:
         return "".join(self.symbols[t] for t in tokens).replace("\u2581", " ").strip()
