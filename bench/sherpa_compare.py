@@ -22,16 +22,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def transcripts(root: Path) -> dict[str, str]:
-    out = {}
-    for trans in root.rglob("*.trans.txt"):
-        for line in trans.read_text().splitlines():
-            if line.strip():
-                utt, text = line.split(" ", 1)
-                out[utt] = text
-    return out
-
-
 def ours(model_dir: str, method: str, beam: int, files: list[Path], threads: int):
     import soundfile as sf
     import torch
@@ -65,7 +55,9 @@ def main() -> None:
     p.add_argument("--max-utts", type=int, default=0)
     p.add_argument("--methods", nargs="+", default=["greedy_search", "modified_beam_search"])
     a = p.parse_args()
-    refs = transcripts(Path(a.data))
+    from asr.data.librispeech import read_transcripts
+
+    refs = read_transcripts(Path(a.data))
     files = sorted(Path(a.data).rglob("*.flac"))[: a.max_utts or None]
     summary = []
     print("| engine | method | utts | WER % | RTF |\n|---|---|---|---|---|")

@@ -37,7 +37,6 @@ from asr.errors import UserError
 
 OPSET = 17
 PARITY_ATOL = 1e-4
-OVERLAP_FRAMES = 5  # the conv subsampling's right context, re-fed with the next chunk
 
 
 class EncoderGraph(nn.Module):
@@ -152,23 +151,24 @@ def check_parity(model, out: Path, chunk_frames: int, num_chunks: int = 4, seed:
     """Max |onnxruntime - PyTorch| per graph (raises if any exceeds ``PARITY_ATOL``)."""
     g = torch.Generator().manual_seed(seed)
     enc, F = model.encoder, model.encoder.normalize.mean.numel()
-    T = chunk_frames + OVERLAP_FRAMES
+    T = chunk_frames + enc.overlap_frames
+    graph = EncoderGraph(model)
     errs = {"encoder": 0.0, "encoder_streaming": 0.0, "decoder": 0.0, "joiner": 0.0}
     sess = _session(out / "encoder.onnx")
     # features around the model's own normalisation statistics, so every layer sees realistic ranges
     std = 1.0 / enc.normalize.inv_std
     for n in (1, 3):
-        x = enc.normalize.mean + std * torch.randn(n, chunk_frames * num_chunks + OVERLAP_FRAMES, F, generator=g)
+        x = enc.normalize.mean + std * torch.randn(n, chunk_frames * num_chunks + enc.overlap_frames, F, generator=g)
         h, c = enc.init_state(n)
         h_ort, c_ort = h.numpy(), c.numpy()
         full = model.encode(x, torch.full((n,), x.size(1)))[0]
         for i in range(num_chunks):
             chunk = x[:, i * chunk_frames : i * chunk_frames + T]
-            y, h, c = EncoderGraph(model)(chunk, h, c)  # PyTorch, state carried
+            y, h, c = graph(chunk, h, c)  # PyTorch, state carried
             y_ort, h_ort, c_ort = sess.run(None, {"x": chunk.numpy(), "state0": h_ort, "state1": c_ort})
             errs["encoder"] = max(errs["encoder"], _close("encoder.onnx", y_ort, y, f"encoder_out, chunk {i}, N={n}"),
                                   _close("encoder.onnx", h_ort, h, "new_state0"), _close("encoder.onnx", c_ort, c, "new_state1"))
-            k = chunk_frames // 4
+            k = chunk_frames // enc.subsampling_factor
             errs["encoder_streaming"] = max(errs["encoder_streaming"], _close(
                 "encoder.onnx", y_ort, full[:, i * k : (i + 1) * k], f"chunk {i} vs the full-utterance forward, N={n}"))
     dec, join = _session(out / "decoder.onnx"), _session(out / "joiner.onnx")
@@ -189,10 +189,11 @@ def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int = 32, bpe_model
     from asr.checkpoint import load_model
     from asr.tokenizer import Tokenizer, write_tokens
 
-    if chunk_frames < 4 or chunk_frames % 4:
-        raise UserError(f"--chunk-frames {chunk_frames}: must be a positive multiple of 4 (the encoder's subsampling)")
     model, cfg, _ = load_model(checkpoint)
     check_exportable(model)
+    factor = model.encoder.subsampling_factor
+    if chunk_frames < factor or chunk_frames % factor:
+        raise UserError(f"--chunk-frames {chunk_frames}: must be a positive multiple of {factor} (the encoder's subsampling)")
     tokenizer = Tokenizer(bpe_model or cfg.data.bpe_model)
     vocab = model.joiner.output.out_features
     if tokenizer.vocab_size != vocab:
@@ -202,7 +203,7 @@ def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int = 32, bpe_model
     enc = model.encoder
     layers, P, H = len(enc.stack.layers), enc.stack.output_dim, enc.stack.hidden_dim
     J, ctx = model.joiner.output.in_features, model.predictor.context_size
-    T = chunk_frames + OVERLAP_FRAMES
+    T = chunk_frames + enc.overlap_frames
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

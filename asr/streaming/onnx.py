@@ -22,7 +22,7 @@ import torch
 
 from asr.decoding.search import search
 from asr.errors import UserError
-from asr.features import SAMPLE_RATE_HZ, StreamingFbank
+from asr.features import NUM_MEL_BINS, SAMPLE_RATE_HZ, StreamingFbank
 from asr.streaming.sherpa_client import TAIL_PADDING_S
 
 MODEL_FILES = ("encoder.onnx", "decoder.onnx", "joiner.onnx", "tokens.txt")
@@ -74,7 +74,6 @@ class OnnxTransducer:
         self.chunk, self.T = int(meta["decode_chunk_len"]), int(meta["T"])
         self.layers, self.d_model, self.hidden = int(meta["num_encoder_layers"]), int(meta["d_model"]), int(meta["rnn_hidden_size"])
         self.symbols = read_tokens(d / "tokens.txt")
-        self.vocab_size = int(dec_meta.get("vocab_size", len(self.symbols)))
         self.blank_id = 0
         self.unk_id = self.symbols.index("<unk>") if "<unk>" in self.symbols else None  # decoded like blank
         self.predictor = SimpleNamespace(context_size=int(dec_meta["context_size"]), init_state=lambda batch, device="cpu": None)
@@ -111,8 +110,7 @@ class OnnxStream:
         self.model, self.method, self.beam = model, method, beam
         self.tail_padding = int(tail_padding_s * SAMPLE_RATE_HZ)
         self.fbank = StreamingFbank()
-        self.frames = np.zeros((0, 80), np.float32)  # frames from the next chunk's start on
-        self.processed = 0  # frames the stream has advanced past
+        self.frames = np.zeros((0, NUM_MEL_BINS), np.float32)  # frames from the next chunk's start on
         self.state = model.init_state(1)
         self.search_state = None
 
@@ -132,7 +130,6 @@ class OnnxStream:
             enc, self.state = m.encode_chunk(self.frames[None, : m.T], self.state)
             self.search_state = search(m, enc, torch.tensor([enc.size(1)]), self.method, self.beam, self.search_state)
             self.frames = self.frames[m.chunk :]
-            self.processed += m.chunk
 
     @property
     def tokens(self) -> list[int]:
