@@ -27,7 +27,8 @@ EXAMPLES = {
     "average": "example:\n  asr average --checkpoints exp/run/step-1500.pt exp/run/step-2000.pt --out exp/run/avg.pt",
     "models": "example:\n  asr models",
     "export": "example:\n  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx\n"
-              "  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx-c16 --chunk-frames 16",
+              "  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx-c16 --chunk-frames 16\n"
+              "  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx --int8 dynamic static accelerator",
     "emulate": "example:\n  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-small/cuts_test.jsonl.gz\n"
                "  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-small/cuts_test.jsonl.gz "
                "--profile onnxruntime --method modified_beam_search",
@@ -124,6 +125,18 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--chunk-frames", type=int, default=32,
                      help="feature frames the stream advances per encoder call (decode_chunk_len; default %(default)s)")
     exp.add_argument("--bpe-model", default=None, help="default: the one named in the checkpoint's config")
+    exp.add_argument("--int8", nargs="+", default=[], choices=["dynamic", "static", "accelerator"],
+                     help="also write these int8 flavours, each a complete model folder OUT/int8-<flavour> "
+                          "(see export/int8.py)")
+    exp.add_argument("--calib", default=None,
+                     help="cut manifest the static flavours calibrate on (default: the checkpoint's dev cuts)")
+    exp.add_argument("--num-calib", type=int, default=50,
+                     help="calibration utterances; the last 20%% only measure the encoder SNR (default %(default)s)")
+
+    from asr.streaming import stream_cli
+
+    EXAMPLES.setdefault("stream", stream_cli.EXAMPLES)
+    stream_cli.add_arguments(verb("stream", stream_cli.HELP))
 
     verb("models", "list the named model presets")
     return p
@@ -246,13 +259,24 @@ def _cmd_emulate(args) -> None:
 def _cmd_export(args) -> None:
     from export.onnx import export_onnx
 
-    r = export_onnx(args.checkpoint, args.out, args.chunk_frames, args.bpe_model)
+    r = export_onnx(args.checkpoint, args.out, args.chunk_frames, args.bpe_model, tuple(args.int8), args.calib,
+                    args.num_calib)
     print("| file | bytes |\n|---|---|")
     for name, size in r["files"].items():
         print(f"| {name} | {size} |")
+    for flavour, info in r["int8"].items():
+        ratio = r["files"]["encoder.onnx"] / info["bytes"]["encoder.onnx"]
+        print(f"int8-{flavour}: encoder {ratio:.2f}x smaller than float32, encoder_out SNR {info['encoder_snr_db']:.1f} dB "
+              f"on {info['snr_utts']} held-out utterances (calibrated on {info['calib_utts']})")
     errs = ", ".join(f"{k} {v:.2g}" for k, v in r["max_abs_diff"].items())
     print(f"T={r['T']} decode_chunk_len={r['decode_chunk_len']}; onnxruntime vs PyTorch max |diff|: {errs}; "
           f"wrote {r['out']}")
+
+
+def _cmd_stream(args) -> None:
+    from asr.streaming import stream_cli
+
+    stream_cli.run(args)
 
 
 def _cmd_models(args) -> None:

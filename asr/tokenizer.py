@@ -67,6 +67,41 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         return self.sp.encode(text.upper())
 
+    def encode_max_score(self, text: str) -> list[int]:
+        """Ids of ``text`` split as sherpa-onnx splits hotwords with ``modeling_unit="bpe"``.
+
+        sherpa-onnx's hotword encoder (ssentencepiece, reading the ``.vocab`` file of
+        :func:`write_bpe_vocab`) does not replay the BPE merges: it picks, per word (``▁`` + word),
+        the segmentation with the largest sum of piece scores, preferring the longer first piece on
+        a tie (measured with simple-sentencepiece 0.7, the version sherpa-onnx builds, and 0.14).
+        For a unigram model that is the model's own segmentation; for our BPE models (score = -merge
+        rank) it differs on some words, e.g. ``ARE`` -> ``▁ AR E`` instead of ``▁A R E`` with the
+        tests' 40-piece model. A character no piece covers (a lowercase letter, for our models)
+        gives ``<unk>`` here; sherpa-onnx drops it from the hotword with a log line, and
+        ``load_hotwords(unk_id=...)`` rejects the line.
+        """
+        pieces = {self.sp.id_to_piece(i): i for i in range(self.vocab_size)}
+        # The scores as the .vocab file holds them ("%g", 6 digits), which is what sherpa-onnx reads.
+        scores = [float(f"{self.sp.get_score(i):g}") for i in range(self.vocab_size)]
+        longest = max(len(p) for p in pieces)
+        ids = []
+        for word in text.split():  # no upper(): sherpa-onnx takes the words as written
+            s = "\u2581" + word
+            # best[i] = (score of the best split of s[i:], end of its first piece or -1 if none)
+            best = [(0.0, -1)] * len(s) + [(0.0, len(s))]
+            for i in range(len(s) - 1, -1, -1):
+                top, end = float("-inf"), -1
+                for j in range(i + 1, min(len(s), i + longest) + 1):  # longer pieces last: they win ties
+                    if s[i:j] in pieces and scores[pieces[s[i:j]]] + best[j][0] >= top:
+                        top, end = scores[pieces[s[i:j]]] + best[j][0], j
+                best[i] = (top, end) if end != -1 else (0.0, -1)
+            i = 0
+            while i < len(s):
+                end = best[i][1]
+                ids.append(pieces[s[i:end]] if end != -1 else self.sp.unk_id())
+                i = end if end != -1 else i + 1
+        return ids
+
     def decode(self, ids: list[int]) -> str:
         return self.sp.decode([i for i in ids if i > 2])
 
@@ -80,3 +115,17 @@ def write_tokens(model_path: Path, tokens_path: Path) -> None:
     sp = spm.SentencePieceProcessor(model_file=str(model_path))
     lines = [f"{sp.id_to_piece(i)} {i}" for i in range(sp.get_piece_size())]
     write_text_atomic(tokens_path, "\n".join(lines) + "\n")
+
+
+def write_bpe_vocab(bpe_model: str | Path, path: str | Path) -> None:
+    """Write sentencepiece's ``.vocab`` file (``<piece>\\t<score>`` per id, the trainer's format) for
+    ``bpe_model``: what sherpa-onnx's ``bpe_vocab=`` (with ``modeling_unit="bpe"``) reads to split
+    hotwords into pieces. Its encoder picks the segmentation with the largest summed score; for our
+    BPE models (scores -rank) that equals sentencepiece's own BPE on every word we measured
+    (``tests/test_hotwords.py``)."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(bpe_model))
+    # "%g" is C++'s default float formatting, which the trainer uses ("-0", "-12", ...).
+    lines = [f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}" for i in range(sp.get_piece_size())]
+    write_text_atomic(path, "\n".join(lines) + "\n")

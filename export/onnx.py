@@ -39,17 +39,61 @@ OPSET = 17
 PARITY_ATOL = 1e-4
 
 
-class EncoderGraph(nn.Module):
-    """One streaming chunk: (x, h, c) -> (projected encoder_out, new h, new c)."""
+class UnrolledLSTMStack(nn.Module):
+    """The encoder's LSTM stack with every cell written out as MatMul + Sigmoid/Tanh/Mul/Add, one
+    step per encoder frame of the (fixed-length) chunk; same weights, same numbers.
 
-    def __init__(self, model) -> None:
+    ONNX's ``LSTM`` op keeps its weights float under static (QDQ) quantization and most NNAs do not
+    run it at all; unrolled, every weight is a MatMul initializer that quantizes per channel (the
+    accelerator flavour of ``asr export --int8``). It also expresses projections (LSTMP), which the
+    ``LSTM`` op cannot. Gate order is PyTorch's: input, forget, cell, output.
+    """
+
+    def __init__(self, stack) -> None:
+        super().__init__()
+        self.stack = stack
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+        """x (N, T', D), state (h (L, N, P), c (L, N, H)) -> (N, T', P), new state."""
+        st = self.stack
+        x = st.input_norm(x)
+        h_out, c_out = [], []
+        for i, lstm in enumerate(st.layers):
+            h, c = state[0][i], state[1][i]  # (N, P), (N, H)
+            gx = x @ lstm.weight_ih_l0.T + (lstm.bias_ih_l0 + lstm.bias_hh_l0)  # (N, T', 4H), all frames at once
+            ys = []
+            for t in range(x.size(1)):
+                gates = gx[:, t] + h @ lstm.weight_hh_l0.T  # (N, 4H)
+                ig, fg, gg, og = gates.chunk(4, dim=-1)
+                c = torch.sigmoid(fg) * c + torch.sigmoid(ig) * torch.tanh(gg)
+                h = torch.sigmoid(og) * torch.tanh(c)
+                if lstm.proj_size:
+                    h = h @ lstm.weight_hr_l0.T  # (N, H) -> (N, P)
+                ys.append(h)
+            y = torch.stack(ys, dim=1)  # (N, T', P)
+            x = y + x if y.shape == x.shape else y  # residual where dims match (as LSTMStack)
+            h_out.append(h)
+            c_out.append(c)
+        return st.output_norm(x), (torch.stack(h_out), torch.stack(c_out))
+
+
+class EncoderGraph(nn.Module):
+    """One streaming chunk: (x, h, c) -> (projected encoder_out, new h, new c). ``unrolled``: the
+    LSTM cells as MatMul/Sigmoid/Tanh/Mul/Add (:class:`UnrolledLSTMStack`) instead of ONNX ``LSTM``."""
+
+    def __init__(self, model, unrolled: bool = False) -> None:
         super().__init__()
         self.encoder = model.encoder
         self.proj = model.joiner.encoder_proj
+        self.unrolled = UnrolledLSTMStack(model.encoder.stack) if unrolled else None
 
     def forward(self, x: torch.Tensor, state0: torch.Tensor, state1: torch.Tensor):
-        x_lens = torch.full((x.size(0),), x.size(1), dtype=torch.int64)
-        out, _, (h, c) = self.encoder.streaming_forward(x, x_lens, (state0, state1))
+        if self.unrolled is None:
+            x_lens = torch.full((x.size(0),), x.size(1), dtype=torch.int64)
+            out, _, (h, c) = self.encoder.streaming_forward(x, x_lens, (state0, state1))
+        else:
+            x, _ = self.encoder.subsampling(self.encoder.normalize(x), torch.full((x.size(0),), x.size(1)))
+            out, (h, c) = self.unrolled(x, (state0, state1))
         return self.proj(out), h, c
 
 
@@ -147,8 +191,10 @@ def _close(name: str, got: np.ndarray, want: torch.Tensor, what: str) -> float:
 
 
 @torch.no_grad()
-def check_parity(model, out: Path, chunk_frames: int, num_chunks: int = 4, seed: int = 0) -> dict:
-    """Max |onnxruntime - PyTorch| per graph (raises if any exceeds ``PARITY_ATOL``)."""
+def check_parity(model, out: Path, chunk_frames: int, batches: tuple[int, ...] = (1, 3), num_chunks: int = 4,
+                 seed: int = 0) -> dict:
+    """Max |onnxruntime - PyTorch| per graph of the folder ``out`` (raises if any exceeds
+    ``PARITY_ATOL``), at each batch size in ``batches``."""
     g = torch.Generator().manual_seed(seed)
     enc, F = model.encoder, model.encoder.normalize.mean.numel()
     T = chunk_frames + enc.overlap_frames
@@ -157,7 +203,7 @@ def check_parity(model, out: Path, chunk_frames: int, num_chunks: int = 4, seed:
     sess = _session(out / "encoder.onnx")
     # features around the model's own normalisation statistics, so every layer sees realistic ranges
     std = 1.0 / enc.normalize.inv_std
-    for n in (1, 3):
+    for n in batches:
         x = enc.normalize.mean + std * torch.randn(n, chunk_frames * num_chunks + enc.overlap_frames, F, generator=g)
         h, c = enc.init_state(n)
         h_ort, c_ort = h.numpy(), c.numpy()
@@ -173,7 +219,7 @@ def check_parity(model, out: Path, chunk_frames: int, num_chunks: int = 4, seed:
                 "encoder.onnx", y_ort, full[:, i * k : (i + 1) * k], f"chunk {i} vs the full-utterance forward, N={n}"))
     dec, join = _session(out / "decoder.onnx"), _session(out / "joiner.onnx")
     ctx = model.predictor.context_size
-    for n in (1, 3):
+    for n in batches:
         y = torch.randint(-1, model.joiner.output.out_features, (n, ctx), generator=g)
         want = model.predict(y)[0]
         errs["decoder"] = max(errs["decoder"], _close("decoder.onnx", dec.run(None, {"y": y.numpy()})[0], want, f"decoder_out, N={n}"))
@@ -183,12 +229,61 @@ def check_parity(model, out: Path, chunk_frames: int, num_chunks: int = 4, seed:
     return errs
 
 
-def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int = 32, bpe_model: str | None = None) -> dict:
+BATCH_AXES = {"x": 0, "state0": 1, "state1": 1, "encoder_out": 0, "new_state0": 1, "new_state1": 1,
+              "y": 0, "decoder_out": 0, "logit": 0}
+
+
+def write_graphs(model, out: Path, chunk_frames: int, unrolled: bool = False, fixed_batch: int | None = None) -> dict:
+    """encoder/decoder/joiner.onnx of ``model`` (float32, eval) in ``out``, with sherpa-onnx metadata,
+    checked against PyTorch; returns the parity errors. ``fixed_batch``: every shape fixed, batch
+    included (what static-shape accelerators need), instead of a dynamic batch (asserted)."""
+    enc = model.encoder
+    layers, P, H = len(enc.stack.layers), enc.stack.output_dim, enc.stack.hidden_dim
+    J, ctx, vocab = model.joiner.output.in_features, model.predictor.context_size, model.joiner.output.out_features
+    T = chunk_frames + enc.overlap_frames
+    n = fixed_batch or 2  # batch-2 examples: a batch of 1 can get specialised (reference doc, section 6)
+
+    def axes(d: dict) -> dict | None:
+        return None if fixed_batch else {k: {v: "N"} for k, v in d.items()}
+
+    h, c = enc.init_state(n)
+    _export(EncoderGraph(model, unrolled), (torch.zeros(n, T, enc.normalize.mean.numel()), h, c), out / "encoder.onnx",
+            ["x", "state0", "state1"], ["encoder_out", "new_state0", "new_state1"],
+            axes({k: BATCH_AXES[k] for k in ("x", "state0", "state1", "encoder_out", "new_state0", "new_state1")}))
+    add_metadata(out / "encoder.onnx", {
+        "model_type": "lstm", "version": 1, "model_author": "ondevice-asr", "decode_chunk_len": chunk_frames,
+        "T": T, "num_encoder_layers": layers, "d_model": P, "rnn_hidden_size": H})
+    _export(DecoderGraph(model), (torch.zeros(n, ctx, dtype=torch.int64),), out / "decoder.onnx", ["y"],
+            ["decoder_out"], axes({"y": 0, "decoder_out": 0}))
+    add_metadata(out / "decoder.onnx", {"vocab_size": vocab, "context_size": ctx})
+    _export(JoinerGraph(model), (torch.zeros(n, J), torch.zeros(n, J)), out / "joiner.onnx",
+            ["encoder_out", "decoder_out"], ["logit"], axes({"encoder_out": 0, "decoder_out": 0, "logit": 0}))
+    add_metadata(out / "joiner.onnx", {"joiner_dim": J})
+    if not fixed_batch:
+        for name in GRAPHS:
+            fixed = batch_axes_are_dynamic(out / name, BATCH_AXES)
+            if fixed:
+                raise RuntimeError(f"{name}: batch axis of {', '.join(fixed)} was exported as a fixed size")
+    return check_parity(model, out, chunk_frames, batches=(fixed_batch,) if fixed_batch else (1, 3))
+
+
+GRAPHS = ("encoder.onnx", "decoder.onnx", "joiner.onnx")
+
+
+def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int = 32, bpe_model: str | None = None,
+                int8: tuple[str, ...] = (), calib: str | None = None, num_calib: int = 50) -> dict:
     """Write encoder/decoder/joiner ONNX files, tokens.txt and bpe.model to ``out_dir`` (after the
-    parity checks pass; files are built in a temporary folder and moved in one by one)."""
+    parity checks pass; files are built in a temporary folder and moved in one by one), and one
+    complete model folder ``out_dir/int8-<flavour>`` per int8 flavour in ``int8`` (see
+    ``export/int8.py``; ``calib``: the cut manifest static flavours calibrate on, default the
+    checkpoint's dev cuts)."""
     from asr.checkpoint import load_model
     from asr.tokenizer import Tokenizer, write_tokens
+    from export import int8 as q
 
+    unknown = [f for f in int8 if f not in q.FLAVOURS]
+    if unknown:
+        raise UserError(f"--int8 {' '.join(unknown)}: unknown flavour; use {', '.join(q.FLAVOURS)}")
     model, cfg, _ = load_model(checkpoint)
     check_exportable(model)
     factor = model.encoder.subsampling_factor
@@ -199,11 +294,8 @@ def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int = 32, bpe_model
     if tokenizer.vocab_size != vocab:
         raise UserError(f"{tokenizer.path}: {tokenizer.vocab_size} tokens, but {checkpoint} emits {vocab}; "
                         "pass the --bpe-model it was trained with")
+    calib_x = q.calibration_features(calib or cfg.data.dev_cuts, num_calib) if int8 else []
     model = model.float().eval()
-    enc = model.encoder
-    layers, P, H = len(enc.stack.layers), enc.stack.output_dim, enc.stack.hidden_dim
-    J, ctx = model.joiner.output.in_features, model.predictor.context_size
-    T = chunk_frames + enc.overlap_frames
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -211,35 +303,18 @@ def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int = 32, bpe_model
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        h, c = enc.init_state(2)
-        x = torch.zeros(2, T, enc.normalize.mean.numel())
-        _export(EncoderGraph(model), (x, h, c), tmp / "encoder.onnx", ["x", "state0", "state1"],
-                ["encoder_out", "new_state0", "new_state1"],
-                {"x": {0: "N"}, "state0": {1: "N"}, "state1": {1: "N"}, "encoder_out": {0: "N"},
-                 "new_state0": {1: "N"}, "new_state1": {1: "N"}})
-        add_metadata(tmp / "encoder.onnx", {
-            "model_type": "lstm", "version": 1, "model_author": "ondevice-asr", "decode_chunk_len": chunk_frames,
-            "T": T, "num_encoder_layers": layers, "d_model": P, "rnn_hidden_size": H})
-        _export(DecoderGraph(model), (torch.zeros(2, ctx, dtype=torch.int64),), tmp / "decoder.onnx", ["y"],
-                ["decoder_out"], {"y": {0: "N"}, "decoder_out": {0: "N"}})
-        add_metadata(tmp / "decoder.onnx", {"vocab_size": vocab, "context_size": ctx})
-        _export(JoinerGraph(model), (torch.zeros(2, J), torch.zeros(2, J)), tmp / "joiner.onnx",
-                ["encoder_out", "decoder_out"], ["logit"],
-                {"encoder_out": {0: "N"}, "decoder_out": {0: "N"}, "logit": {0: "N"}})
-        add_metadata(tmp / "joiner.onnx", {"joiner_dim": J})
-        batch_axes = {"x": 0, "state0": 1, "state1": 1, "encoder_out": 0, "new_state0": 1, "new_state1": 1,
-                      "y": 0, "decoder_out": 0, "logit": 0}
-        for name in ("encoder.onnx", "decoder.onnx", "joiner.onnx"):
-            fixed = batch_axes_are_dynamic(tmp / name, batch_axes)
-            if fixed:
-                raise RuntimeError(f"{name}: batch axis of {', '.join(fixed)} was exported as a fixed size")
-        errs = check_parity(model, tmp, chunk_frames)
+        errs = write_graphs(model, tmp, chunk_frames)
         shutil.copyfile(tokenizer.path, tmp / "bpe.model")
         write_tokens(tmp / "bpe.model", tmp / "tokens.txt")
-        files = ["encoder.onnx", "decoder.onnx", "joiner.onnx", "tokens.txt", "bpe.model"]
+        files = [*GRAPHS, "tokens.txt", "bpe.model"]
+        int8_info = {}
+        for flavour in int8:
+            int8_info[flavour] = q.make_flavour(model, tmp, tmp / f"int8-{flavour}", flavour, chunk_frames, calib_x)
+            files += [f"int8-{flavour}/{f}" for f in (*GRAPHS, "tokens.txt", "bpe.model")]
         for name in files:
+            (out / name).parent.mkdir(exist_ok=True)
             os.replace(tmp / name, out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"out": str(out), "files": {f: (out / f).stat().st_size for f in files}, "max_abs_diff": errs,
-            "decode_chunk_len": chunk_frames, "T": T}
+            "decode_chunk_len": chunk_frames, "T": chunk_frames + model.encoder.overlap_frames, "int8": int8_info}

@@ -7,6 +7,15 @@ blank, as sherpa-onnx and icefall do: it is never emitted and does not change th
 search takes a state (``None`` to start) and returns it, so feeding an utterance's encoder output in
 chunks gives exactly the result of feeding it at once; the streaming recognizer relies on this.
 
+Hotwords (``asr.decoding.context_graph``): modified beam search takes an optional ``context_graph``,
+as sherpa-onnx's does. Each hypothesis carries its state in the graph; an emitted token adds the
+graph's bonus to the hypothesis's score after the top-``beam`` candidates are chosen (so, as in
+sherpa-onnx, the bonus steers which hypotheses survive later frames and which one is best, not which
+tokens are candidates on this frame). Equal token sequences are merged as before, keeping the first
+one's graph state (it is a function of the tokens). The graph travels in the search state, so a
+resumed search keeps it. sherpa-onnx's online recognizer never calls the graph's ``finalize``;
+:func:`finalize_context` does it for offline use. Greedy search refuses hotwords, as sherpa-onnx does.
+
 Shape legend: N streams, T' encoder frames, J joiner dim, V vocabulary, B beam.
 """
 
@@ -14,7 +23,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+
+from asr.decoding.context_graph import ContextGraph
 
 
 def _context(model, ys: list[int] | tuple) -> list[int]:
@@ -106,13 +118,15 @@ class Hyp:
     timestamps: tuple
     pred_out: torch.Tensor  # (J,)
     pred_state: object  # per-hypothesis predictor state (batch axis of size 1) or None
+    context_state: object = None  # state in the hotwords graph (None without one)
 
 
 @dataclass
 class BeamState:
-    beams: list[list[Hyp]]  # per stream, highest total log-probability first
+    beams: list[list[Hyp]]  # per stream, highest total log-probability first (hotword bonuses included)
     frames_done: list[int]
     context_size: int = 1
+    context_graph: ContextGraph | None = None  # hotwords, shared by all streams
 
     def best(self, s: int) -> Hyp:
         """Stream ``s``'s result: the largest log-probability per token, counting the context's
@@ -128,23 +142,29 @@ class BeamState:
         return [list(self.best(s).timestamps) for s in range(len(self.beams))]
 
 
-def beam_init(model, batch: int, device="cpu") -> BeamState:
+def beam_init(model, batch: int, device="cpu", context_graph: ContextGraph | None = None) -> BeamState:
     ctx = torch.tensor([_context(model, [])], device=device)
     pred_out, pred_state = model.predict(ctx, model.predictor.init_state(1, device))
-    return BeamState([[Hyp((), 0.0, (), pred_out[0], pred_state)] for _ in range(batch)], [0] * batch,
-                     model.predictor.context_size)
+    root = None if context_graph is None else context_graph.root
+    return BeamState([[Hyp((), 0.0, (), pred_out[0], pred_state, root)] for _ in range(batch)], [0] * batch,
+                     model.predictor.context_size, context_graph)
 
 
 @torch.no_grad()
-def modified_beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = 4, state: BeamState | None = None) -> BeamState:
+def modified_beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = 4, state: BeamState | None = None,
+                         context_graph: ContextGraph | None = None) -> BeamState:
     """Beam search with at most one symbol per frame (sherpa-onnx's ``modified_beam_search``).
 
     Per frame, every hypothesis is extended by every token (blank keeps it unchanged); the ``beam``
     best of the B x V candidates survive, and candidates with equal token sequences are merged by
-    adding their probabilities."""
+    adding their probabilities. ``context_graph`` (hotwords) is taken when the search starts
+    (``state`` None); a resumed search uses the state's."""
     n = enc.size(0)
     if state is None:
-        state = beam_init(model, n, enc.device)
+        state = beam_init(model, n, enc.device, context_graph)
+    elif context_graph is not None and context_graph is not state.context_graph:
+        raise ValueError("context_graph differs from the one the search started with; pass it only with state=None")
+    graph = state.context_graph
     for s in range(n):
         hyps = state.beams[s]
         for t in range(int(enc_lens[s])):
@@ -158,10 +178,14 @@ def modified_beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam:
             for score, k in zip(top.tolist(), flat.tolist()):
                 parent, token = hyps[k // vocab], k % vocab
                 if _is_blank(model, token):
-                    key, new = parent.ys, Hyp(parent.ys, score, parent.timestamps, parent.pred_out, parent.pred_state)
+                    key = parent.ys
+                    new = Hyp(key, score, parent.timestamps, parent.pred_out, parent.pred_state, parent.context_state)
                 else:
-                    key = parent.ys + (token,)
-                    new = Hyp(key, score, parent.timestamps + (state.frames_done[s] + t,), None, parent.pred_state)
+                    key, context_state = parent.ys + (token,), parent.context_state
+                    if graph is not None:
+                        bonus, context_state = graph.forward_one_step(parent.context_state, token)
+                        score = float(np.float32(score) + np.float32(bonus))  # sherpa-onnx adds in float32
+                    new = Hyp(key, score, parent.timestamps + (state.frames_done[s] + t,), None, parent.pred_state, context_state)
                 if key in merged:
                     old = merged[key]
                     old.log_prob = float(torch.logaddexp(torch.tensor(old.log_prob), torch.tensor(score)))
@@ -181,10 +205,31 @@ def modified_beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam:
     return state
 
 
-def search(model, enc, enc_lens, method: str = "greedy", beam: int = 4, state=None):
-    """Dispatch by name: ``greedy`` or ``modified_beam_search``."""
+def finalize_context(state: BeamState) -> BeamState:
+    """End of input: take back every hypothesis's bonus for a hotword it has only partly matched
+    (``ContextGraph.finalize``), as icefall's and sherpa-onnx's offline decoders do before picking
+    the best. sherpa-onnx's online recognizer does not, so streaming code that must match it does
+    not call this. Returns a new state; ``state`` is unchanged."""
+    graph = state.context_graph
+    if graph is None:
+        return state
+    beams = []
+    for hyps in state.beams:
+        new = []
+        for h in hyps:
+            bonus, root = graph.finalize(h.context_state)
+            new.append(Hyp(h.ys, float(np.float32(h.log_prob) + np.float32(bonus)), h.timestamps, h.pred_out, h.pred_state, root))
+        beams.append(sorted(new, key=lambda h: -h.log_prob))
+    return BeamState(beams, list(state.frames_done), state.context_size, graph)
+
+
+def search(model, enc, enc_lens, method: str = "greedy", beam: int = 4, state=None, context_graph: ContextGraph | None = None):
+    """Dispatch by name: ``greedy`` or ``modified_beam_search``; hotwords (``context_graph``) need the latter."""
     if method == "greedy":
+        if context_graph is not None:
+            raise ValueError("hotwords (context_graph) need method 'modified_beam_search'; greedy search cannot use "
+                             "them (sherpa-onnx refuses them too)")
         return greedy_search(model, enc, enc_lens, state)
     if method == "modified_beam_search":
-        return modified_beam_search(model, enc, enc_lens, beam, state)
+        return modified_beam_search(model, enc, enc_lens, beam, state, context_graph)
     raise ValueError(f"unknown decoding method {method!r}; use 'greedy' or 'modified_beam_search'")

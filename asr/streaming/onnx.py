@@ -9,24 +9,66 @@ frames ready`` (strict), the stream advancing by ``decode_chunk_len``, and at th
 ``tail_padding_s`` seconds of zeros appended before the features are flushed (the last partial chunk
 is never decoded, as in sherpa-onnx).
 
-Shape legend: N batch, T frames per encoder call, F mel bins, J joiner dim, V vocabulary.
+On top of that loop, as sherpa-onnx's ``OnlineRecognizer`` does (``online-recognizer-transducer-impl.h``):
+
+* batching: :class:`OnnxRecognizer` decodes several streams together; :func:`decode_streams` stacks
+  the ready streams' encoder states on their batch axis and makes one encoder call with N streams;
+  greedy search then runs batched over the N streams, modified beam search stream by stream;
+* hotwords: a ``context_graph`` (``asr.decoding.context_graph``) is passed to modified beam search;
+* endpointing (``asr.streaming.endpoint``), checked after every encoder call: the segment becomes a
+  final :class:`SegmentResult`, the encoder state is kept and, if the segment decoded anything, the
+  next one starts with its last ``context_size`` tokens as decoder context (else from the initial
+  blank context). Beam search keeps every hypothesis cut to its context, with its score, next to
+  the blank context with score 0, as sherpa-onnx's ``Reset`` does (the segments equal sherpa-onnx's:
+  tests/test_stream.py);
+* timestamps as sherpa-onnx reports them: encoder frame ``f`` is at ``f x 4 x 10 ms`` from the
+  start of the stream; a word starts at a token beginning with "\u2581".
+
+Measurement hooks for latency benchmarks (all times ``time.perf_counter()``): every encoder call
+returns an :class:`EncoderCall` (batch size, encoder and search seconds), collected in
+``OnnxRecognizer.calls``; each stream records ``first_token`` (:class:`FirstToken`), every
+``endpoints`` entry (:class:`EndpointEvent`) and each final's ``wall_time`` and ``received_s`` (audio
+the stream had been given when it was produced).
+
+Example (N streams fed 100 ms at a time)::
+
+    rec = OnnxRecognizer(OnnxTransducer(model_dir), endpoint=EndpointConfig())
+    streams = [rec.create_stream() for _ in range(n)]
+    for piece in pieces:                # (n, 1600) float samples
+        for s, x in zip(streams, piece):
+            s.accept_waveform(x)
+        rec.decode(streams)             # batched encoder calls until no stream is ready
+    for s in streams:
+        s.input_finished()
+    rec.decode(streams)
+    streams[0].finals, streams[0].first_token, rec.calls
+
+Shape legend: N batch, T frames per encoder call, T' encoder frames per call, F mel bins,
+J joiner dim, V vocabulary, L encoder layers.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from asr.decoding.search import search
+from asr.decoding.search import BeamState, GreedyState, _context, beam_init, greedy_init, search
 from asr.errors import UserError
-from asr.features import NUM_MEL_BINS, SAMPLE_RATE_HZ, StreamingFbank
+from asr.features import FRAME_SHIFT_MS, NUM_MEL_BINS, SAMPLE_RATE_HZ, StreamingFbank
+from asr.streaming.endpoint import SUBSAMPLING_FACTOR, EndpointConfig, trailing_blanks
 from asr.streaming.sherpa_client import TAIL_PADDING_S
 
 MODEL_FILES = ("encoder.onnx", "decoder.onnx", "joiner.onnx", "tokens.txt")
 LSTM_META = ("model_type", "decode_chunk_len", "T", "num_encoder_layers", "d_model", "rnn_hidden_size")
+METHODS = ("greedy", "modified_beam_search")
+# sherpa-onnx's timestamps: encoder frame f is at f * 4 * 10 ms, whatever the model's real factor.
+ENCODER_FRAME_S = SUBSAMPLING_FACTOR * FRAME_SHIFT_MS / 1000
 
 
 def read_tokens(path: Path) -> list[str]:
@@ -87,6 +129,16 @@ class OnnxTransducer:
         out, h, c = self.encoder.run(None, {"x": x, "state0": state[0], "state1": state[1]})
         return torch.from_numpy(out), (h, c)
 
+    @staticmethod
+    def stack_states(states: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """N single-stream states -> one batch state: h (L, N, P) and c (L, N, H), batch on axis 1."""
+        return tuple(np.concatenate(parts, axis=1) for parts in zip(*states))
+
+    @staticmethod
+    def unstack_states(state: tuple[np.ndarray, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Inverse of :meth:`stack_states`: (L, N, D) pairs -> N pairs of (L, 1, D)."""
+        return [tuple(s[:, n : n + 1] for s in state) for n in range(state[0].shape[1])]
+
     def predict(self, y_ctx: torch.Tensor, state=None):
         out = self.decoder.run(None, {"y": y_ctx.to(torch.int64).numpy()})[0]
         return torch.from_numpy(out), None
@@ -102,39 +154,319 @@ class OnnxTransducer:
     def text(self, tokens: list[int]) -> str:
         return "".join(self.symbols[t] for t in tokens).replace("\u2581", " ").strip()
 
+    def words(self, tokens: list[int], frames: list[int]) -> list[Word]:
+        """Tokens with their encoder frames -> words. A word starts at a token whose symbol begins
+        with "\u2581" (or at the first token); it ends where the encoder frame of its last token ends."""
+        words: list[Word] = []
+        for token, frame in zip(tokens, frames):
+            symbol = self.symbols[token]
+            if symbol.startswith("\u2581") or not words:
+                words.append(Word(symbol.lstrip("\u2581"), frame * ENCODER_FRAME_S, (frame + 1) * ENCODER_FRAME_S))
+            else:
+                words[-1].word += symbol
+                words[-1].end_s = (frame + 1) * ENCODER_FRAME_S
+        return [w for w in words if w.word]
+
+
+# ---------------------------------------------------------------------------------------------
+# results and measurement records
+
+
+@dataclass
+class Word:
+    word: str
+    start_s: float  # start of the encoder frame of its first token, from the start of the stream
+    end_s: float  # end of the encoder frame of its last token
+
+
+@dataclass
+class SegmentResult:
+    """The recognition result of one segment (the audio between two endpoints)."""
+
+    segment: int  # index; like sherpa-onnx, only segments that decoded something take a number
+    final: bool
+    tokens: list[int]
+    frames: list[int]  # encoder frame of each token, counted from the start of the stream
+    text: str
+    words: list[Word]
+    start_s: float  # where the segment starts in the stream (sherpa-onnx's start_time)
+    end_s: float  # how far the stream has been decoded (at the endpoint, for a final)
+    reason: str | None = None  # finals: "rule1", "rule2" or "rule3" (endpoint) or "end" (end of input)
+    wall_time: float | None = None  # finals: time.perf_counter() when the result was produced
+    received_s: float | None = None  # finals: seconds of audio the stream had received by then
+
+
+@dataclass
+class EncoderCall:
+    batch: int  # streams decoded together
+    encoder_s: float  # the encoder.onnx call
+    search_s: float  # greedy / beam search over its T' frames (decoder and joiner calls)
+    end_time: float  # time.perf_counter() when the call and its search were done
+
+
+@dataclass
+class FirstToken:
+    frame: int  # encoder frame of the stream's first token
+    time_s: float  # ... as stream time
+    wall_time: float  # time.perf_counter() when it was decoded
+    received_s: float  # seconds of audio the stream had received by then
+
+
+@dataclass
+class EndpointEvent:
+    rule: str  # "rule1", "rule2" or "rule3"
+    time_s: float  # stream time of the endpoint (feature frames consumed)
+    wall_time: float
+    received_s: float
+    segment: int  # the segment it ended
+    had_tokens: bool  # False: nothing was decoded, no final result (rule1 on silence)
+
+
+# ---------------------------------------------------------------------------------------------
+# streams
+
 
 class OnnxStream:
-    """One utterance through sherpa-onnx's streaming loop; ``tokens`` grow as chunks are decoded."""
+    """One audio stream through sherpa-onnx's streaming loop; ``tokens`` grow as chunks are decoded.
 
-    def __init__(self, model: OnnxTransducer, method: str = "greedy", beam: int = 4, tail_padding_s: float = TAIL_PADDING_S) -> None:
+    Made directly, a stream decodes itself inside :meth:`accept_waveform` and :meth:`input_finished`
+    (one stream per encoder call). Made by :meth:`OnnxRecognizer.create_stream` (``auto_decode=False``),
+    it only computes features, and :meth:`OnnxRecognizer.decode` decodes it together with others.
+
+    ``endpoint=None`` (the default) never ends a segment: the stream is one segment whose tokens
+    equal sherpa-onnx's. ``tokens`` and ``text`` cover all segments; :meth:`partial` is the current
+    segment; ``finals`` holds the finished segments that decoded something, and a stream that
+    decoded nothing at all ends with one empty final (so every stream ends with a final).
+    """
+
+    def __init__(self, model: OnnxTransducer, method: str = "greedy", beam: int = 4, tail_padding_s: float = TAIL_PADDING_S,
+                 *, context_graph=None, endpoint: EndpointConfig | None = None, auto_decode: bool = True) -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown decoding method {method!r}; use 'greedy' or 'modified_beam_search'")
+        if context_graph is not None and method != "modified_beam_search":
+            raise ValueError("hotwords (a context graph) need method='modified_beam_search', as in sherpa-onnx")
+        if beam < 1 or tail_padding_s < 0:
+            raise ValueError(f"beam={beam} must be >= 1 and tail_padding_s={tail_padding_s} >= 0")
         self.model, self.method, self.beam = model, method, beam
+        self.context_graph, self.endpoint, self.auto_decode = context_graph, endpoint, auto_decode
         self.tail_padding = int(tail_padding_s * SAMPLE_RATE_HZ)
         self.fbank = StreamingFbank()
-        self.frames = np.zeros((0, NUM_MEL_BINS), np.float32)  # frames from the next chunk's start on
+        self.frames = np.zeros((0, NUM_MEL_BINS), np.float32)  # (T, F) from the next chunk's start on
         self.state = model.init_state(1)
-        self.search_state = None
+        self.search_state = self._new_search_state()
+        self.num_samples = 0  # received through accept_waveform (tail padding excluded)
+        self.input_done = False
+        self.finished = False  # input finished, every chunk decoded, last segment closed
+        self.processed_frames = 0  # feature frames consumed: decode_chunk_len per encoder call
+        self.encoder_frames = 0  # encoder frames decoded: T' per encoder call
+        # The current segment. The search state's frame 0 is encoder frame ``search_origin`` of the
+        # stream; its best hypothesis starts with ``prefix`` entries of carried decoder context.
+        self.segment = 0
+        self.segment_start_frame = 0  # feature frame
+        self.segment_start_encoder_frame = 0
+        self.search_origin = 0
+        self.prefix = 0
+        self.finals: list[SegmentResult] = []
+        self.endpoints: list[EndpointEvent] = []
+        self.first_token: FirstToken | None = None
+
+    # -- input
 
     def accept_waveform(self, samples: np.ndarray) -> None:
         """(S,) float samples in [-1, 1] at 16 kHz."""
-        self._add(self.fbank.accept_waveform(torch.as_tensor(samples, dtype=torch.float32)))
+        samples = torch.as_tensor(samples, dtype=torch.float32)
+        self.num_samples += samples.numel()
+        self._add(self.fbank.accept_waveform(samples))
 
     def input_finished(self) -> None:
+        """No more audio: append the tail padding, flush the features, and (decoding itself) decode
+        the rest. The current segment becomes final once its last chunk is decoded."""
         if self.tail_padding:
             self._add(self.fbank.accept_waveform(torch.zeros(self.tail_padding)))
         self._add(self.fbank.input_finished())
+        self.input_done = True
+        self._finish_if_done()
 
     def _add(self, new: torch.Tensor) -> None:
         self.frames = np.concatenate([self.frames, new.numpy().astype(np.float32)])
-        m = self.model
-        while m.T < len(self.frames):  # sherpa-onnx's IsReady: processed + T < frames ready (strict)
-            enc, self.state = m.encode_chunk(self.frames[None, : m.T], self.state)
-            self.search_state = search(m, enc, torch.tensor([enc.size(1)]), self.method, self.beam, self.search_state)
-            self.frames = self.frames[m.chunk :]
+        while self.auto_decode and self.is_ready:
+            decode_streams([self])
+
+    @property
+    def is_ready(self) -> bool:
+        """sherpa-onnx's IsReady: processed + T < frames ready (strict)."""
+        return self.model.T < len(self.frames)
+
+    @property
+    def received_s(self) -> float:
+        return self.num_samples / SAMPLE_RATE_HZ
+
+    # -- results
+
+    def _segment_tokens(self) -> tuple[list[int], list[int]]:
+        """The current segment's tokens and their encoder frames (from the start of the stream)."""
+        st = self.search_state  # a search state for this one stream; hyps[0] is its best hypothesis
+        tokens = st.hyps[0][self.prefix :]
+        frames = [self.search_origin + t for t in st.timestamps[0][self.prefix :]]
+        return tokens, frames
+
+    def partial(self) -> SegmentResult:
+        """The current segment's result so far."""
+        return self._result(final=False)
+
+    def _result(self, final: bool, reason: str | None = None, wall_time: float | None = None) -> SegmentResult:
+        tokens, frames = self._segment_tokens()
+        return SegmentResult(self.segment, final, tokens, frames, self.model.text(tokens), self.model.words(tokens, frames),
+                             self.segment_start_frame * FRAME_SHIFT_MS / 1000, self.processed_frames * FRAME_SHIFT_MS / 1000,
+                             reason, wall_time, self.received_s if final else None)
 
     @property
     def tokens(self) -> list[int]:
-        return self.search_state.hyps[0] if self.search_state is not None else []
+        """All tokens so far, every segment's."""
+        done = [t for r in self.finals for t in r.tokens]
+        return done if self.finished else done + self._segment_tokens()[0]
 
     @property
     def text(self) -> str:
         return self.model.text(self.tokens)
+
+    # -- decoding steps (called by decode_streams)
+
+    def _new_search_state(self):
+        if self.method == "greedy":
+            return greedy_init(self.model, 1)
+        return beam_init(self.model, 1, context_graph=self.context_graph)
+
+    def _chunk_decoded(self, state, search_state, num_encoder_frames: int, now: float) -> None:
+        """Book-keeping after this stream's share of an encoder call: advance by decode_chunk_len,
+        note the first token, check the endpoint rules, close the stream at the end of input."""
+        self.state, self.search_state = state, search_state
+        self.frames = self.frames[self.model.chunk :]
+        self.processed_frames += self.model.chunk
+        self.encoder_frames += num_encoder_frames
+        tokens, frames = self._segment_tokens()
+        if self.first_token is None and tokens:
+            self.first_token = FirstToken(frames[0], frames[0] * ENCODER_FRAME_S, now, self.received_s)
+        if self.endpoint is not None:
+            blanks = trailing_blanks(frames, self.segment_start_encoder_frame, self.encoder_frames)
+            rule = self.endpoint.detect(self.processed_frames - self.segment_start_frame, blanks)
+            if rule is not None:
+                self._end_segment(rule, now)
+        self._finish_if_done(now)
+
+    def _end_segment(self, rule: str, now: float) -> None:
+        """sherpa-onnx's Reset: keep the encoder state; carry the decoder context if the segment
+        decoded something, else start from the initial (blank) context."""
+        tokens, _ = self._segment_tokens()
+        self.endpoints.append(EndpointEvent(rule, self.processed_frames * FRAME_SHIFT_MS / 1000, now, self.received_s,
+                                            self.segment, bool(tokens)))
+        if tokens:
+            self.finals.append(self._result(final=True, reason=rule, wall_time=now))
+            self.segment += 1
+            self._carry_context()
+        else:
+            self.search_state = self._new_search_state()
+            self.search_origin = self.encoder_frames
+            self.prefix = 0
+        self.segment_start_frame = self.processed_frames
+        self.segment_start_encoder_frame = self.encoder_frames
+
+    def _carry_context(self) -> None:
+        """Cut every hypothesis to its decoder context (its last context_size entries, left-padded as
+        the search pads them); those entries become the next segment's ``prefix``. Hotword matches
+        start again from the graph's root, as in sherpa-onnx."""
+        m, c = self.model, self.model.predictor.context_size
+        st = self.search_state
+        if isinstance(st, GreedyState):
+            st.hyps[0] = _context(m, st.hyps[0])
+            st.timestamps[0] = [-1] * c  # placeholders, never reported
+        else:
+            # sherpa-onnx starts from an empty result, whose one hypothesis is the initial (blank)
+            # context with log-probability 0, and adds the cut hypotheses to it; equal contexts merge
+            # by adding probabilities (Hypotheses::Add). Its log-probability 0 makes the blank
+            # context win the next segment's first frames unless a carried context scores better.
+            (empty,) = beam_init(m, 1, context_graph=st.context_graph).beams[0]
+            root = empty.context_state
+            merged = {}
+            for h in [empty] + st.beams[0]:
+                ys = tuple(_context(m, h.ys))
+                if ys in merged:
+                    merged[ys].log_prob = float(np.logaddexp(merged[ys].log_prob, h.log_prob))
+                else:
+                    merged[ys] = dataclasses.replace(h, ys=ys, timestamps=(-1,) * c, context_state=root)
+            st.beams[0] = sorted(merged.values(), key=lambda h: -h.log_prob)
+            # The carried ys now hold the context, so the length norm of BeamState.best counts no
+            # extra leading blanks (sherpa-onnx divides by len(ys) including the context).
+            st.context_size = 0
+        self.prefix = c
+
+    def _finish_if_done(self, now: float | None = None) -> None:
+        if self.finished or not self.input_done or self.is_ready:
+            return
+        now = time.perf_counter() if now is None else now
+        if self._segment_tokens()[0] or not self.finals:  # every stream ends with at least one final
+            self.finals.append(self._result(final=True, reason="end", wall_time=now))
+        self.finished = True
+
+
+def _stack_greedy(states: list[GreedyState]) -> GreedyState:
+    """N single-stream greedy states -> one state for the N streams (pred_out (N, J))."""
+    return GreedyState([s.hyps[0] for s in states], [s.timestamps[0] for s in states],
+                       torch.cat([s.pred_out for s in states]), None, [s.frames_done[0] for s in states])
+
+
+def _split_greedy(state: GreedyState) -> list[GreedyState]:
+    return [GreedyState([h], [ts], state.pred_out[i : i + 1], None, [done])
+            for i, (h, ts, done) in enumerate(zip(state.hyps, state.timestamps, state.frames_done))]
+
+
+def decode_streams(streams: list[OnnxStream]) -> EncoderCall | None:
+    """One encoder call for every ready stream of ``streams`` (stacked on the batch axis) and the
+    search over its output; None if no stream is ready. The streams must share model and method."""
+    ready = [s for s in streams if s.is_ready]
+    if not ready:
+        return None
+    s0 = ready[0]
+    m = s0.model
+    if any((s.model, s.method, s.beam, s.context_graph) != (m, s0.method, s0.beam, s0.context_graph) for s in ready):
+        raise ValueError("streams decoded together must share model, method, beam and context graph")
+    x = np.stack([s.frames[: m.T] for s in ready])  # (N, T, F)
+    t0 = time.perf_counter()
+    enc, state = m.encode_chunk(x, m.stack_states([s.state for s in ready]))  # (N, T', J)
+    t1 = time.perf_counter()
+    enc_lens = torch.full((len(ready),), enc.size(1))
+    if s0.method == "greedy":  # batched: one joiner call per frame for all N streams
+        searched = _split_greedy(search(m, enc, enc_lens, "greedy", s0.beam, _stack_greedy([s.search_state for s in ready])))
+    else:  # modified beam search runs stream by stream anyway
+        searched = [search(m, enc[i : i + 1], enc_lens[i : i + 1], s0.method, s0.beam, s.search_state, s0.context_graph)
+                    for i, s in enumerate(ready)]
+    t2 = time.perf_counter()
+    for s, st, ss in zip(ready, m.unstack_states(state), searched):
+        s._chunk_decoded(st, ss, enc.size(1), t2)
+    return EncoderCall(len(ready), t1 - t0, t2 - t1, t2)
+
+
+class OnnxRecognizer:
+    """Several streams of one model, decoded together (sherpa-onnx's ``decode_streams``).
+
+    ``keep_calls``: collect every :class:`EncoderCall` in ``calls`` (for benchmarks; a long-running
+    service turns it off)."""
+
+    def __init__(self, model: OnnxTransducer, method: str = "greedy", beam: int = 4, tail_padding_s: float = TAIL_PADDING_S,
+                 *, context_graph=None, endpoint: EndpointConfig | None = None, keep_calls: bool = True) -> None:
+        self.model, self.method, self.beam, self.tail_padding_s = model, method, beam, tail_padding_s
+        self.context_graph, self.endpoint, self.keep_calls = context_graph, endpoint, keep_calls
+        self.calls: list[EncoderCall] = []
+
+    def create_stream(self) -> OnnxStream:
+        return OnnxStream(self.model, self.method, self.beam, self.tail_padding_s, context_graph=self.context_graph,
+                          endpoint=self.endpoint, auto_decode=False)
+
+    def decode(self, streams: list[OnnxStream]) -> int:
+        """Decode until no stream is ready, batching the ready ones; returns the number of encoder calls."""
+        count = 0
+        while (call := decode_streams(streams)) is not None:
+            count += 1
+            if self.keep_calls:
+                self.calls.append(call)
+        return count

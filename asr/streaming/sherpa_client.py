@@ -3,12 +3,17 @@ are checked against. Run it in a subprocess (a model that breaks sherpa-onnx's c
 process instead of raising):
 
     python -m asr.streaming.sherpa_client MODEL_DIR greedy_search|modified_beam_search [--beam 4]
-        [--threads 1] [--batch] FILE...
+        [--threads 1] [--batch] [--hotwords-file F [--hotwords-score 1.5] --modeling-unit bpe
+        --bpe-vocab MODEL_DIR/bpe.vocab] FILE...
 
 prints one JSON object: ``tokens`` (per file, the symbols sherpa-onnx reports, ``▁`` shown as a
 space), ``audio_s`` and ``compute_s`` (decoding only, model loading excluded). Each file gets 0.66 s
 of trailing zeros before ``input_finished`` (sherpa-onnx never decodes the last partial chunk).
 ``--batch`` decodes all files as parallel streams with ``decode_streams``.
+
+Hotwords (modified beam search only) go to sherpa-onnx as they are. For our BPE models use
+``--modeling-unit bpe`` with a ``.vocab`` file from ``asr.tokenizer.write_bpe_vocab``: sherpa-onnx's
+default ``cjkchar`` splits a piece such as ``▁T`` into ``▁`` and ``T``.
 """
 
 from __future__ import annotations
@@ -32,12 +37,21 @@ def main() -> None:
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch", action="store_true")
+    # Defaults are sherpa-onnx's own, so leaving them out changes nothing.
+    p.add_argument("--hotwords-file", default="", help="one phrase per line, optionally followed by ':SCORE'")
+    p.add_argument("--hotwords-score", type=float, default=1.5, help="per-token bonus of phrases without a score")
+    p.add_argument("--modeling-unit", default="cjkchar", choices=["cjkchar", "bpe", "cjkchar+bpe"],
+                   help="how sherpa-onnx splits hotwords into tokens; 'bpe' for our models")
+    p.add_argument("--bpe-vocab", default="", help="sentencepiece .vocab file (asr.tokenizer.write_bpe_vocab), for --modeling-unit bpe")
     a = p.parse_args()
+    if a.hotwords_file and a.modeling_unit != "cjkchar" and not a.bpe_vocab:
+        p.error(f"--modeling-unit {a.modeling_unit} needs --bpe-vocab (write it with asr.tokenizer.write_bpe_vocab)")
     d = a.model_dir
     rec = sherpa_onnx.OnlineRecognizer.from_transducer(
         tokens=f"{d}/tokens.txt", encoder=f"{d}/encoder.onnx", decoder=f"{d}/decoder.onnx", joiner=f"{d}/joiner.onnx",
         num_threads=a.threads, sample_rate=16000, feature_dim=80, low_freq=20.0, high_freq=-400.0, dither=0.0,
-        decoding_method=a.method, max_active_paths=a.beam)
+        decoding_method=a.method, max_active_paths=a.beam, hotwords_file=a.hotwords_file,
+        hotwords_score=a.hotwords_score, modeling_unit=a.modeling_unit, bpe_vocab=a.bpe_vocab)
     audio = [sf.read(f, dtype="float32") for f in a.files]
     t0 = time.perf_counter()
     streams = []

@@ -1,0 +1,178 @@
+"""int8 flavours of an exported model folder (``asr export --int8 dynamic|static|accelerator``).
+
+Each flavour is a complete sherpa-onnx model folder (``encoder/decoder/joiner.onnx``, ``tokens.txt``,
+``bpe.model``, the same metadata) next to the float32 one. The choices follow the measurements in
+``../shared/reference/sherpa-onnx-and-int8.md`` (section 5):
+
+* ``dynamic``: onnxruntime ``quantize_dynamic`` of the float32 graphs: ``MatMul``, ``Gemm`` and the
+  ``LSTM`` op (which becomes ``DynamicQuantizeLSTM``) in every graph, plus the embedding ``Gather``
+  of the decoder; activations are quantized per call. Weights are **uint8**: with int8 weights
+  (icefall's recipe) x86 CPUs without VNNI saturate in ``VPMADDUBSW`` and lose 20+ dB of encoder SNR;
+  uint8 weights avoid that on every CPU (the reference measured the best SNR with them). The
+  subsampling ``Conv`` stays float (``ConvInteger`` was slower than float here). onnxruntime CPU only.
+* ``static``: QDQ, calibrated on real streaming chunks *with their carried states* (the float model
+  run chunk by chunk over ``calib`` utterances, and greedy search for the decoder and joiner inputs).
+  Per-channel symmetric int8 weights, int8 inputs, float outputs, and ``op_types_to_quantize``
+  restricted to ``MatMul``/``Gemm``/``Conv`` (+ the decoder's ``Gather``) so states, residual adds
+  and the gate nonlinearities stay float. The encoder is the unrolled-cell graph
+  (:class:`export.onnx.UnrolledLSTMStack`): QDQ leaves an ``LSTM`` op's weights float, unrolled every
+  LSTM weight is an int8 MatMul initializer. Dynamic batch: beam search and batched streams work.
+* ``accelerator``: the ``static`` recipe on graphs with **every shape fixed** (batch 1, one chunk of
+  ``T`` frames) and symmetric activations (zero points 0, what TensorRT and most NNAs require), so an
+  accelerator that cannot run ``LSTM`` or dynamic shapes gets int8 weights for every MatMul, Conv and
+  the embedding. With batch fixed at 1, sherpa-onnx can decode one stream with greedy search only.
+
+Shape legend: N batch, T frames per encoder call, F mel bins, J joiner dim.
+"""
+
+from __future__ import annotations
+
+import shutil
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from asr.errors import UserError
+
+FLAVOURS = ("dynamic", "static", "accelerator")
+STATIC = ("static", "accelerator")
+GRAPHS = ("encoder.onnx", "decoder.onnx", "joiner.onnx")
+HELD_OUT_FRACTION = 0.2  # of the calibration utterances, used only to report the encoder's SNR
+
+
+def calibration_features(cuts: str, num: int) -> list[np.ndarray]:
+    """(T, F) float32 features of the first ``num`` cuts of a manifest written by ``asr features``."""
+    from asr.data.dataset import load_cuts
+
+    if num < 2:
+        raise UserError(f"--num-calib {num}: need at least 2 utterances (one is held out to measure the SNR)")
+    return [c.load_features().astype(np.float32) for c in islice(load_cuts(cuts), num)]
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _meta(path: Path) -> dict:
+    from export.onnx import read_metadata
+
+    return read_metadata(path)
+
+
+def collect_inputs(model_dir: Path, feats: list[np.ndarray]) -> dict[str, list[dict]]:
+    """Feeds for each graph of ``model_dir`` as sherpa-onnx would make them at batch 1: encoder
+    chunks of ``T`` frames advancing by ``decode_chunk_len`` with the state carried, and the decoder
+    and joiner inputs of greedy search on the encoder output."""
+    meta = _meta(model_dir / "encoder.onnx")
+    T, shift = int(meta["T"]), int(meta["decode_chunk_len"])
+    L, P, H = int(meta["num_encoder_layers"]), int(meta["d_model"]), int(meta["rnn_hidden_size"])
+    ctx_size = int(_meta(model_dir / "decoder.onnx")["context_size"])
+    enc, dec, join = (_session(model_dir / g) for g in GRAPHS)
+    feeds: dict[str, list[dict]] = {"encoder.onnx": [], "decoder.onnx": [], "joiner.onnx": []}
+
+    def predict(ctx: list[int]) -> np.ndarray:
+        y = np.array([ctx[-ctx_size:]], np.int64)  # (1, C)
+        feeds["decoder.onnx"].append({"y": y})
+        return dec.run(None, {"y": y})[0]
+
+    for x in feats:
+        state0, state1 = np.zeros((L, 1, P), np.float32), np.zeros((L, 1, H), np.float32)
+        ctx = [-1] * (ctx_size - 1) + [0]
+        dec_out = predict(ctx)
+        for start in range(0, len(x) - T + 1, shift):
+            feed = {"x": x[None, start : start + T], "state0": state0, "state1": state1}
+            feeds["encoder.onnx"].append(feed)
+            enc_out, state0, state1 = enc.run(None, feed)
+            for t in range(enc_out.shape[1]):
+                jf = {"encoder_out": enc_out[:, t], "decoder_out": dec_out}
+                feeds["joiner.onnx"].append(jf)
+                token = int(join.run(None, jf)[0].argmax())
+                if token != 0:
+                    ctx.append(token)
+                    dec_out = predict(ctx)
+    return feeds
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over a list of feeds."""
+
+    def __init__(self, feeds: list[dict]) -> None:
+        self.it = iter(feeds)
+
+    def get_next(self):
+        return next(self.it, None)
+
+
+def _preprocess(src: Path, dst: Path) -> None:
+    """onnxruntime's quant_pre_process: folds the Identity nodes the exporter puts in front of shared
+    weights (without it the quantizer silently skips those MatMuls; reference 5.3, pitfall 3)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(src), str(dst))
+    except Exception:  # symbolic shape inference asserts on some graphs (reference 5.3, pitfall 4)
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+
+
+def snr_db(ref: np.ndarray, got: np.ndarray) -> float:
+    noise = float(((ref - got) ** 2).sum())
+    return float("inf") if noise == 0 else 10 * float(np.log10(float((ref**2).sum()) / noise))
+
+
+def encoder_snr(fp32_dir: Path, int8_dir: Path, feeds: list[dict]) -> float:
+    """SNR (dB) of the int8 encoder's output against float32 on the same chunks and states."""
+    a, b = _session(fp32_dir / "encoder.onnx"), _session(int8_dir / "encoder.onnx")
+    ref = np.concatenate([a.run(None, f)[0].ravel() for f in feeds])
+    got = np.concatenate([b.run(None, f)[0].ravel() for f in feeds])
+    return snr_db(ref, got)
+
+
+def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunk_frames: int, calib_x: list[np.ndarray]) -> dict:
+    """Write the ``flavour`` folder ``out`` from the float32 export in ``fp32_dir`` (and ``model``,
+    for the unrolled graphs). Returns bytes per graph and the encoder SNR on held-out utterances."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    from export.onnx import add_metadata, write_graphs
+
+    out.mkdir(parents=True)
+    work = out.parent / f".{flavour}-work"
+    work.mkdir()
+    try:
+        held = max(1, int(len(calib_x) * HELD_OUT_FRACTION))
+        fit_x, held_x = calib_x[:-held], calib_x[-held:]
+        if flavour == "dynamic":
+            base = fp32_dir
+        else:
+            base = work / "float"
+            base.mkdir()
+            write_graphs(model, base, chunk_frames, unrolled=True, fixed_batch=1 if flavour == "accelerator" else None)
+            calib = collect_inputs(base, fit_x)
+        for g in GRAPHS:
+            pre = work / f"pre-{g}"
+            _preprocess(base / g, pre)
+            if flavour == "dynamic":
+                ops = ["MatMul", "Gemm", "LSTM"] + (["Gather"] if g == "decoder.onnx" else [])
+                quantize_dynamic(str(pre), str(out / g), op_types_to_quantize=ops, weight_type=QuantType.QUInt8)
+            else:
+                ops = ["MatMul", "Gemm", "Conv"] + (["Gather"] if g == "decoder.onnx" else [])
+                quantize_static(str(pre), str(out / g), _Reader(calib[g]), quant_format=QuantFormat.QDQ,
+                                op_types_to_quantize=ops, per_channel=True, activation_type=QuantType.QInt8,
+                                weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                                extra_options={"ActivationSymmetric": flavour == "accelerator", "WeightSymmetric": True,
+                                               # float outputs: an int8 (N, T', D) subsampling output
+                                               # cost 8 dB of encoder SNR (24 vs 32.5 dB)
+                                               "OpTypesToExcludeOutputQuantization": ops})
+            add_metadata(out / g, _meta(base / g))  # the quantizers keep it today; do not depend on that
+        for f in ("tokens.txt", "bpe.model"):
+            shutil.copyfile(fp32_dir / f, out / f)
+        snr = encoder_snr(base, out, collect_inputs(base, held_x)["encoder.onnx"]) if held_x else None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"bytes": {g: (out / g).stat().st_size for g in GRAPHS}, "encoder_snr_db": snr,
+            "calib_utts": len(fit_x), "snr_utts": len(held_x)}
