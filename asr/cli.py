@@ -266,8 +266,9 @@ def _cmd_export(args) -> None:
         print(f"| {name} | {size} |")
     for flavour, info in r["int8"].items():
         ratio = r["files"]["encoder.onnx"] / info["bytes"]["encoder.onnx"]
+        calibrated = "no calibration" if flavour == "dynamic" else f"calibrated on {info['calib_utts']}"
         print(f"int8-{flavour}: encoder {ratio:.2f}x smaller than float32, encoder_out SNR {info['encoder_snr_db']:.1f} dB "
-              f"on {info['snr_utts']} held-out utterances (calibrated on {info['calib_utts']})")
+              f"on {info['snr_utts']} held-out utterances ({calibrated})")
     errs = ", ".join(f"{k} {v:.2g}" for k, v in r["max_abs_diff"].items())
     print(f"T={r['T']} decode_chunk_len={r['decode_chunk_len']}; onnxruntime vs PyTorch max |diff|: {errs}; "
           f"wrote {r['out']}")

@@ -53,19 +53,17 @@ def decode(model, files, context_graph, beam: int) -> tuple[list[list[int]], lis
     sherpa-onnx's online recognizer gives them and after ``finalize_context``."""
     import soundfile as sf
 
-    from asr.decoding.search import beam_init, finalize_context
+    from asr.decoding.search import finalize_context
     from asr.streaming.onnx import OnnxStream
 
     online, finalized = [], []
     for f in files:
-        stream = OnnxStream(model, "modified_beam_search", beam)
-        if context_graph is not None:  # the search state carries the graph through every chunk
-            stream.search_state = beam_init(model, 1, context_graph=context_graph)
+        stream = OnnxStream(model, "modified_beam_search", beam, context_graph=context_graph)
         x, _ = sf.read(f, dtype="float32")
         stream.accept_waveform(x)
         stream.input_finished()
         online.append(stream.tokens)
-        finalized.append(finalize_context(stream.search_state).hyps[0])
+        finalized.append(finalize_context(stream.search_state).hyps[0])  # one segment: no endpointing
     return online, finalized
 
 

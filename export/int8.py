@@ -6,10 +6,12 @@ Each flavour is a complete sherpa-onnx model folder (``encoder/decoder/joiner.on
 
 * ``dynamic``: onnxruntime ``quantize_dynamic`` of the float32 graphs: ``MatMul``, ``Gemm`` and the
   ``LSTM`` op (which becomes ``DynamicQuantizeLSTM``) in every graph, plus the embedding ``Gather``
-  of the decoder; activations are quantized per call. Weights are **uint8**: with int8 weights
-  (icefall's recipe) x86 CPUs without VNNI saturate in ``VPMADDUBSW`` and lose 20+ dB of encoder SNR;
-  uint8 weights avoid that on every CPU (the reference measured the best SNR with them). The
-  subsampling ``Conv`` stays float (``ConvInteger`` was slower than float here). onnxruntime CPU only.
+  of the decoder; activations are quantized per call. With full-range int8 weights (icefall's
+  recipe) x86 CPUs without VNNI saturate in ``VPMADDUBSW`` (uint8 x int8 pairs summed in int16) and
+  lose 20+ dB of encoder SNR. So MatMul/Gemm weights are **uint8** (the best SNR the reference
+  measured) and the LSTM weights, which onnxruntime always quantizes to int8, are limited to 7 bits
+  (``reduce_range``). The subsampling ``Conv`` stays float (``ConvInteger`` was slower than float
+  here). onnxruntime CPU only.
 * ``static``: QDQ, calibrated on real streaming chunks *with their carried states* (the float model
   run chunk by chunk over ``calib`` utterances, and greedy search for the decoder and joiner inputs).
   Per-channel symmetric int8 weights, int8 inputs, float outputs, and ``op_types_to_quantize``
@@ -157,8 +159,12 @@ def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunk_frames: i
             pre = work / f"pre-{g}"
             _preprocess(base / g, pre)
             if flavour == "dynamic":
-                ops = ["MatMul", "Gemm", "LSTM"] + (["Gather"] if g == "decoder.onnx" else [])
-                quantize_dynamic(str(pre), str(out / g), op_types_to_quantize=ops, weight_type=QuantType.QUInt8)
+                # two passes: onnxruntime quantizes LSTM weights to int8 whatever weight_type says, so
+                # they get reduce_range (7 bits) instead; MatMul/Gemm weights get full-range uint8
+                lstm = work / f"lstm-{g}"
+                quantize_dynamic(str(pre), str(lstm), op_types_to_quantize=["LSTM"], reduce_range=True)
+                ops = ["MatMul", "Gemm"] + (["Gather"] if g == "decoder.onnx" else [])
+                quantize_dynamic(str(lstm), str(out / g), op_types_to_quantize=ops, weight_type=QuantType.QUInt8)
             else:
                 ops = ["MatMul", "Gemm", "Conv"] + (["Gather"] if g == "decoder.onnx" else [])
                 quantize_static(str(pre), str(out / g), _Reader(calib[g]), quant_format=QuantFormat.QDQ,

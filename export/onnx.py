@@ -16,10 +16,10 @@ export), and :func:`export_onnx` checks each graph against PyTorch with onnxrunt
 writes anything to ``out_dir``: each component on random inputs at batch 1 and 3, and the encoder
 chunk by chunk with its state carried (atol 1e-4).
 
-Exported today: the LSTM encoder without projections (``proj_dim: 0``) with the stateless
-predictor. Not yet (refused with a one-line error): LSTMP (the ONNX LSTM op has no projection; it
-needs an unrolled cell), the LSTM predictor (sherpa-onnx's icefall path needs a stateless decoder),
-the Conformer and the ConvRNN-T.
+Exported today: the LSTM encoder (with projections, LSTMP, as an unrolled cell: the ONNX LSTM op
+has none) with the stateless predictor; int8 flavours in ``export/int8.py``. Not yet (refused with
+a one-line error): the LSTM predictor (sherpa-onnx's icefall path needs a stateless decoder), the
+Conformer and the ConvRNN-T.
 """
 
 from __future__ import annotations
@@ -125,9 +125,6 @@ def check_exportable(model) -> None:
     if not isinstance(enc, LSTMEncoder):
         raise UserError(f"asr export: the {type(enc).__name__} encoder is not exported yet (the LSTM encoder is); "
                         "see export/onnx.py")
-    if enc.cfg.proj_dim:
-        raise UserError(f"asr export: LSTM projections (model.encoder.proj_dim={enc.cfg.proj_dim}) are not exported yet; "
-                        "train with proj_dim: 0")
     if not isinstance(model.predictor, StatelessPredictor):
         raise UserError("asr export: sherpa-onnx needs a stateless predictor (model.predictor.type: stateless); "
                         "this checkpoint has an LSTM predictor")
@@ -303,7 +300,8 @@ def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int = 32, bpe_model
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        errs = write_graphs(model, tmp, chunk_frames)
+        # the ONNX LSTM op has no projection: LSTMP layers are written out cell by cell
+        errs = write_graphs(model, tmp, chunk_frames, unrolled=bool(model.encoder.cfg.proj_dim))
         shutil.copyfile(tokenizer.path, tmp / "bpe.model")
         write_tokens(tmp / "bpe.model", tmp / "tokens.txt")
         files = [*GRAPHS, "tokens.txt", "bpe.model"]

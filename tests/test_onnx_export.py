@@ -131,13 +131,13 @@ def test_refuses_what_it_cannot_export(tiny_checkpoint, tmp_path):
     from asr.models.registry import encoder_config
 
     cfg = from_dict(TrainConfig, read_checkpoint(tiny_checkpoint.path)["config"], "tiny")
-    lstmp = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=replace(cfg.model.encoder, proj_dim=32))
-    with pytest.raises(UserError, match="proj_dim"):
-        export_onnx(str(lstmp), str(tmp_path / "o1"))
     conformer = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=encoder_config("conformer"))
     with pytest.raises(UserError, match="ConformerEncoder"):
         export_onnx(str(conformer), str(tmp_path / "o2"))
-    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+    lstm_predictor = _checkpoint_with(tiny_checkpoint, tmp_path, predictor=replace(cfg.model.predictor, type="lstm"))
+    with pytest.raises(UserError, match="stateless"):
+        export_onnx(str(lstm_predictor), str(tmp_path / "o3"))
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
 
 
 def test_cli_bad_input(asr_cli, tiny_checkpoint, tmp_path):

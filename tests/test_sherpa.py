@@ -25,7 +25,7 @@ from export.onnx import export_onnx  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_checkpoint, tmp_path_factory):
+def model_dir(tiny_checkpoint, tiny_fbank, tmp_path_factory):
     root = tmp_path_factory.mktemp("sherpa")
     ckpt = read_checkpoint(tiny_checkpoint.path)
     state = dict(ckpt["model"])
@@ -35,7 +35,8 @@ def model_dir(tiny_checkpoint, tmp_path_factory):
     path = root / "ckpt.pt"
     save_checkpoint({**ckpt, "model": state}, path)
     out = root / "onnx"
-    export_onnx(str(path), str(out), chunk_frames=16)
+    export_onnx(str(path), str(out), chunk_frames=16, int8=("dynamic", "static", "accelerator"),
+                calib=str(tiny_fbank / "cuts_train.jsonl.gz"), num_calib=10)
     return out
 
 
@@ -46,11 +47,18 @@ def _sherpa(model_dir, method: str, files, *extra) -> list[list[str]]:
     return json.loads(p.stdout)["tokens"]
 
 
-@pytest.mark.parametrize("method", ["greedy_search", "modified_beam_search"])
-def test_sherpa_tokens_equal_ours(model_dir, tiny_corpus, method):
+# the accelerator flavour has every shape fixed at batch 1: sherpa-onnx runs it with greedy search on
+# one stream only (its beam search calls the decoder with one row per hypothesis)
+FOLDERS = [("", "greedy_search"), ("", "modified_beam_search"), ("int8-dynamic", "greedy_search"),
+           ("int8-dynamic", "modified_beam_search"), ("int8-static", "greedy_search"),
+           ("int8-static", "modified_beam_search"), ("int8-accelerator", "greedy_search")]
+
+
+@pytest.mark.parametrize("folder,method", FOLDERS, ids=[f"{f or 'fp32'}-{m}" for f, m in FOLDERS])
+def test_sherpa_tokens_equal_ours(model_dir, tiny_corpus, folder, method):
     files = sorted(tiny_corpus.glob("*/*/*/*.flac"))[:6]
-    theirs = _sherpa(model_dir, method, files)
-    model = OnnxTransducer(model_dir)
+    theirs = _sherpa(model_dir / folder, method, files)
+    model = OnnxTransducer(model_dir / folder)
     ours = []
     for f in files:
         stream = OnnxStream(model, "greedy" if method == "greedy_search" else method, beam=4)

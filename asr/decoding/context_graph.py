@@ -46,7 +46,6 @@ class ContextState:
     node_score: float  # total bonus of the partial match ending here
     output_score: float  # bonus kept when a phrase ends here (or at an output link)
     is_end: bool  # a phrase ends here
-    level: int  # depth in the trie
     next: dict[int, ContextState] = field(default_factory=dict)
     fail: ContextState | None = None
     output: ContextState | None = None  # longest suffix that is a whole phrase
@@ -63,7 +62,7 @@ class ContextGraph:
         if scores is not None and len(scores) != len(phrases):
             raise ValueError(f"{len(phrases)} phrases but {len(scores)} scores")
         self.default_score = default_score
-        self.root = ContextState(token=-1, token_score=0.0, node_score=0.0, output_score=0.0, is_end=False, level=0)
+        self.root = ContextState(token=-1, token_score=0.0, node_score=0.0, output_score=0.0, is_end=False)
         self.root.fail = self.root
         for i, phrase in enumerate(phrases):
             score = default_score if scores is None or scores[i] is None else scores[i]
@@ -77,7 +76,7 @@ class ContextGraph:
             child = node.next.get(token)
             if child is None:
                 node_score = node.node_score + score
-                child = ContextState(token, score, node_score, node_score if last else 0.0, last, j + 1)
+                child = ContextState(token, score, node_score, node_score if last else 0.0, last)
                 node.next[token] = child
             else:  # shared with an earlier phrase: keep the larger bonus (descendants keep theirs)
                 child.token_score = max(score, child.token_score)

@@ -60,7 +60,7 @@ import torch
 
 from asr.decoding.search import BeamState, GreedyState, _context, beam_init, greedy_init, search
 from asr.errors import UserError
-from asr.features import FRAME_SHIFT_MS, NUM_MEL_BINS, SAMPLE_RATE_HZ, StreamingFbank
+from asr.features import FRAME_SHIFT_MS, NUM_MEL_BINS, SAMPLE_RATE_HZ, SherpaFbank
 from asr.streaming.endpoint import SUBSAMPLING_FACTOR, EndpointConfig, trailing_blanks
 from asr.streaming.sherpa_client import TAIL_PADDING_S
 
@@ -250,7 +250,7 @@ class OnnxStream:
         self.model, self.method, self.beam = model, method, beam
         self.context_graph, self.endpoint, self.auto_decode = context_graph, endpoint, auto_decode
         self.tail_padding = int(tail_padding_s * SAMPLE_RATE_HZ)
-        self.fbank = StreamingFbank()
+        self.fbank = SherpaFbank()
         self.frames = np.zeros((0, NUM_MEL_BINS), np.float32)  # (T, F) from the next chunk's start on
         self.state = model.init_state(1)
         self.search_state = self._new_search_state()
