@@ -193,3 +193,24 @@ def test_cli_int8_bad_input(asr_cli, tiny_checkpoint, tmp_path):
     assert_user_error(asr_cli("export", "--checkpoint", tiny_checkpoint.path, "--out", out, "--int8", "dynamic",
                               "--num-calib", "1"), "--num-calib 1")
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_fixed_batch_graphs_run_row_by_row(exported):
+    """OnnxTransducer splits batches for the accelerator's batch-1 graphs: N rows at once == N calls."""
+    from asr.streaming.onnx import OnnxTransducer
+
+    out, _ = exported
+    m = OnnxTransducer(out / "int8-accelerator")
+    assert m.fixed_batch == {"encoder": 1, "decoder": 1, "joiner": 1}
+    ctx = m.predictor.context_size
+    y = torch.tensor([[-1] * (ctx - 1) + [0], [3] * ctx, [5] * ctx])
+    together = m.predict(y)[0]
+    assert torch.equal(together, torch.cat([m.predict(y[i : i + 1])[0] for i in range(3)]))
+    e = torch.randn(3, together.size(1))
+    assert torch.equal(m.join(e, together), torch.cat([m.join(e[i : i + 1], together[i : i + 1]) for i in range(3)]))
+    x = np.random.default_rng(0).standard_normal((2, m.T, 80)).astype(np.float32) * 3 - 8
+    state = m.init_state(2)
+    enc, (h, c) = m.encode_chunk(x, state)
+    for i in range(2):
+        enc_i, (h_i, c_i) = m.encode_chunk(x[i : i + 1], (state[0][:, i : i + 1], state[1][:, i : i + 1]))
+        assert torch.equal(enc[i : i + 1], enc_i) and np.array_equal(h[:, i : i + 1], h_i) and np.array_equal(c[:, i : i + 1], c_i)

@@ -86,7 +86,65 @@ def read_tokens(path: Path) -> list[str]:
     return [symbols[i] for i in range(len(symbols))]
 
 
-class OnnxTransducer:
+class StreamingTransducer:
+    """What the streaming loop needs from a model, whatever runs it: sherpa-onnx's chunking (``T``
+    frames per encoder call, advancing ``chunk``), state layout ``h (L, N, P)``, ``c (L, N, H)``,
+    symbols, and the search interface (``predict``, ``join``, ``predictor.context_size``,
+    ``blank_id``, ``unk_id``). Subclasses set the attributes and implement :meth:`encode_chunk`,
+    :meth:`predict` and :meth:`join`: :class:`OnnxTransducer` here, ``TorchTransducer`` in
+    ``asr.streaming.latency``."""
+
+    chunk: int  # decode_chunk_len
+    T: int
+    layers: int
+    d_model: int
+    hidden: int
+    symbols: list[str]
+    blank_id: int = 0
+    unk_id: int | None = None
+    predictor: SimpleNamespace
+
+    def _set_symbols(self, symbols: list[str], context_size: int) -> None:
+        self.symbols = symbols
+        self.unk_id = symbols.index("<unk>") if "<unk>" in symbols else None  # decoded like blank
+        self.predictor = SimpleNamespace(context_size=context_size, init_state=lambda batch, device="cpu": None)
+
+    def init_state(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        return (np.zeros((self.layers, batch, self.d_model), np.float32),
+                np.zeros((self.layers, batch, self.hidden), np.float32))
+
+    @staticmethod
+    def stack_states(states: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """N single-stream states -> one batch state: h (L, N, P) and c (L, N, H), batch on axis 1."""
+        return tuple(np.concatenate(parts, axis=1) for parts in zip(*states))
+
+    @staticmethod
+    def unstack_states(state: tuple[np.ndarray, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Inverse of :meth:`stack_states`: (L, N, D) pairs -> N pairs of (L, 1, D)."""
+        return [tuple(s[:, n : n + 1] for s in state) for n in range(state[0].shape[1])]
+
+    def text(self, tokens: list[int]) -> str:
+        return "".join(self.symbols[t] for t in tokens).replace("\u2581", " ").strip()
+
+    def words(self, tokens: list[int], frames: list[int]) -> list[Word]:
+        """Tokens with their encoder frames -> words. A word starts at a token whose symbol begins
+        with "\u2581" (or at the first token); it ends where the encoder frame of its last token ends."""
+        words: list[Word] = []
+        for token, frame in zip(tokens, frames):
+            symbol = self.symbols[token]
+            if symbol.startswith("\u2581") or not words:
+                words.append(Word(symbol.lstrip("\u2581"), frame * ENCODER_FRAME_S, (frame + 1) * ENCODER_FRAME_S))
+            else:
+                words[-1].word += symbol
+                words[-1].end_s = (frame + 1) * ENCODER_FRAME_S
+        return [w for w in words if w.word]
+
+
+class OnnxTransducer(StreamingTransducer):
+    """The three graphs of an exported folder on onnxruntime. Graphs exported with a fixed batch of 1
+    (``asr export --int8 accelerator``) are run row by row, so beam search and batched streams work
+    on them too (sherpa-onnx runs them with greedy search on one stream only)."""
+
     def __init__(self, model_dir: str | Path, num_threads: int = 1) -> None:
         import onnxruntime as ort
 
@@ -115,57 +173,39 @@ class OnnxTransducer:
                             f"{', '.join(absent) or 'model_type=lstm'}); re-export it with 'asr export'")
         self.chunk, self.T = int(meta["decode_chunk_len"]), int(meta["T"])
         self.layers, self.d_model, self.hidden = int(meta["num_encoder_layers"]), int(meta["d_model"]), int(meta["rnn_hidden_size"])
-        self.symbols = read_tokens(d / "tokens.txt")
-        self.blank_id = 0
-        self.unk_id = self.symbols.index("<unk>") if "<unk>" in self.symbols else None  # decoded like blank
-        self.predictor = SimpleNamespace(context_size=int(dec_meta["context_size"]), init_state=lambda batch, device="cpu": None)
+        self._set_symbols(read_tokens(d / "tokens.txt"), int(dec_meta["context_size"]))
+        # batch axis of x / y / encoder_out: a number (not a symbol) means every call takes that batch
+        self.fixed_batch = {name: sess.get_inputs()[0].shape[0] for name, sess in
+                            (("encoder", self.encoder), ("decoder", self.decoder), ("joiner", self.joiner))}
 
-    def init_state(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
-        return (np.zeros((self.layers, batch, self.d_model), np.float32),
-                np.zeros((self.layers, batch, self.hidden), np.float32))
+    def _run(self, name: str, feeds: dict[str, np.ndarray], axes: dict[str, int]) -> list[np.ndarray]:
+        """session.run, split into batch-1 calls when the graph has a fixed batch of 1."""
+        sess = getattr(self, name)
+        n = next(iter(feeds.values())).shape[next(iter(axes.values()))]
+        if self.fixed_batch[name] != 1 or n == 1:
+            return sess.run(None, feeds)
+        rows = [sess.run(None, {k: np.take(v, [i], axis=axes[k]) for k, v in feeds.items()}) for i in range(n)]
+        # outputs follow the same layout as the inputs: encoder_out batch-first, states on axis 1
+        out_axes = [0] + [1] * (len(rows[0]) - 1) if name == "encoder" else [0] * len(rows[0])
+        return [np.concatenate(parts, axis=a) for parts, a in zip(zip(*rows), out_axes)]
 
     def encode_chunk(self, x: np.ndarray, state):
         """(N, T, F) features, state -> (N, T', J) torch tensor, new state."""
-        out, h, c = self.encoder.run(None, {"x": x, "state0": state[0], "state1": state[1]})
+        out, h, c = self._run("encoder", {"x": x, "state0": state[0], "state1": state[1]}, {"x": 0, "state0": 1, "state1": 1})
         return torch.from_numpy(out), (h, c)
 
-    @staticmethod
-    def stack_states(states: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        """N single-stream states -> one batch state: h (L, N, P) and c (L, N, H), batch on axis 1."""
-        return tuple(np.concatenate(parts, axis=1) for parts in zip(*states))
-
-    @staticmethod
-    def unstack_states(state: tuple[np.ndarray, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Inverse of :meth:`stack_states`: (L, N, D) pairs -> N pairs of (L, 1, D)."""
-        return [tuple(s[:, n : n + 1] for s in state) for n in range(state[0].shape[1])]
-
     def predict(self, y_ctx: torch.Tensor, state=None):
-        out = self.decoder.run(None, {"y": y_ctx.to(torch.int64).numpy()})[0]
+        out = self._run("decoder", {"y": y_ctx.to(torch.int64).numpy()}, {"y": 0})[0]
         return torch.from_numpy(out), None
 
     def join(self, enc: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         if enc.shape != pred.shape or enc.dim() != 2:  # the searches pass (N, J) pairs or (1, J) x (B, J)
             enc, pred = torch.broadcast_tensors(enc, pred)
         shape = enc.shape
-        logit = self.joiner.run(None, {"encoder_out": enc.reshape(-1, shape[-1]).contiguous().numpy(),
-                                       "decoder_out": pred.reshape(-1, shape[-1]).contiguous().numpy()})[0]
+        logit = self._run("joiner", {"encoder_out": enc.reshape(-1, shape[-1]).contiguous().numpy(),
+                                     "decoder_out": pred.reshape(-1, shape[-1]).contiguous().numpy()},
+                          {"encoder_out": 0, "decoder_out": 0})[0]
         return torch.from_numpy(logit) if len(shape) == 2 else torch.from_numpy(logit).reshape(*shape[:-1], -1)
-
-    def text(self, tokens: list[int]) -> str:
-        return "".join(self.symbols[t] for t in tokens).replace("\u2581", " ").strip()
-
-    def words(self, tokens: list[int], frames: list[int]) -> list[Word]:
-        """Tokens with their encoder frames -> words. A word starts at a token whose symbol begins
-        with "\u2581" (or at the first token); it ends where the encoder frame of its last token ends."""
-        words: list[Word] = []
-        for token, frame in zip(tokens, frames):
-            symbol = self.symbols[token]
-            if symbol.startswith("\u2581") or not words:
-                words.append(Word(symbol.lstrip("\u2581"), frame * ENCODER_FRAME_S, (frame + 1) * ENCODER_FRAME_S))
-            else:
-                words[-1].word += symbol
-                words[-1].end_s = (frame + 1) * ENCODER_FRAME_S
-        return [w for w in words if w.word]
 
 
 # ---------------------------------------------------------------------------------------------
