@@ -29,6 +29,7 @@ EXAMPLES = {
     "export": "example:\n  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx\n"
               "  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx-c16 --chunk-frames 16\n"
               "  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx --int8 dynamic static accelerator",
+    "bench": "example:\n  asr bench latency --model-dir exp/demo/onnx --data data/synth-small/test --checkpoint exp/demo/final.pt",
     "emulate": "example:\n  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-small/cuts_test.jsonl.gz\n"
                "  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-small/cuts_test.jsonl.gz "
                "--profile onnxruntime --method modified_beam_search",
@@ -132,6 +133,31 @@ def _parser() -> argparse.ArgumentParser:
                      help="cut manifest the static flavours calibrate on (default: the checkpoint's dev cuts)")
     exp.add_argument("--num-calib", type=int, default=50,
                      help="calibration utterances; the last 20%% only measure the encoder SNR (default %(default)s)")
+
+    bench = verb("bench", "benchmarks that run several engines side by side and print one table")
+    kinds = bench.add_subparsers(dest="benchmark", metavar="<benchmark>", required=True)
+    lat = kinds.add_parser(
+        "latency", formatter_class=fmt,
+        help="real-time factor, per-chunk, first-token and user-perceived latency: PyTorch, ONNX fp32, int8, sherpa-onnx",
+        description="Replays each test utterance as a live microphone session (100 ms pieces, then silence until "
+                    "an endpoint) on every engine; see asr/streaming/latency.py for the definitions.",
+        epilog="example:\n  asr bench latency --model-dir exp/demo/onnx --data data/synth-small/test "
+               "--checkpoint exp/demo/final.pt --json exp/demo/latency.json --plot exp/demo/latency.png")
+    lat.add_argument("--model-dir", required=True, help="what 'asr export' wrote (int8-* subfolders are benchmarked too)")
+    lat.add_argument("--data", required=True, help="LibriSpeech-layout folder of flac files and transcripts")
+    lat.add_argument("--checkpoint", default=None, help="also run this checkpoint in PyTorch (pytorch-fp32)")
+    lat.add_argument("--max-utts", type=int, default=100, help="first N utterances (default %(default)s)")
+    lat.add_argument("--method", default="greedy", choices=["greedy", "modified_beam_search"])
+    lat.add_argument("--beam", type=int, default=4)
+    lat.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                     help="thread counts for the RTF columns; latency percentiles use the first (default 1 2)")
+    lat.add_argument("--max-silence", type=float, default=3.0, help="seconds of silence fed after each utterance")
+    lat.add_argument("--engines", nargs="+", default=None, help="a subset, e.g. onnx-fp32 sherpa-onnx-fp32")
+    lat.add_argument("--json", default=None, help="write one object per engine to this JSON file")
+    lat.add_argument("--plot", default=None, help="write box plots of the latency distributions to this PNG")
+    lat.add_argument("--results-json", default=None,
+                     help="merge onnx_fp32_wer, onnx_int8_wer, int8/fp32_encoder_bytes, stream_rtf, sherpa_rtf, "
+                          "sherpa_tokens_match into this JSON")
 
     from asr.streaming import stream_cli
 
@@ -272,6 +298,31 @@ def _cmd_export(args) -> None:
     errs = ", ".join(f"{k} {v:.2g}" for k, v in r["max_abs_diff"].items())
     print(f"T={r['T']} decode_chunk_len={r['decode_chunk_len']}; onnxruntime vs PyTorch max |diff|: {errs}; "
           f"wrote {r['out']}")
+
+
+def _cmd_bench(args) -> None:
+    from pathlib import Path
+
+    from asr.decode import update_results
+    from asr.streaming.latency import bench_latency, table
+
+    rows, summary = bench_latency(args.model_dir, args.data, args.checkpoint, args.max_utts, args.method, args.beam,
+                                  tuple(args.threads), args.max_silence, args.engines, args.json, args.plot)
+    label = args.method if args.method == "greedy" else f"{args.method}, beam {args.beam}"
+    print(f"{rows[0]['utts']} utterances, {label}; latency columns at {args.threads[0]} thread(s)")
+    print(table(rows))
+    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
+    if args.results_json and "onnx_int8_wer" in summary and "sherpa_rtf" in summary:
+        best = Path(args.model_dir) / summary["best_int8"].replace("onnx-", "")
+        update_results(args.results_json, {
+            "onnx_fp32_wer": round(summary["onnx_fp32_wer"], 3), "onnx_int8_wer": round(summary["onnx_int8_wer"], 3),
+            "onnx_int8_flavour": summary["best_int8"], "int8_encoder_bytes": (best / "encoder.onnx").stat().st_size,
+            "fp32_encoder_bytes": (Path(args.model_dir) / "encoder.onnx").stat().st_size,
+            "stream_rtf": round(summary["stream_rtf"], 5), "sherpa_rtf": round(summary["sherpa_rtf"], 5),
+            "sherpa_tokens_match": summary["sherpa_tokens_match"], "latency_utts": summary["utts"]})
+        print(f"updated {args.results_json}")
+    elif args.results_json:
+        raise UserError("--results-json needs the onnx-fp32, sherpa-onnx-fp32 and at least one int8 engine in the run")
 
 
 def _cmd_stream(args) -> None:

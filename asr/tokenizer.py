@@ -120,9 +120,9 @@ def write_tokens(model_path: Path, tokens_path: Path) -> None:
 def write_bpe_vocab(bpe_model: str | Path, path: str | Path) -> None:
     """Write sentencepiece's ``.vocab`` file (``<piece>\\t<score>`` per id, the trainer's format) for
     ``bpe_model``: what sherpa-onnx's ``bpe_vocab=`` (with ``modeling_unit="bpe"``) reads to split
-    hotwords into pieces. Its encoder picks the segmentation with the largest summed score; for our
-    BPE models (scores -rank) that equals sentencepiece's own BPE on every word we measured
-    (``tests/test_hotwords.py``)."""
+    hotwords into pieces. Byte for byte the file ``train_bpe`` leaves beside the model. sherpa-onnx
+    splits words by the largest summed score, not by BPE merges: :meth:`Tokenizer.encode_max_score`
+    is that split, which our decoder must use to match it."""
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=str(bpe_model))

@@ -263,9 +263,9 @@ class OracleTransducer:
     """A transducer whose "acoustics" spell a given token sequence, one token every other frame, and
     prefer a wrong token over the right one (by ``margin_nats``) inside the listed entity words.
 
-    ``enc`` frame t is (token, position) of the reference token due at t, or (0, -1); the predictor
-    output is the number of tokens emitted so far (its state counts them). A hypothesis in step with
-    the reference gets the due token (or the wrong one), anything else gets blank.
+    ``enc`` frame t is (token, position, confused) of the reference token due at t, or (0, -1, 0); the
+    predictor output is the number of tokens emitted so far (its state counts them). A hypothesis in
+    step with the reference gets the due token (or the wrong one), anything else gets blank.
     """
 
     blank_id, unk_id = 0, 2
@@ -311,8 +311,9 @@ def test_hotwords_raise_entity_recall(tiny_corpus, tiny_checkpoint):
     back and nothing else changes; with a bonus below it (0.5) none does.
 
     Why not the untrained fixture network: sherpa-onnx's search adds the bonus after choosing the
-    top-``beam`` candidates, and that network never ranks an entity word's tokens there (measured:
-    entity recall 0/5 without and with hotwords at beam 4, scores 2-10), so no bonus can help it."""
+    top-``beam`` candidates, and that network never ranks an entity word's tokens there (measured on
+    its export: 0 of the 5 listed words without and with hotwords at beam 4, bonus 3 to 10 per
+    token), so no bonus can help it."""
     from asr.data.librispeech import read_transcripts
     from asr.tokenizer import Tokenizer
     from bench.hotwords import entity_phrases, entity_words
@@ -329,17 +330,19 @@ def test_hotwords_raise_entity_recall(tiny_corpus, tiny_checkpoint):
     wrong = next(t for t in range(3, tok.vocab_size) if t not in used)  # a token no hotword uses
     model = OracleTransducer(tok.vocab_size, wrong, margin_nats=1.0)
 
+    frames, spelled = {}, {}  # per utterance: the oracle's input, and the reference as the model can spell it
+    for utt, text in refs.items():
+        tokens, confused = [], []
+        for word in text.split():
+            pieces = [t for t in tok.encode(word) if t != tok.sp.unk_id()]  # the model cannot emit <unk>
+            tokens += pieces
+            confused += [word in wanted[utt]] * len(pieces)
+        frames[utt], spelled[utt] = model.encode(tokens, confused), tok.decode(tokens)
+
     def decode(score: float | None) -> dict[str, str]:
         graph = None if score is None else ContextGraph([tok.encode(p) for p in hotword_phrases], score)
         out = {}
-        for utt, text in refs.items():
-            tokens, confused = [], []
-            for word in text.split():
-                pieces = [t for t in tok.encode(word) if t != tok.sp.unk_id()]  # the model cannot emit <unk>
-                tokens += pieces
-                confused += [word in wanted[utt]] * len(pieces)
-            spelled[utt] = tok.decode(tokens)
-            enc = model.encode(tokens, confused)
+        for utt, enc in frames.items():
             state = modified_beam_search(model, enc, torch.tensor([enc.size(1)]), beam=4, context_graph=graph)
             out[utt] = tok.decode(state.hyps[0])
         return out
@@ -347,7 +350,6 @@ def test_hotwords_raise_entity_recall(tiny_corpus, tiny_checkpoint):
     def recall(hyps: dict[str, str]) -> float:
         return sum(len(wanted[u] & set(h.split())) for u, h in hyps.items()) / sum(len(w) for w in wanted.values())
 
-    spelled = {}  # the reference as the model can spell it
     without, weak, boosted = decode(None), decode(0.5), decode(1.5)
     assert recall(without) == 0, f"the oracle should miss every listed word {listed}: {without}"
     assert recall(weak) == 0, f"a bonus below the margin should not recover {listed}: {weak}"

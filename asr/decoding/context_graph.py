@@ -31,6 +31,7 @@ optionally followed by `` :SCORE`` (the per-token bonus of that phrase), e.g. ``
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,17 +134,17 @@ class ContextGraph:
 
 def _parse_line(path: Path, lineno: int, line: str) -> tuple[str, float | None] | None:
     """``PHRASE [:SCORE]`` -> (phrase, score or None); None for a blank line."""
-    words, score = [], None
+    words, score, where = [], None, f"{path}:{lineno}"
     for word in line.split():
-        where = f"{path}:{lineno}"
         if word.startswith(":"):
             if score is not None:
                 raise UserError(f"{where}: two scores in {line.strip()!r}; write one ':SCORE' after the phrase")
             try:
                 score = float(word[1:])
             except ValueError:
-                raise UserError(f"{where}: bad score {word!r} in {line.strip()!r}; write the phrase, then ':SCORE' with a number, e.g. 'TAYLOR SWIFT :2.0'") from None
-            if score == 0 or score != score or abs(score) == float("inf"):
+                raise UserError(f"{where}: bad score {word!r} in {line.strip()!r}; write the phrase, then ':SCORE' "
+                                "with a number, e.g. 'TAYLOR SWIFT :2.0'") from None
+            if score == 0 or not math.isfinite(score):
                 raise UserError(f"{where}: score {word!r} must be a finite non-zero number "
                                 "(sherpa-onnx reads 0 as the default); drop it to use the default")
         elif score is not None:
@@ -153,7 +154,7 @@ def _parse_line(path: Path, lineno: int, line: str) -> tuple[str, float | None] 
     if not words:
         if score is None:
             return None
-        raise UserError(f"{path}:{lineno}: a score with no phrase; write 'PHRASE :SCORE'")
+        raise UserError(f"{where}: a score with no phrase; write 'PHRASE :SCORE'")
     return " ".join(words), score
 
 
