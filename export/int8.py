@@ -140,7 +140,7 @@ def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunk_frames: i
     for the unrolled graphs). Returns bytes per graph and the encoder SNR on held-out utterances."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-    from export.onnx import add_metadata, write_graphs
+    from export.onnx import SIDE_FILES, add_metadata, write_graphs
 
     out.mkdir(parents=True)
     work = out.parent / f".{flavour}-work"
@@ -175,7 +175,7 @@ def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunk_frames: i
                                                # cost 8 dB of encoder SNR (24 vs 32.5 dB)
                                                "OpTypesToExcludeOutputQuantization": ops})
             add_metadata(out / g, _meta(base / g))  # the quantizers keep it today; do not depend on that
-        for f in ("tokens.txt", "bpe.model"):
+        for f in SIDE_FILES:
             shutil.copyfile(fp32_dir / f, out / f)
         snr = encoder_snr(base, out, collect_inputs(base, held_x)["encoder.onnx"]) if held_x else None
     finally:

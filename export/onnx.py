@@ -11,7 +11,8 @@ Three graphs, the contract of sherpa-onnx's icefall path (``../shared/reference/
   ``decoder_out (N, J)`` (through the predictor projection). Metadata ``vocab_size``, ``context_size``.
 * ``joiner.onnx``: ``encoder_out (N, J)``, ``decoder_out (N, J)`` -> raw ``logit (N, V)``.
 
-Plus ``tokens.txt`` (``<blk> 0`` ...) and ``bpe.model``. Every batch axis is dynamic (asserted after
+Plus ``tokens.txt`` (``<blk> 0`` ...), ``bpe.model`` and ``bpe.vocab`` (what sherpa-onnx's
+``bpe_vocab=`` reads to spell hotwords). Every batch axis is dynamic (asserted after
 export), and :func:`export_onnx` checks each graph against PyTorch with onnxruntime before it
 writes anything to ``out_dir``: each component on random inputs at batch 1 and 3, and the encoder
 chunk by chunk with its state carried (atol 1e-4).
@@ -265,6 +266,7 @@ def write_graphs(model, out: Path, chunk_frames: int, unrolled: bool = False, fi
 
 
 GRAPHS = ("encoder.onnx", "decoder.onnx", "joiner.onnx")
+SIDE_FILES = ("tokens.txt", "bpe.model", "bpe.vocab")
 
 
 def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int = 32, bpe_model: str | None = None,
@@ -275,7 +277,7 @@ def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int = 32, bpe_model
     ``export/int8.py``; ``calib``: the cut manifest static flavours calibrate on, default the
     checkpoint's dev cuts)."""
     from asr.checkpoint import load_model
-    from asr.tokenizer import Tokenizer, write_tokens
+    from asr.tokenizer import Tokenizer, write_bpe_vocab, write_tokens
     from export import int8 as q
 
     unknown = [f for f in int8 if f not in q.FLAVOURS]
@@ -304,11 +306,12 @@ def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int = 32, bpe_model
         errs = write_graphs(model, tmp, chunk_frames, unrolled=bool(model.encoder.cfg.proj_dim))
         shutil.copyfile(tokenizer.path, tmp / "bpe.model")
         write_tokens(tmp / "bpe.model", tmp / "tokens.txt")
-        files = [*GRAPHS, "tokens.txt", "bpe.model"]
+        write_bpe_vocab(tmp / "bpe.model", tmp / "bpe.vocab")  # sherpa-onnx's bpe_vocab= (hotwords)
+        files = [*GRAPHS, *SIDE_FILES]
         int8_info = {}
         for flavour in int8:
             int8_info[flavour] = q.make_flavour(model, tmp, tmp / f"int8-{flavour}", flavour, chunk_frames, calib_x)
-            files += [f"int8-{flavour}/{f}" for f in (*GRAPHS, "tokens.txt", "bpe.model")]
+            files += [f"int8-{flavour}/{f}" for f in (*GRAPHS, *SIDE_FILES)]
         for name in files:
             (out / name).parent.mkdir(exist_ok=True)
             os.replace(tmp / name, out / name)

@@ -35,7 +35,7 @@ def _sess(path):
 
 def test_files_and_sherpa_metadata(exported, tiny_checkpoint):
     out, result = exported
-    assert sorted(p.name for p in out.iterdir()) == ["bpe.model", "decoder.onnx", "encoder.onnx", "joiner.onnx", "tokens.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["bpe.model", "bpe.vocab", "decoder.onnx", "encoder.onnx", "joiner.onnx", "tokens.txt"]
     model, _, _ = load_model(tiny_checkpoint.path)
     enc = read_metadata(out / "encoder.onnx")
     assert enc == {"model_type": "lstm", "version": "1", "model_author": "ondevice-asr", "decode_chunk_len": "16",

@@ -64,7 +64,7 @@ def test_every_flavour_is_a_complete_folder_with_the_fp32_metadata(exported):
     out, r = exported
     for flavour in ("dynamic", "static", "accelerator"):
         d = out / f"int8-{flavour}"
-        assert sorted(p.name for p in d.iterdir()) == ["bpe.model", "decoder.onnx", "encoder.onnx", "joiner.onnx", "tokens.txt"]
+        assert sorted(p.name for p in d.iterdir()) == ["bpe.model", "bpe.vocab", "decoder.onnx", "encoder.onnx", "joiner.onnx", "tokens.txt"]
         for g in GRAPHS:
             assert read_metadata(d / g) == read_metadata(out / g), (flavour, g)
         assert (d / "tokens.txt").read_text() == (out / "tokens.txt").read_text()

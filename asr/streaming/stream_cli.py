@@ -197,7 +197,9 @@ def build_recognizer(model_dir: str, method: str = "greedy", beam: int = 4, hotw
         if not (d / "bpe.model").is_file():
             raise UserError(f"{d}: no bpe.model, which --hotwords-file needs to spell the phrases; "
                             "re-export the folder with 'asr export'")
-        graph = load_hotwords(hotwords_file, Tokenizer(d / "bpe.model").encode, hotwords_score, unk_id=model.unk_id)
+        # spelled as sherpa-onnx spells hotwords (largest summed piece score), so both decode alike
+        graph = load_hotwords(hotwords_file, Tokenizer(d / "bpe.model").encode_max_score, hotwords_score,
+                              unk_id=model.unk_id)
     return OnnxRecognizer(model, method, beam, tail_padding_s, context_graph=graph, endpoint=endpoint, keep_calls=False)
 
 
