@@ -319,7 +319,8 @@ def _cmd_bench(args) -> None:
             "onnx_int8_flavour": summary["best_int8"], "int8_encoder_bytes": (best / "encoder.onnx").stat().st_size,
             "fp32_encoder_bytes": (Path(args.model_dir) / "encoder.onnx").stat().st_size,
             "stream_rtf": round(summary["stream_rtf"], 5), "sherpa_rtf": round(summary["sherpa_rtf"], 5),
-            "sherpa_tokens_match": summary["sherpa_tokens_match"], "latency_utts": summary["utts"]})
+            "sherpa_tokens_match": summary["sherpa_tokens_match"], "latency_utts": summary["utts"],
+            "latency_method": args.method if args.method == "greedy" else f"{args.method}, beam {args.beam}"})
         print(f"updated {args.results_json}")
     elif args.results_json:
         raise UserError("--results-json needs the onnx-fp32, sherpa-onnx-fp32 and at least one int8 engine in the run")

@@ -29,6 +29,7 @@ Shape legend: N batch, T frames per encoder call, F mel bins, J joiner dim.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from itertools import islice
 from pathlib import Path
@@ -145,6 +146,10 @@ def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunk_frames: i
     out.mkdir(parents=True)
     work = out.parent / f".{flavour}-work"
     work.mkdir()
+    root_level = logging.getLogger().level
+    # the quantizers log advice per node on the root logger ("Bias of Gemm node ... is not constant":
+    # the unrolled cell's h @ R + x_t W; such a Gemm stays a float Gemm fed by int8 DequantizeLinear)
+    logging.getLogger().setLevel(logging.ERROR)
     try:
         held = max(1, int(len(calib_x) * HELD_OUT_FRACTION))
         fit_x, held_x = calib_x[:-held], calib_x[-held:]
@@ -179,6 +184,7 @@ def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunk_frames: i
             shutil.copyfile(fp32_dir / f, out / f)
         snr = encoder_snr(base, out, collect_inputs(base, held_x)["encoder.onnx"]) if held_x else None
     finally:
+        logging.getLogger().setLevel(root_level)
         shutil.rmtree(work, ignore_errors=True)
     return {"bytes": {g: (out / g).stat().st_size for g in GRAPHS}, "encoder_snr_db": snr,
             "calib_utts": len(fit_x), "snr_utts": len(held_x)}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The embedded-corpus recipe (this is what `make demo` runs): synthesize -> manifests -> fbank ->
 # BPE -> train an LSTM transducer -> decode the held-out-voice test split (modified beam search,
-# beam 8) -> results table and results.json.
+# beam 8) -> results table and results.json -> export ONNX fp32 + int8 for sherpa-onnx -> `asr stream`
+# one test file -> latency benchmark (ours vs sherpa-onnx, fp32 vs int8) into results.json.
 #
 # Usage (from the repository root, with the venv's `asr` on PATH):
 #   bash recipes/synth/run.sh                                  # all stages, size small, exp/demo
@@ -10,6 +11,7 @@
 #   bash recipes/synth/run.sh --stage 4 --stop-stage 5         # train + decode only
 #   bash recipes/synth/run.sh --size small --exp exp/synth-small --config recipes/synth/lstm.yaml
 #   bash recipes/synth/run.sh --set train.max_steps=200        # extra overrides for `asr train`
+#   bash recipes/synth/run.sh --stage 6 --bench-utts 1000      # export + stream + benchmark all test utterances
 # Every stage skips work whose output exists, so an interrupted run resumes where it stopped.
 set -euo pipefail
 
@@ -22,6 +24,7 @@ vocab_size=32
 method=modified_beam_search
 beam=8
 speed_perturb=0  # on small within the demo's 12.5 min: test WER 12.40 % with, 11.76 % without (README)
+bench_utts=100  # stage 8; with 3 engines at 1 and 2 threads this is about 45 s (README has the full runs)
 overrides=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,6 +37,7 @@ while [ $# -gt 0 ]; do
     --method) method=$2; shift 2 ;;
     --beam) beam=$2; shift 2 ;;
     --speed-perturb) speed_perturb=$2; shift 2 ;;
+    --bench-utts) bench_utts=$2; shift 2 ;;
     --set) overrides+=(--set "$2"); shift 2 ;;
     *) echo "error: unknown option $1 (see the usage block at the top of $0)" >&2; exit 2 ;;
   esac
@@ -83,4 +87,22 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   asr decode --checkpoint "$exp/final.pt" --cuts "$fbank/cuts_test.jsonl.gz" --out "$exp/decode" \
     --method "$method" --beam "$beam" --results-json "$exp/results.json"
   log "done; results in $exp/results.json, per-utterance errors in $exp/decode/errs-test-$method.txt"
+fi
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  log "stage 6: export to $exp/onnx (float32 + int8 dynamic, static, accelerator; checked against PyTorch)"
+  asr export --checkpoint "$exp/final.pt" --out "$exp/onnx" --int8 dynamic static accelerator \
+    --calib "$fbank/cuts_dev.jsonl.gz"
+fi
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  audio=$(find "$corpus/test" -name '*.flac' | sort | sed -n 1p)  # sed reads all: no SIGPIPE under pipefail
+  log "stage 7: asr stream $exp/onnx $audio (JSON lines; final results only)"
+  asr stream "$exp/onnx" "$audio" --no-partials
+  grep -h "^$(basename "$audio" .flac) " "$corpus"/test/*/*/*.trans.txt | sed 's/^/  reference: /'
+fi
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+  log "stage 8: latency benchmark on $bench_utts test utterances (asr stream vs sherpa-onnx, fp32 vs int8)"
+  asr bench latency --model-dir "$exp/onnx" --data "$corpus/test" --max-utts "$bench_utts" \
+    --engines onnx-fp32 onnx-int8-dynamic sherpa-onnx-fp32 \
+    --json "$exp/latency.json" --plot "$exp/latency.png" --results-json "$exp/results.json"
+  log "done; $exp/results.json, $exp/latency.json, $exp/latency.png"
 fi
