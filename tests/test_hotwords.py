@@ -191,24 +191,12 @@ def test_search_with_context_graph():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_checkpoint, tmp_path_factory):
-    """The tiny checkpoint as tests/test_sherpa.py exports it (blank pushed down, joiner sharpened,
-    so that the untrained model emits audio-dependent tokens), plus bpe.vocab for sherpa-onnx."""
-    from asr.checkpoint import read_checkpoint, save_checkpoint
-    from asr.tokenizer import write_bpe_vocab
+def model_dir(emitting_checkpoint, tmp_path_factory):
+    """The emitting tiny checkpoint (conftest) exported as tests/test_sherpa.py does (with bpe.vocab)."""
     from export.onnx import export_onnx
 
-    root = tmp_path_factory.mktemp("hotwords")
-    ckpt = read_checkpoint(tiny_checkpoint.path)
-    state = dict(ckpt["model"])
-    state["joiner.output.bias"] = state["joiner.output.bias"].clone()
-    state["joiner.output.bias"][0] -= 3.0
-    state["joiner.output.weight"] = state["joiner.output.weight"] * 8
-    path = root / "ckpt.pt"
-    save_checkpoint({**ckpt, "model": state}, path)
-    out = root / "onnx"
-    export_onnx(str(path), str(out), chunk_frames=16)
-    write_bpe_vocab(out / "bpe.model", out / "bpe.vocab")
+    out = tmp_path_factory.mktemp("hotwords") / "onnx"
+    export_onnx(str(emitting_checkpoint), str(out), chunk_frames=16)
     return out
 
 

@@ -22,7 +22,6 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.checkpoint import read_checkpoint, save_checkpoint
 from asr.streaming.endpoint import EndpointConfig, EndpointRule, trailing_blanks
 from asr.streaming.onnx import ENCODER_FRAME_S, OnnxRecognizer, OnnxStream, OnnxTransducer
 from export.onnx import export_onnx
@@ -35,19 +34,10 @@ SILENCE_LOG_MEL = -15.9
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_checkpoint, tmp_path_factory):
-    """The untrained tiny checkpoint, blank pushed down so it emits audio-dependent tokens (as in
-    tests/test_sherpa.py), exported with decode_chunk_len 16 (4 encoder frames per call)."""
-    root = tmp_path_factory.mktemp("stream")
-    ckpt = read_checkpoint(tiny_checkpoint.path)
-    state = dict(ckpt["model"])
-    state["joiner.output.bias"] = state["joiner.output.bias"].clone()
-    state["joiner.output.bias"][0] -= 3.0
-    state["joiner.output.weight"] = state["joiner.output.weight"] * 8
-    path = root / "ckpt.pt"
-    save_checkpoint({**ckpt, "model": state}, path)
-    out = root / "onnx"
-    export_onnx(str(path), str(out), chunk_frames=16)
+def model_dir(emitting_checkpoint, tmp_path_factory):
+    """The emitting tiny checkpoint (conftest) exported with decode_chunk_len 16 (4 encoder frames per call)."""
+    out = tmp_path_factory.mktemp("stream") / "onnx"
+    export_onnx(str(emitting_checkpoint), str(out), chunk_frames=16)
     return out
 
 

@@ -78,7 +78,12 @@ def greedy_init(model, batch: int, device="cpu") -> GreedyState:
 
 @torch.no_grad()
 def greedy_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, state: GreedyState | None = None) -> GreedyState:
-    """enc: (N, T', J) projected encoder output; frames t >= enc_lens[n] are ignored for stream n."""
+    """enc: (N, T', J) projected encoder output; frames t >= enc_lens[n] are ignored for stream n.
+
+    One joiner call per frame, with the N streams' rows, as sherpa-onnx calls it. Running the
+    joiner on all frames at once until the next emission would save calls, but an int8-dynamic
+    joiner quantizes each call's input with its own scale, so its logits depend on what else is in
+    the batch: tokens then differ from sherpa-onnx's (measured)."""
     n = enc.size(0)
     if state is None:
         state = greedy_init(model, n, enc.device)

@@ -111,90 +111,107 @@ def _pieces(x: np.ndarray, max_silence_s: float):
         yield start, audio[start : start + step], min(start + step, len(audio)) / SAMPLE_RATE_HZ
 
 
-def _trace_ours(model, path: str, method: str, beam: int, max_silence_s: float) -> dict:
-    from asr.streaming.endpoint import EndpointConfig
-    from asr.streaming.onnx import ENCODER_FRAME_S, OnnxStream, decode_streams
+class _OurSession:
+    """One utterance on ``asr stream``'s loop (OnnxStream, endpointing on)."""
 
-    s = OnnxStream(model, method, beam, TAIL_PADDING_S, endpoint=EndpointConfig(), auto_decode=False)
+    def __init__(self, model, method: str, beam: int) -> None:
+        from asr.streaming.endpoint import EndpointConfig
+        from asr.streaming.onnx import OnnxStream
+
+        self.model = model
+        self.s = OnnxStream(model, method, beam, TAIL_PADDING_S, endpoint=EndpointConfig(), auto_decode=False)
+
+    def accept(self, piece: np.ndarray) -> None:
+        self.s.accept_waveform(piece)
+
+    def finish(self) -> None:  # appends the tail padding itself
+        self.s.input_finished()
+
+    def step(self) -> bool:
+        from asr.streaming.onnx import decode_streams
+
+        return decode_streams([self.s]) is not None
+
+    def poll(self) -> tuple[float | None, str | None]:
+        from asr.streaming.onnx import ENCODER_FRAME_S
+
+        first = self.s.first_token
+        return (None if first is None else first.time_s + ENCODER_FRAME_S), (self.s.finals[0].reason if self.s.finals else None)
+
+    def result(self) -> tuple[list[str], str]:
+        final = self.s.finals[0] if self.s.finals else None
+        tokens = final.tokens if final else self.s.tokens
+        return [self.model.symbols[t].replace("\u2581", " ") for t in tokens], final.text if final else self.s.text
+
+
+class _SherpaSession:
+    """One utterance on sherpa-onnx's OnlineRecognizer (endpoint detection on)."""
+
+    def __init__(self, rec) -> None:
+        self.rec, self.s, self.r = rec, rec.create_stream(), None
+
+    def accept(self, piece: np.ndarray) -> None:
+        self.s.accept_waveform(SAMPLE_RATE_HZ, piece)
+
+    def finish(self) -> None:
+        self.s.accept_waveform(SAMPLE_RATE_HZ, np.zeros(int(TAIL_PADDING_S * SAMPLE_RATE_HZ), np.float32))
+        self.s.input_finished()
+
+    def step(self) -> bool:
+        if not self.rec.is_ready(self.s):
+            return False
+        self.rec.decode_stream(self.s)
+        return True
+
+    def poll(self) -> tuple[float | None, str | None]:  # called outside the timed steps
+        self.r = self.rec.get_result_all(self.s)
+        first = self.r.timestamps[0] + 0.04 if self.r.tokens else None  # the end of its 40 ms encoder frame
+        return first, ("endpoint" if self.rec.is_endpoint(self.s) else None)
+
+    def result(self) -> tuple[list[str], str]:
+        self.r = self.rec.get_result_all(self.s)
+        return list(self.r.tokens), self.r.text.strip()
+
+
+def _trace(session, path: str, max_silence_s: float) -> dict:
+    """Feed one utterance and then silence piece by piece, decoding what is ready after each piece,
+    until the first endpoint (or the end of input); times every step for :func:`replay`."""
     pieces, calls, ev = [], [], {"first": None, "final": None}
 
     def drain(k: int, steps: list[float]) -> None:
-        while s.is_ready and ev["final"] is None:
+        while ev["final"] is None:
             t = time.perf_counter()
-            decode_streams([s])
+            if not session.step():
+                return
             steps.append(time.perf_counter() - t)
             calls.append(steps[-1])
-            if ev["first"] is None and s.first_token is not None:
-                ev["first"] = [k, len(steps) - 1, s.first_token.time_s + ENCODER_FRAME_S]
-            if s.finals:
-                ev["final"] = [k, len(steps) - 1, s.finals[0].reason]
+            first, final = session.poll()
+            if ev["first"] is None and first is not None:
+                ev["first"] = [k, len(steps) - 1, first]
+            if final is not None:
+                ev["final"] = [k, len(steps) - 1, final]
 
     fed = 0.0
     for k, (_, piece, arrive_s) in enumerate(_pieces(_read(path), max_silence_s)):
         t = time.perf_counter()
-        s.accept_waveform(piece)
+        session.accept(piece)
         steps = [time.perf_counter() - t]
         drain(k, steps)
         pieces.append([arrive_s, steps])
         fed = arrive_s
         if ev["final"] is not None:
             break
-    else:  # no endpoint: the input ends (tail padding, flush)
+    else:  # no endpoint: the input ends (tail padding, flush) when the silence runs out
         k = len(pieces)
         t = time.perf_counter()
-        s.input_finished()
+        session.finish()
         steps = [time.perf_counter() - t]
         drain(k, steps)
-        if ev["final"] is None and s.finals:  # nothing left to decode: finished inside input_finished
-            ev["final"] = [k, 0, s.finals[0].reason]
-        pieces.append([fed, steps])
-    final = s.finals[0] if s.finals else None
-    symbols = [model.symbols[t].replace("\u2581", " ") for t in (final.tokens if final else s.tokens)]
-    return {"pieces": pieces, "calls": calls, "fed_s": fed, **ev, "tokens": symbols,
-            "text": final.text if final else s.text}
-
-
-def _trace_sherpa(rec, path: str, max_silence_s: float) -> dict:
-    pieces, calls, ev = [], [], {"first": None, "final": None}
-    s = rec.create_stream()
-    result = None
-
-    def drain(k: int, steps: list[float]) -> None:
-        nonlocal result
-        while rec.is_ready(s) and ev["final"] is None:
-            t = time.perf_counter()
-            rec.decode_stream(s)
-            steps.append(time.perf_counter() - t)
-            calls.append(steps[-1])
-            result = rec.get_result_all(s)
-            if ev["first"] is None and result.tokens:
-                ev["first"] = [k, len(steps) - 1, result.timestamps[0] + 0.04]  # end of its encoder frame
-            if rec.is_endpoint(s):
-                ev["final"] = [k, len(steps) - 1, "endpoint"]
-
-    fed = 0.0
-    for k, (_, piece, arrive_s) in enumerate(_pieces(_read(path), max_silence_s)):
-        t = time.perf_counter()
-        s.accept_waveform(SAMPLE_RATE_HZ, piece)
-        steps = [time.perf_counter() - t]
-        drain(k, steps)
-        pieces.append([arrive_s, steps])
-        fed = arrive_s
-        if ev["final"] is not None:
-            break
-    else:
-        k = len(pieces)
-        t = time.perf_counter()
-        s.accept_waveform(SAMPLE_RATE_HZ, np.zeros(int(TAIL_PADDING_S * SAMPLE_RATE_HZ), np.float32))
-        s.input_finished()
-        steps = [time.perf_counter() - t]
-        drain(k, steps)
-        if ev["final"] is None:
+        if ev["final"] is None:  # the last chunk decoded (or nothing was left): the final result is out
             ev["final"] = [k, len(steps) - 1, "end"]
         pieces.append([fed, steps])
-        result = rec.get_result_all(s)
-    return {"pieces": pieces, "calls": calls, "fed_s": fed, **ev, "tokens": list(result.tokens) if result else [],
-            "text": result.text.strip() if result else ""}
+    tokens, text = session.result()
+    return {"pieces": pieces, "calls": calls, "fed_s": fed, **ev, "tokens": tokens, "text": text}
 
 
 def child_main(argv: list[str]) -> None:
@@ -225,7 +242,7 @@ def child_main(argv: list[str]) -> None:
             enable_endpoint_detection=True, rule1_min_trailing_silence=cfg.rule1.min_trailing_silence_s,
             rule2_min_trailing_silence=cfg.rule2.min_trailing_silence_s,
             rule3_min_utterance_length=cfg.rule3.min_utterance_length_s)
-        traces = [_trace_sherpa(rec, f, a.max_silence) for f in files]
+        traces = [_trace(_SherpaSession(rec), f, a.max_silence) for f in files]
     else:
         import torch
 
@@ -236,7 +253,7 @@ def child_main(argv: list[str]) -> None:
             from asr.streaming.onnx import OnnxTransducer
 
             model = OnnxTransducer(d, num_threads=a.threads)
-        traces = [_trace_ours(model, f, a.method, a.beam, a.max_silence) for f in files]
+        traces = [_trace(_OurSession(model, a.method, a.beam), f, a.max_silence) for f in files]
     print(json.dumps({"traces": traces, "peak_rss_mb": peak_rss_mb()}))
 
 

@@ -58,7 +58,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from asr.decoding.search import BeamState, GreedyState, _context, beam_init, greedy_init, search
+from asr.decoding.search import GreedyState, _context, beam_init, greedy_init, search
 from asr.errors import UserError
 from asr.features import FRAME_SHIFT_MS, NUM_MEL_BINS, SAMPLE_RATE_HZ, SherpaFbank
 from asr.streaming.endpoint import SUBSAMPLING_FACTOR, EndpointConfig, trailing_blanks
