@@ -123,8 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     exp = verb("export", "export a transducer to ONNX for sherpa-onnx and onnxruntime (checked against PyTorch)")
     exp.add_argument("--checkpoint", required=True)
     exp.add_argument("--out", required=True, help="folder for encoder/decoder/joiner.onnx, tokens.txt, bpe.model")
-    exp.add_argument("--chunk-frames", type=int, default=32,
-                     help="feature frames the stream advances per encoder call (decode_chunk_len; default %(default)s)")
+    exp.add_argument("--chunk-frames", type=int, default=None,
+                     help="feature frames the stream advances per encoder call (decode_chunk_len; default: 32, "
+                          "a Conformer's own chunk_size x 4)")
     exp.add_argument("--bpe-model", default=None, help="default: the one named in the checkpoint's config")
     exp.add_argument("--int8", nargs="+", default=[], choices=["dynamic", "static", "accelerator"],
                      help="also write these int8 flavours, each a complete model folder OUT/int8-<flavour> "

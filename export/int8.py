@@ -141,7 +141,7 @@ def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunk_frames: i
     for the unrolled graphs). Returns bytes per graph and the encoder SNR on held-out utterances."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-    from export.onnx import SIDE_FILES, add_metadata, write_graphs
+    from export.onnx import SIDE_FILES, add_metadata, is_lstm, write_graphs
 
     out.mkdir(parents=True)
     work = out.parent / f".{flavour}-work"
@@ -158,7 +158,7 @@ def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunk_frames: i
         else:
             base = work / "float"
             base.mkdir()
-            write_graphs(model, base, chunk_frames, unrolled=True, fixed_batch=1 if flavour == "accelerator" else None)
+            write_graphs(model, base, chunk_frames, unrolled=is_lstm(model), fixed_batch=1 if flavour == "accelerator" else None)
             calib = collect_inputs(base, fit_x)
         for g in GRAPHS:
             pre = work / f"pre-{g}"

@@ -17,14 +17,19 @@ export), and :func:`export_onnx` checks each graph against PyTorch with onnxrunt
 writes anything to ``out_dir``: each component on random inputs at batch 1 and 3, and the encoder
 chunk by chunk with its state carried (atol 1e-4).
 
-Exported today: the LSTM encoder (with projections, LSTMP, as an unrolled cell: the ONNX LSTM op
-has none) with the stateless predictor; int8 flavours in ``export/int8.py``. Not yet (refused with
-a one-line error): the LSTM predictor (sherpa-onnx's icefall path needs a stateless decoder), the
-Conformer and the ConvRNN-T.
+Encoders: the LSTM with sherpa-onnx's own lstm state (LSTMP written out as unrolled cells: the ONNX
+LSTM op has no projection); the Conformer and the ConvRNN-T with their whole streaming state (caches,
+running sums, frame counts) packed into ``state0``/``state1`` (:class:`StatePacker`), which
+sherpa-onnx carries without looking inside (the reference's "packed states"; tests decode them with
+sherpa-onnx). A Conformer is exported at its own attention chunk (``decode_chunk_len = 4 x
+chunk_size``), where streaming equals its chunk-masked forward. int8 flavours: ``export/int8.py``.
+Refused with a one-line error: the LSTM predictor (sherpa-onnx's icefall path needs a stateless
+decoder) and the static int8 flavours of the ConvRNN-T (its LSTM op would stay float).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import warnings
@@ -78,24 +83,93 @@ class UnrolledLSTMStack(nn.Module):
         return st.output_norm(x), (torch.stack(h_out), torch.stack(c_out))
 
 
+class StatePacker:
+    """Any encoder's streaming state <-> the two tensors of sherpa-onnx's ``model_type=lstm``.
+
+    sherpa-onnx treats the lstm states as opaque: it zero-fills ``state0 (R, N, W)`` and
+    ``state1 (R, N, W)`` from the metadata and concatenates / splits them on axis 1 to batch streams
+    (reference doc, section 3.5). So every per-stream value of a state tuple (the Conformer's
+    attention and conv caches and frame count, the ConvRNN-T's conv caches, SE sums and LSTM state)
+    is flattened, in tuple order, into one vector per stream, zero-padded to ``2 R W`` and split into
+    the two tensors. Integer entries (frame counts) ride as float32, exact below 2**24 (186 hours of
+    40 ms frames). The encoder's initial state must be all zeros (checked), as sherpa-onnx makes it.
+    """
+
+    def __init__(self, encoder, width: int) -> None:
+        one, two = encoder.init_state(1), encoder.init_state(2)
+        if any(bool(t.any()) for t in one):
+            raise UserError(f"asr export: the {type(encoder).__name__} state does not start at zero, which "
+                            "sherpa-onnx's model_type=lstm contract needs")
+        # the stream axis of each state tensor: the one that differs between batch 1 and batch 2
+        self.axes = [next(i for i, (a, b) in enumerate(zip(t1.shape, t2.shape)) if a != b) for t1, t2 in zip(one, two)]
+        self.shapes = [tuple(d for i, d in enumerate(t.shape) if i != ax) for t, ax in zip(one, self.axes)]
+        self.dtypes = [t.dtype for t in one]
+        self.sizes = [math.prod(shape) for shape in self.shapes]
+        self.width = width
+        self.rows = -(-sum(self.sizes) // (2 * width))  # ceil
+
+    def pack(self, state) -> tuple[torch.Tensor, torch.Tensor]:
+        n = state[0].size(self.axes[0])
+        flat = torch.cat([t.movedim(ax, 0).reshape(n, -1).to(torch.float32) for t, ax in zip(state, self.axes)], dim=1)
+        flat = nn.functional.pad(flat, (0, 2 * self.rows * self.width - flat.size(1)))  # (N, 2 R W)
+        both = flat.reshape(n, 2, self.rows, self.width)
+        return both[:, 0].transpose(0, 1), both[:, 1].transpose(0, 1)  # (R, N, W) each
+
+    def unpack(self, state0: torch.Tensor, state1: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        n = state0.size(1)
+        flat = torch.stack([state0.transpose(0, 1), state1.transpose(0, 1)], dim=1).reshape(n, -1)  # (N, 2 R W)
+        out, start = [], 0
+        for shape, ax, size, dtype in zip(self.shapes, self.axes, self.sizes, self.dtypes):
+            t = flat[:, start : start + size].reshape(n, *shape).movedim(0, ax)
+            out.append(t if dtype == torch.float32 else t.round().to(dtype))
+            start += size
+        return tuple(out)
+
+    def zeros(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        z = torch.zeros(self.rows, batch, self.width)
+        return z, z.clone()
+
+
 class EncoderGraph(nn.Module):
-    """One streaming chunk: (x, h, c) -> (projected encoder_out, new h, new c). ``unrolled``: the
-    LSTM cells as MatMul/Sigmoid/Tanh/Mul/Add (:class:`UnrolledLSTMStack`) instead of ONNX ``LSTM``."""
+    """One streaming chunk: (x, state0, state1) -> (projected encoder_out, new state0, new state1).
+
+    The LSTM encoder's state is sherpa-onnx's own lstm layout, ``h (L, N, P)``, ``c (L, N, H)``;
+    ``unrolled``: its cells as MatMul/Sigmoid/Tanh/Mul/Add (:class:`UnrolledLSTMStack`) instead of
+    ONNX ``LSTM``. Other encoders' states travel packed (:class:`StatePacker`)."""
 
     def __init__(self, model, unrolled: bool = False) -> None:
         super().__init__()
         self.encoder = model.encoder
         self.proj = model.joiner.encoder_proj
         self.unrolled = UnrolledLSTMStack(model.encoder.stack) if unrolled else None
+        self.packer = None if is_lstm(model) else StatePacker(model.encoder, model.encoder.output_dim)
+
+    def init_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder.init_state(batch) if self.packer is None else self.packer.zeros(batch)
+
+    def state_dims(self) -> tuple[int, int, int]:
+        """sherpa-onnx's num_encoder_layers, d_model, rnn_hidden_size."""
+        if self.packer is not None:
+            return self.packer.rows, self.packer.width, self.packer.width
+        stack = self.encoder.stack
+        return len(stack.layers), stack.output_dim, stack.hidden_dim
 
     def forward(self, x: torch.Tensor, state0: torch.Tensor, state1: torch.Tensor):
-        if self.unrolled is None:
-            x_lens = torch.full((x.size(0),), x.size(1), dtype=torch.int64)
-            out, _, (h, c) = self.encoder.streaming_forward(x, x_lens, (state0, state1))
-        else:
-            x, _ = self.encoder.subsampling(self.encoder.normalize(x), torch.full((x.size(0),), x.size(1)))
+        x_lens = torch.full((x.size(0),), x.size(1), dtype=torch.int64)
+        if self.unrolled is not None:
+            x, _ = self.encoder.subsampling(self.encoder.normalize(x), x_lens)
             out, (h, c) = self.unrolled(x, (state0, state1))
-        return self.proj(out), h, c
+            return self.proj(out), h, c
+        state = (state0, state1) if self.packer is None else self.packer.unpack(state0, state1)
+        out, _, state = self.encoder.streaming_forward(x, x_lens, state)
+        state0, state1 = state if self.packer is None else self.packer.pack(state)
+        return self.proj(out), state0, state1
+
+
+def is_lstm(model) -> bool:
+    from asr.models.lstm import LSTMEncoder
+
+    return isinstance(model.encoder, LSTMEncoder)
 
 
 class DecoderGraph(nn.Module):
@@ -118,21 +192,24 @@ class JoinerGraph(nn.Module):
         return self.joiner(encoder_out, decoder_out)
 
 
-def check_exportable(model) -> None:
-    from asr.models.lstm import LSTMEncoder
+def check_exportable(model, int8: tuple[str, ...] = ()) -> None:
+    from asr.models.convrnnt import ConvRNNTEncoder
     from asr.models.predictor import StatelessPredictor
 
-    enc = model.encoder
-    if not isinstance(enc, LSTMEncoder):
-        raise UserError(f"asr export: the {type(enc).__name__} encoder is not exported yet (the LSTM encoder is); "
-                        "see export/onnx.py")
     if not isinstance(model.predictor, StatelessPredictor):
         raise UserError("asr export: sherpa-onnx needs a stateless predictor (model.predictor.type: stateless); "
                         "this checkpoint has an LSTM predictor")
+    static = [f for f in int8 if f in ("static", "accelerator")]
+    if static and isinstance(model.encoder, ConvRNNTEncoder):
+        raise UserError(f"asr export --int8 {' '.join(static)}: the ConvRNN-T's LSTM layers would stay float "
+                        "(QDQ does not quantize the LSTM op, and only the LSTM encoder is unrolled); use --int8 dynamic")
 
 
 def _export(module: nn.Module, args: tuple, path: Path, input_names, output_names, dynamic_axes) -> None:
-    with warnings.catch_warnings():
+    # eval first: torch.onnx.export restores the wrapper's own mode afterwards, recursively, and a
+    # freshly made wrapper is in training mode, which would leave the model's dropout switched on
+    module.eval()
+    with warnings.catch_warnings(), torch.no_grad():
         # torch 2.9+ warns that the TorchScript exporter is deprecated; it is the one that exports
         # a truly dynamic batch from these modules without onnxscript (reference doc, section 6)
         warnings.simplefilter("ignore")
@@ -203,7 +280,7 @@ def check_parity(model, out: Path, chunk_frames: int, batches: tuple[int, ...] =
     std = 1.0 / enc.normalize.inv_std
     for n in batches:
         x = enc.normalize.mean + std * torch.randn(n, chunk_frames * num_chunks + enc.overlap_frames, F, generator=g)
-        h, c = enc.init_state(n)
+        h, c = graph.init_state(n)
         h_ort, c_ort = h.numpy(), c.numpy()
         full = model.encode(x, torch.full((n,), x.size(1)))[0]
         for i in range(num_chunks):
@@ -236,7 +313,8 @@ def write_graphs(model, out: Path, chunk_frames: int, unrolled: bool = False, fi
     checked against PyTorch; returns the parity errors. ``fixed_batch``: every shape fixed, batch
     included (what static-shape accelerators need), instead of a dynamic batch (asserted)."""
     enc = model.encoder
-    layers, P, H = len(enc.stack.layers), enc.stack.output_dim, enc.stack.hidden_dim
+    graph = EncoderGraph(model, unrolled)
+    layers, P, H = graph.state_dims()
     J, ctx, vocab = model.joiner.output.in_features, model.predictor.context_size, model.joiner.output.out_features
     T = chunk_frames + enc.overlap_frames
     n = fixed_batch or 2  # batch-2 examples: a batch of 1 can get specialised (reference doc, section 6)
@@ -244,13 +322,15 @@ def write_graphs(model, out: Path, chunk_frames: int, unrolled: bool = False, fi
     def axes(d: dict) -> dict | None:
         return None if fixed_batch else {k: {v: "N"} for k, v in d.items()}
 
-    h, c = enc.init_state(n)
-    _export(EncoderGraph(model, unrolled), (torch.zeros(n, T, enc.normalize.mean.numel()), h, c), out / "encoder.onnx",
+    h, c = graph.init_state(n)
+    _export(graph, (torch.zeros(n, T, enc.normalize.mean.numel()), h, c), out / "encoder.onnx",
             ["x", "state0", "state1"], ["encoder_out", "new_state0", "new_state1"],
             axes({k: BATCH_AXES[k] for k in ("x", "state0", "state1", "encoder_out", "new_state0", "new_state1")}))
+    # our own keys beside sherpa-onnx's (it ignores them): which encoder, and how its state is laid out
     add_metadata(out / "encoder.onnx", {
         "model_type": "lstm", "version": 1, "model_author": "ondevice-asr", "decode_chunk_len": chunk_frames,
-        "T": T, "num_encoder_layers": layers, "d_model": P, "rnn_hidden_size": H})
+        "T": T, "num_encoder_layers": layers, "d_model": P, "rnn_hidden_size": H,
+        "encoder": type(enc).__name__, "state_layout": "lstm" if graph.packer is None else "packed"})
     _export(DecoderGraph(model), (torch.zeros(n, ctx, dtype=torch.int64),), out / "decoder.onnx", ["y"],
             ["decoder_out"], axes({"y": 0, "decoder_out": 0}))
     add_metadata(out / "decoder.onnx", {"vocab_size": vocab, "context_size": ctx})
@@ -269,7 +349,7 @@ GRAPHS = ("encoder.onnx", "decoder.onnx", "joiner.onnx")
 SIDE_FILES = ("tokens.txt", "bpe.model", "bpe.vocab")
 
 
-def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int = 32, bpe_model: str | None = None,
+def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int | None = None, bpe_model: str | None = None,
                 int8: tuple[str, ...] = (), calib: str | None = None, num_calib: int = 50) -> dict:
     """Write encoder/decoder/joiner ONNX files, tokens.txt and bpe.model to ``out_dir`` (after the
     parity checks pass; files are built in a temporary folder and moved in one by one), and one
@@ -284,10 +364,17 @@ def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int = 32, bpe_model
     if unknown:
         raise UserError(f"--int8 {' '.join(unknown)}: unknown flavour; use {', '.join(q.FLAVOURS)}")
     model, cfg, _ = load_model(checkpoint)
-    check_exportable(model)
+    check_exportable(model, int8)
     factor = model.encoder.subsampling_factor
+    natural = getattr(model.encoder.cfg, "chunk_size", 0) * factor  # the Conformer's decoding chunk, in frames
+    if chunk_frames is None:
+        chunk_frames = natural or 32
     if chunk_frames < factor or chunk_frames % factor:
         raise UserError(f"--chunk-frames {chunk_frames}: must be a positive multiple of {factor} (the encoder's subsampling)")
+    if natural and chunk_frames != natural:
+        raise UserError(f"--chunk-frames {chunk_frames}: this Conformer attends in chunks of "
+                        f"{model.encoder.cfg.chunk_size} encoder frames ({natural} feature frames); export with "
+                        f"--chunk-frames {natural} (or leave it out)")
     tokenizer = Tokenizer(bpe_model or cfg.data.bpe_model)
     vocab = model.joiner.output.out_features
     if tokenizer.vocab_size != vocab:
@@ -303,7 +390,7 @@ def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int = 32, bpe_model
     tmp.mkdir()
     try:
         # the ONNX LSTM op has no projection: LSTMP layers are written out cell by cell
-        errs = write_graphs(model, tmp, chunk_frames, unrolled=bool(model.encoder.cfg.proj_dim))
+        errs = write_graphs(model, tmp, chunk_frames, unrolled=is_lstm(model) and bool(model.encoder.cfg.proj_dim))
         shutil.copyfile(tokenizer.path, tmp / "bpe.model")
         write_tokens(tmp / "bpe.model", tmp / "tokens.txt")
         write_bpe_vocab(tmp / "bpe.model", tmp / "bpe.vocab")  # sherpa-onnx's bpe_vocab= (hotwords)

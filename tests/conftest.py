@@ -142,21 +142,25 @@ def tiny_checkpoint(tmp_path_factory) -> TinyCheckpoint:
     return TinyCheckpoint(path, bpe, vocab)
 
 
-@pytest.fixture(scope="session")
-def emitting_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
-    """The tiny checkpoint with its blank logit pushed down and its joiner sharpened: untrained, it
-    then emits many tokens that depend on the audio (an all-blank model would make comparisons of
+def make_emitting(src: Path, dst: Path) -> Path:
+    """A copy of checkpoint ``src`` with its blank logit pushed down and its joiner sharpened: untrained,
+    it then emits many tokens that depend on the audio (an all-blank model would make comparisons of
     decoders, e.g. ours against sherpa-onnx, vacuous)."""
     from asr.checkpoint import read_checkpoint, save_checkpoint
 
-    ckpt = read_checkpoint(tiny_checkpoint.path)
+    ckpt = read_checkpoint(src)
     state = dict(ckpt["model"])
     state["joiner.output.bias"] = state["joiner.output.bias"].clone()
     state["joiner.output.bias"][0] -= 3.0
     state["joiner.output.weight"] = state["joiner.output.weight"] * 8
-    path = tmp_path_factory.mktemp("emitting") / "ckpt.pt"
-    save_checkpoint({**ckpt, "model": state}, path)
-    return path
+    save_checkpoint({**ckpt, "model": state}, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def emitting_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
+    """The tiny checkpoint through :func:`make_emitting`."""
+    return make_emitting(tiny_checkpoint.path, tmp_path_factory.mktemp("emitting") / "ckpt.pt")
 
 
 # ---- running the CLI ---------------------------------------------------------------------------

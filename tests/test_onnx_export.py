@@ -40,7 +40,8 @@ def test_files_and_sherpa_metadata(exported, tiny_checkpoint):
     enc = read_metadata(out / "encoder.onnx")
     assert enc == {"model_type": "lstm", "version": "1", "model_author": "ondevice-asr", "decode_chunk_len": "16",
                    "T": "21", "num_encoder_layers": str(len(model.encoder.stack.layers)),
-                   "d_model": str(model.encoder.stack.output_dim), "rnn_hidden_size": str(model.encoder.stack.hidden_dim)}
+                   "d_model": str(model.encoder.stack.output_dim), "rnn_hidden_size": str(model.encoder.stack.hidden_dim),
+                   "encoder": "LSTMEncoder", "state_layout": "lstm"}
     assert read_metadata(out / "decoder.onnx") == {"vocab_size": str(tiny_checkpoint.vocab_size),
                                                     "context_size": str(model.predictor.context_size)}
     lines = (out / "tokens.txt").read_text().splitlines()
@@ -131,9 +132,9 @@ def test_refuses_what_it_cannot_export(tiny_checkpoint, tmp_path):
     from asr.models.registry import encoder_config
 
     cfg = from_dict(TrainConfig, read_checkpoint(tiny_checkpoint.path)["config"], "tiny")
-    conformer = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=encoder_config("conformer"))
-    with pytest.raises(UserError, match="ConformerEncoder"):
-        export_onnx(str(conformer), str(tmp_path / "o2"))
+    convrnnt = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=encoder_config("convrnnt"))
+    with pytest.raises(UserError, match="ConvRNN-T.*--int8 dynamic"):
+        export_onnx(str(convrnnt), str(tmp_path / "o2"), int8=("static",))
     lstm_predictor = _checkpoint_with(tiny_checkpoint, tmp_path, predictor=replace(cfg.model.predictor, type="lstm"))
     with pytest.raises(UserError, match="stateless"):
         export_onnx(str(lstm_predictor), str(tmp_path / "o3"))
@@ -153,3 +154,51 @@ def test_cli_prints_sizes_and_parity(asr_cli, tiny_checkpoint, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "| encoder.onnx |" in r.stdout and "onnxruntime vs PyTorch max |diff|" in r.stdout
     assert r.stderr == ""
+
+
+# small versions of the other encoders (the tiny LSTM's dims), with dropout > 0: the export must
+# leave the model in eval mode (torch.onnx.export restores the wrapper's training mode otherwise)
+OTHER_ENCODERS = {
+    "conformer": dict(num_layers=2, d_model=64, num_heads=4, chunk_size=4, left_context=8, conv_kernel=7, dropout=0.1),
+    "convrnnt": dict(d_model=64, local_channels=(4, 4), global_blocks=3, num_layers=1, hidden_dim=64, dropout=0.1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_ENCODERS))
+def test_other_encoders_export_with_packed_states_and_stream_like_pytorch(tiny_checkpoint, tmp_path, name):
+    """Conformer and ConvRNN-T: sherpa-onnx's lstm contract with their state packed into state0/state1;
+    chunk by chunk through onnxruntime == PyTorch's full (for the Conformer: chunk-masked) forward."""
+    from asr.models.registry import encoder_config
+
+    path = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=encoder_config(name, **OTHER_ENCODERS[name]))
+    out = tmp_path / "onnx"
+    r = export_onnx(str(path), str(out))
+    model, _, _ = load_model(path)
+    meta = read_metadata(out / "encoder.onnx")
+    chunk = 16 if name == "conformer" else 32  # the Conformer's chunk_size 4 x 4; else the default
+    assert (meta["state_layout"], meta["decode_chunk_len"], r["decode_chunk_len"]) == ("packed", str(chunk), chunk)
+    for g in ("encoder.onnx", "decoder.onnx", "joiner.onnx"):
+        assert batch_axes_are_dynamic(out / g, {"x": 0, "state0": 1, "state1": 1, "encoder_out": 0, "new_state0": 1,
+                                                "new_state1": 1, "y": 0, "decoder_out": 0, "logit": 0}) == []
+    L, W = int(meta["num_encoder_layers"]), int(meta["d_model"])
+    T, chunks = chunk + 5, 5
+    sess = _sess(out / "encoder.onnx")
+    for batch in (1, 3):
+        x = torch.randn(batch, chunk * chunks + 5, 80, generator=torch.Generator().manual_seed(batch)) * 3 - 8
+        with torch.no_grad():
+            full = model.encode(x, torch.full((batch,), x.size(1)))[0].numpy()
+        s0, s1 = np.zeros((L, batch, W), np.float32), np.zeros((L, batch, W), np.float32)  # as sherpa-onnx makes them
+        outs = []
+        for i in range(chunks):
+            y, s0, s1 = sess.run(None, {"x": x[:, i * chunk : i * chunk + T].numpy(), "state0": s0, "state1": s1})
+            outs.append(y)
+        err = np.abs(np.concatenate(outs, axis=1) - full).max()
+        assert err <= ATOL, f"{name}, N={batch}: max |onnx - torch| = {err:.3g}"
+
+
+def test_conformer_chunk_must_match_its_attention_chunk(tiny_checkpoint, tmp_path):
+    from asr.models.registry import encoder_config
+
+    path = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=encoder_config("conformer", **OTHER_ENCODERS["conformer"]))
+    with pytest.raises(UserError, match="--chunk-frames 32: .*--chunk-frames 16"):
+        export_onnx(str(path), str(tmp_path / "o"), chunk_frames=32)

@@ -82,3 +82,26 @@ def test_incomplete_model_folder(model_dir, tmp_path):
     with pytest.raises(UserError, match="joiner.onnx: onnxruntime cannot load it"):
         OnnxTransducer(tmp_path)
     assert torch.is_tensor(OnnxTransducer(model_dir).predict(torch.tensor([[-1, 0]]))[0])
+
+
+@pytest.mark.parametrize("name", ["conformer", "convrnnt"])
+def test_other_encoders_tokens_equal_sherpa(tiny_checkpoint, tiny_corpus, tmp_path, name):
+    """The Conformer and ConvRNN-T with packed states: sherpa-onnx's tokens == ours, greedy and beam."""
+    from asr.models.registry import encoder_config
+    from tests.conftest import make_emitting
+    from tests.test_onnx_export import OTHER_ENCODERS, _checkpoint_with
+
+    path = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=encoder_config(name, **OTHER_ENCODERS[name]))
+    export_onnx(str(make_emitting(path, tmp_path / "emitting.pt")), str(tmp_path / "onnx"))
+    files = sorted(tiny_corpus.glob("*/*/*/*.flac"))[:4]
+    model = OnnxTransducer(tmp_path / "onnx")
+    for method in ("greedy_search", "modified_beam_search"):
+        theirs = _sherpa(tmp_path / "onnx", method, files)
+        ours = []
+        for f in files:
+            stream = OnnxStream(model, "greedy" if method == "greedy_search" else method, beam=4)
+            stream.accept_waveform(sf.read(f, dtype="float32")[0])
+            stream.input_finished()
+            ours.append([model.symbols[t].replace("\u2581", " ") for t in stream.tokens])
+        assert ours == theirs, method
+        assert sum(map(len, ours)) >= 5 * len(files), f"too few tokens to compare: {ours}"
