@@ -87,28 +87,28 @@ def greedy_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, state: Greed
     n = enc.size(0)
     if state is None:
         state = greedy_init(model, n, enc.device)
+    # per-frame decisions on Python lists: N is small, and a streaming chunk makes this loop the
+    # per-chunk overhead that sits on top of the encoder (tensor ops cost microseconds each)
+    lens = enc_lens.tolist()
+    skip = {model.blank_id, getattr(model, "unk_id", None)}
     for t in range(enc.size(1)):
-        active = t < enc_lens
-        if not bool(active.any()):
+        if t >= max(lens):
             break
         logits = model.join(enc[:, t], state.pred_out)  # (N, V)
-        tokens = logits.argmax(dim=-1)
-        emit = (tokens != model.blank_id) & active
-        unk = getattr(model, "unk_id", None)
-        if unk is not None:
-            emit &= tokens != unk
-        if not bool(emit.any()):
+        tokens = logits.argmax(dim=-1).tolist()
+        idx = [i for i in range(n) if t < lens[i] and tokens[i] not in skip]
+        if not idx:
             continue
-        idx = emit.nonzero(as_tuple=True)[0]
-        for i in idx.tolist():
-            state.hyps[i].append(int(tokens[i]))
+        for i in idx:
+            state.hyps[i].append(tokens[i])
             state.timestamps[i].append(state.frames_done[i] + t)
-        ctx = torch.tensor([_context(model, state.hyps[i]) for i in idx.tolist()], device=enc.device)
-        out, new_state = model.predict(ctx, _select_state(state.pred_state, idx))
+        ctx = torch.tensor([_context(model, state.hyps[i]) for i in idx], device=enc.device)
+        rows = torch.tensor(idx, device=enc.device)
+        out, new_state = model.predict(ctx, _select_state(state.pred_state, rows))
         state.pred_out = state.pred_out.clone()
-        state.pred_out[idx] = out
-        state.pred_state = _scatter_state(state.pred_state, idx, new_state)
-    state.frames_done = [d + int(l) for d, l in zip(state.frames_done, enc_lens.tolist())]
+        state.pred_out[rows] = out
+        state.pred_state = _scatter_state(state.pred_state, rows, new_state)
+    state.frames_done = [d + length for d, length in zip(state.frames_done, lens)]
     return state
 
 
