@@ -131,7 +131,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="also write these int8 flavours, each a complete model folder OUT/int8-<flavour> "
                           "(see export/int8.py)")
     exp.add_argument("--calib", default=None,
-                     help="cut manifest the static flavours calibrate on (default: the checkpoint's dev cuts)")
+                     help="cut manifest the static flavours calibrate on and every flavour's SNR is measured on "
+                          "(default: the checkpoint's dev cuts)")
     exp.add_argument("--num-calib", type=int, default=50,
                      help="calibration utterances; the last 20%% only measure the encoder SNR (default %(default)s)")
 
@@ -294,8 +295,10 @@ def _cmd_export(args) -> None:
     for flavour, info in r["int8"].items():
         ratio = r["files"]["encoder.onnx"] / info["bytes"]["encoder.onnx"]
         calibrated = "no calibration" if flavour == "dynamic" else f"calibrated on {info['calib_utts']}"
-        print(f"int8-{flavour}: encoder {ratio:.2f}x smaller than float32, encoder_out SNR {info['encoder_snr_db']:.1f} dB "
-              f"on {info['snr_utts']} held-out utterances ({calibrated})")
+        snr = ("SNR not measured (no calibration manifest)" if info["encoder_snr_db"] is None else
+               f"encoder_out SNR {info['encoder_snr_db']:.1f} dB per chunk (float32 states) on {info['snr_utts']} "
+               "held-out utterances")
+        print(f"int8-{flavour}: encoder {ratio:.2f}x smaller than float32, {snr} ({calibrated})")
     errs = ", ".join(f"{k} {v:.2g}" for k, v in r["max_abs_diff"].items())
     print(f"T={r['T']} decode_chunk_len={r['decode_chunk_len']}; onnxruntime vs PyTorch max |diff|: {errs}; "
           f"wrote {r['out']}")
@@ -307,6 +310,10 @@ def _cmd_bench(args) -> None:
     from asr.decode import update_results
     from asr.streaming.latency import bench_latency, table
 
+    chosen = set(args.engines or [])
+    if args.results_json and args.engines and not ({"onnx-fp32", "sherpa-onnx-fp32"} <= chosen
+                                                   and any(e.startswith("onnx-int8-") for e in chosen)):
+        raise UserError("--results-json needs the engines onnx-fp32, sherpa-onnx-fp32 and an onnx-int8-* one in the run")
     rows, summary = bench_latency(args.model_dir, args.data, args.checkpoint, args.max_utts, args.method, args.beam,
                                   tuple(args.threads), args.max_silence, args.engines, args.json, args.plot)
     label = args.method if args.method == "greedy" else f"{args.method}, beam {args.beam}"

@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from asr.errors import UserError
+from export.onnx import GRAPHS
 
 FLAVOURS = ("dynamic", "static", "accelerator")
 STATIC = ("static", "accelerator")
-GRAPHS = ("encoder.onnx", "decoder.onnx", "joiner.onnx")
 HELD_OUT_FRACTION = 0.2  # of the calibration utterances, used only to report the encoder's SNR
 
 
@@ -50,7 +50,11 @@ def calibration_features(cuts: str, num: int) -> list[np.ndarray]:
 
     if num < 2:
         raise UserError(f"--num-calib {num}: need at least 2 utterances (one is held out to measure the SNR)")
-    return [c.load_features().astype(np.float32) for c in islice(load_cuts(cuts), num)]
+    feats = [c.load_features().astype(np.float32) for c in islice(load_cuts(cuts), num)]
+    if len(feats) < 2:
+        raise UserError(f"{cuts}: {len(feats)} utterance(s), need at least 2 for calibration and the SNR; "
+                        "pass a bigger manifest with --calib")
+    return feats
 
 
 def _session(path: Path):
@@ -72,10 +76,14 @@ def collect_inputs(model_dir: Path, feats: list[np.ndarray]) -> dict[str, list[d
     """Feeds for each graph of ``model_dir`` as sherpa-onnx would make them at batch 1: encoder
     chunks of ``T`` frames advancing by ``decode_chunk_len`` with the state carried, and the decoder
     and joiner inputs of greedy search on the encoder output."""
+    from asr.streaming.onnx import read_tokens
+
     meta = _meta(model_dir / "encoder.onnx")
     T, shift = int(meta["T"]), int(meta["decode_chunk_len"])
     L, P, H = int(meta["num_encoder_layers"]), int(meta["d_model"]), int(meta["rnn_hidden_size"])
     ctx_size = int(_meta(model_dir / "decoder.onnx")["context_size"])
+    symbols = read_tokens(model_dir / "tokens.txt")
+    skip = {0, symbols.index("<unk>") if "<unk>" in symbols else 0}  # <unk> is decoded like blank
     enc, dec, join = (_session(model_dir / g) for g in GRAPHS)
     feeds: dict[str, list[dict]] = {"encoder.onnx": [], "decoder.onnx": [], "joiner.onnx": []}
 
@@ -96,7 +104,7 @@ def collect_inputs(model_dir: Path, feats: list[np.ndarray]) -> dict[str, list[d
                 jf = {"encoder_out": enc_out[:, t], "decoder_out": dec_out}
                 feeds["joiner.onnx"].append(jf)
                 token = int(join.run(None, jf)[0].argmax())
-                if token != 0:
+                if token not in skip:
                     ctx.append(token)
                     dec_out = predict(ctx)
     return feeds
@@ -159,7 +167,11 @@ def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunk_frames: i
             base = work / "float"
             base.mkdir()
             write_graphs(model, base, chunk_frames, unrolled=is_lstm(model), fixed_batch=1 if flavour == "accelerator" else None)
+            shutil.copyfile(fp32_dir / "tokens.txt", base / "tokens.txt")  # collect_inputs reads <unk> from it
             calib = collect_inputs(base, fit_x)
+            if not calib["encoder.onnx"]:
+                raise UserError(f"calibration: none of the {len(fit_x)} utterances is longer than one encoder call "
+                                f"({chunk_frames} + overlap frames); pass longer or more utterances with --calib/--num-calib")
         for g in GRAPHS:
             pre = work / f"pre-{g}"
             _preprocess(base / g, pre)
@@ -182,7 +194,8 @@ def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunk_frames: i
             add_metadata(out / g, _meta(base / g))  # the quantizers keep it today; do not depend on that
         for f in SIDE_FILES:
             shutil.copyfile(fp32_dir / f, out / f)
-        snr = encoder_snr(base, out, collect_inputs(base, held_x)["encoder.onnx"]) if held_x else None
+        held_feeds = collect_inputs(base, held_x)["encoder.onnx"] if held_x else []
+        snr = encoder_snr(base, out, held_feeds) if held_feeds else None  # None: nothing to measure on
     finally:
         logging.getLogger().setLevel(root_level)
         shutil.rmtree(work, ignore_errors=True)

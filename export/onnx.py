@@ -351,7 +351,7 @@ SIDE_FILES = ("tokens.txt", "bpe.model", "bpe.vocab")
 
 def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int | None = None, bpe_model: str | None = None,
                 int8: tuple[str, ...] = (), calib: str | None = None, num_calib: int = 50) -> dict:
-    """Write encoder/decoder/joiner ONNX files, tokens.txt and bpe.model to ``out_dir`` (after the
+    """Write encoder/decoder/joiner ONNX files, tokens.txt, bpe.model and bpe.vocab to ``out_dir`` (after the
     parity checks pass; files are built in a temporary folder and moved in one by one), and one
     complete model folder ``out_dir/int8-<flavour>`` per int8 flavour in ``int8`` (see
     ``export/int8.py``; ``calib``: the cut manifest static flavours calibrate on, default the
@@ -360,12 +360,16 @@ def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int | None = None, 
     from asr.tokenizer import Tokenizer, write_bpe_vocab, write_tokens
     from export import int8 as q
 
+    int8 = tuple(dict.fromkeys(int8))  # each flavour once
     unknown = [f for f in int8 if f not in q.FLAVOURS]
     if unknown:
         raise UserError(f"--int8 {' '.join(unknown)}: unknown flavour; use {', '.join(q.FLAVOURS)}")
     model, cfg, _ = load_model(checkpoint)
     check_exportable(model, int8)
     factor = model.encoder.subsampling_factor
+    if getattr(model.encoder.cfg, "chunk_size", None) == 0:
+        raise UserError(f"{checkpoint}: model.encoder.chunk_size=0, a full-context Conformer, cannot stream; "
+                        "export a checkpoint trained with a chunk size (model.encoder.chunk_size > 0)")
     natural = getattr(model.encoder.cfg, "chunk_size", 0) * factor  # the Conformer's decoding chunk, in frames
     if chunk_frames is None:
         chunk_frames = natural or 32
@@ -380,7 +384,11 @@ def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int | None = None, 
     if tokenizer.vocab_size != vocab:
         raise UserError(f"{tokenizer.path}: {tokenizer.vocab_size} tokens, but {checkpoint} emits {vocab}; "
                         "pass the --bpe-model it was trained with")
-    calib_x = q.calibration_features(calib or cfg.data.dev_cuts, num_calib) if int8 else []
+    # static flavours calibrate on these; every flavour's SNR is measured on the held-out part (a
+    # dynamic-only export without a manifest here skips the SNR rather than fail)
+    calib_path = calib or cfg.data.dev_cuts
+    need = bool(set(int8) & set(q.STATIC)) or (int8 and (calib is not None or Path(calib_path).is_file()))
+    calib_x = q.calibration_features(calib_path, num_calib) if need else []
     model = model.float().eval()
 
     out = Path(out_dir)
@@ -402,6 +410,8 @@ def export_onnx(checkpoint: str, out_dir: str, chunk_frames: int | None = None, 
         for name in files:
             (out / name).parent.mkdir(exist_ok=True)
             os.replace(tmp / name, out / name)
+        for flavour in set(q.FLAVOURS) - set(int8):  # an earlier export's flavours would now be stale
+            shutil.rmtree(out / f"int8-{flavour}", ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"out": str(out), "files": {f: (out / f).stat().st_size for f in files}, "max_abs_diff": errs,

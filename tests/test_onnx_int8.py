@@ -186,13 +186,24 @@ def test_lstmp_exports_as_unrolled_cells_that_stream_like_pytorch(tiny_checkpoin
     assert err <= ATOL, f"max |onnx - torch| = {err:.3g}"
 
 
-def test_cli_int8_bad_input(asr_cli, tiny_checkpoint, tmp_path):
+def test_cli_int8_bad_input(asr_cli, tiny_checkpoint, tiny_fbank, tmp_path):
     out = tmp_path / "o"
     assert_user_error(asr_cli("export", "--checkpoint", tiny_checkpoint.path, "--out", out, "--int8", "static",
                               "--calib", tmp_path / "nope.jsonl.gz"), "nope.jsonl.gz")
     assert_user_error(asr_cli("export", "--checkpoint", tiny_checkpoint.path, "--out", out, "--int8", "dynamic",
-                              "--num-calib", "1"), "--num-calib 1")
+                              "--calib", tiny_fbank / "cuts_train.jsonl.gz", "--num-calib", "1"), "--num-calib 1")
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_dynamic_without_a_manifest_skips_the_snr_and_reexport_drops_stale_flavours(asr_cli, tiny_checkpoint, tmp_path):
+    """The tiny checkpoint's dev cuts do not exist here: a dynamic-only export still works (no SNR);
+    exporting again without --int8 removes the int8 folder, which would describe another export."""
+    out = tmp_path / "o"
+    r = asr_cli("export", "--checkpoint", tiny_checkpoint.path, "--out", out, "--int8", "dynamic", "dynamic")
+    assert r.returncode == 0, r.stderr
+    assert "SNR not measured" in r.stdout and (out / "int8-dynamic" / "encoder.onnx").is_file()
+    assert asr_cli("export", "--checkpoint", tiny_checkpoint.path, "--out", out).returncode == 0
+    assert not (out / "int8-dynamic").exists() and (out / "encoder.onnx").is_file()
 
 
 def test_fixed_batch_graphs_run_row_by_row(exported):

@@ -91,9 +91,7 @@ def greedy_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, state: Greed
     # per-chunk overhead that sits on top of the encoder (tensor ops cost microseconds each)
     lens = enc_lens.tolist()
     skip = {model.blank_id, getattr(model, "unk_id", None)}
-    for t in range(enc.size(1)):
-        if t >= max(lens):
-            break
+    for t in range(min(enc.size(1), max(lens, default=0))):
         logits = model.join(enc[:, t], state.pred_out)  # (N, V)
         tokens = logits.argmax(dim=-1).tolist()
         idx = [i for i in range(n) if t < lens[i] and tokens[i] not in skip]

@@ -27,7 +27,8 @@ Per engine:
   speech (the last 10 ms frame within 35 dB of the utterance's loudest frame), so endpointing and tail
   padding are included;
 * ``wer`` (%, against the transcripts), ``bytes`` on disk (the three graphs; PyTorch: float32
-  inference weights), ``peak_rss_mb``.
+  inference weights), ``peak_rss_mb`` (our engines import PyTorch, which the search runs on: most
+  of their resident memory).
 
 Shape legend: S samples.
 """
@@ -63,26 +64,26 @@ def _torch_transducer(checkpoint: str, model_dir: Path, threads: int):
 
     from asr.checkpoint import load_model
     from asr.streaming.onnx import StreamingTransducer, read_tokens
-    from export.onnx import read_metadata
+    from export.onnx import EncoderGraph, read_metadata
 
     class TorchTransducer(StreamingTransducer):
-        """A PyTorch checkpoint behind the interface of ``OnnxTransducer``, chunked like the export."""
+        """A PyTorch checkpoint behind the interface of ``OnnxTransducer``: the very module the
+        export traced (``export.onnx.EncoderGraph``: same chunking, same state layout, packed for
+        the Conformer and ConvRNN-T), run eagerly."""
 
         def __init__(self) -> None:
             torch.set_num_threads(threads)
             self.model = load_model(checkpoint)[0].float().eval()
+            self.graph = EncoderGraph(self.model).eval()
             meta = read_metadata(model_dir / "encoder.onnx")
             self.chunk, self.T = int(meta["decode_chunk_len"]), int(meta["T"])
-            stack = self.model.encoder.stack
-            self.layers, self.d_model, self.hidden = len(stack.layers), stack.output_dim, stack.hidden_dim
+            self.layers, self.d_model, self.hidden = self.graph.state_dims()
             self._set_symbols(read_tokens(model_dir / "tokens.txt"), self.model.predictor.context_size)
 
         @torch.no_grad()
         def encode_chunk(self, x: np.ndarray, state):
-            x = torch.from_numpy(x)
-            out, _, (h, c) = self.model.encoder.streaming_forward(
-                x, torch.full((x.size(0),), x.size(1)), (torch.from_numpy(state[0]), torch.from_numpy(state[1])))
-            return self.model.joiner.encoder_proj(out), (h.numpy(), c.numpy())
+            out, s0, s1 = self.graph(torch.from_numpy(x), torch.from_numpy(state[0]), torch.from_numpy(state[1]))
+            return out, (s0.numpy(), s1.numpy())
 
         @torch.no_grad()
         def predict(self, y_ctx, state=None):
@@ -350,12 +351,20 @@ def bench_latency(model_dir: str, data: str, checkpoint: str | None = None, max_
         raise UserError(f"--checkpoint {checkpoint}: no such file")
     if method not in ("greedy", "modified_beam_search"):
         raise UserError(f"--method {method}: use greedy or modified_beam_search")
-    if max_utts < 1 or not threads or min(threads) < 1:
-        raise UserError(f"--max-utts {max_utts} and --threads {list(threads)}: need at least 1 utterance and 1 thread")
+    if max_utts < 1 or beam < 1:
+        raise UserError(f"--max-utts {max_utts} and --beam {beam}: both must be at least 1")
+    if not threads or threads[0] != 1 or min(threads) < 1:
+        raise UserError(f"--threads {' '.join(map(str, threads))}: start with 1 (the latency columns and the "
+                        "ratios are measured at 1 thread), e.g. --threads 1 2")
+    if not max_silence_s >= 0:
+        raise UserError(f"--max-silence {max_silence_s}: must be a number of seconds >= 0")
     refs = read_transcripts(Path(data))
     files = sorted(Path(data).rglob("*.flac"))[:max_utts]
     if not files:
         raise UserError(f"{data}: no .flac files; pass a LibriSpeech-layout folder such as data/synth-small/test")
+    missing = [f for f in files if f.stem not in refs]
+    if missing:
+        raise UserError(f"{missing[0]}: no transcript for it in {data} (*.trans.txt); pass a LibriSpeech-layout folder")
     chosen = _engines(d, checkpoint)
     if engines:
         unknown = sorted(set(engines) - {e for e, _ in chosen})
@@ -379,7 +388,7 @@ def bench_latency(model_dir: str, data: str, checkpoint: str | None = None, max_
             first = runs[threads[0]]
             row = {"engine": engine, "model_dir": str(path), "method": method, "beam": beam if method != "greedy" else None,
                    "utts": len(files)}
-            for n in (1, 2):
+            for n in sorted({1, 2, *threads}):  # rtf_1thread and rtf_2threads always (None if not run)
                 r = runs.get(n)
                 row[f"rtf_{n}thread{'s' if n > 1 else ''}"] = (
                     sum(sum(st) for t in r["traces"] for _, st in t["pieces"]) / sum(t["fed_s"] for t in r["traces"])
@@ -406,12 +415,11 @@ def bench_latency(model_dir: str, data: str, checkpoint: str | None = None, max_
                            "tokens": [t["tokens"] for t in first["traces"]]}
     finally:
         files_list.unlink(missing_ok=True)
-    summary = _summary(rows, raw)
     if json_out:
         _write_json(json_out, rows)
     if plot_out:
         plot(raw, plot_out)
-    return rows, summary
+    return rows, _summary(rows, raw)
 
 
 def _summary(rows: list[dict], raw: dict) -> dict:
