@@ -95,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("audio")
     tr.add_argument("--checkpoint", required=True)
     tr.add_argument("--streaming", action="store_true", help="stateful chunk-by-chunk decoding with partial results")
-    tr.add_argument("--chunk-frames", type=int, default=32, help="feature frames per chunk (sherpa-onnx decode_chunk_len)")
+    tr.add_argument("--chunk-frames", type=int, default=None,
+                    help="feature frames per chunk (sherpa-onnx decode_chunk_len; default: a Conformer's own "
+                         "chunk_size x 4, else 32)")
     tr.add_argument("--method", default="greedy", choices=["greedy", "modified_beam_search"])
     tr.add_argument("--beam", type=int, default=4)
     tr.add_argument("--bpe-model", default=None)
@@ -243,7 +245,12 @@ def _cmd_transcribe(args) -> None:
             enc, enc_lens = model.encode(x, torch.tensor([x.size(1)]))
         print(tokenizer.decode(search(model, enc, enc_lens, args.method, args.beam).hyps[0]))
         return
-    rec = StreamingRecognizer(model, tokenizer, args.chunk_frames, args.method, args.beam)
+    # a Conformer streams as its chunk-masked forward only at the chunk it attends in
+    chunk = args.chunk_frames or (getattr(model.encoder.cfg, "chunk_size", 0) * model.encoder.subsampling_factor or 32)
+    try:
+        rec = StreamingRecognizer(model, tokenizer, chunk, args.method, args.beam)
+    except ValueError as e:
+        raise UserError(f"--chunk-frames {chunk}: {e}") from None
     step = 1600  # feed 100 ms at a time, as a microphone would
     last = ""
     for start in range(0, samples.numel(), step):

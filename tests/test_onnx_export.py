@@ -202,3 +202,19 @@ def test_conformer_chunk_must_match_its_attention_chunk(tiny_checkpoint, tmp_pat
     path = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=encoder_config("conformer", **OTHER_ENCODERS["conformer"]))
     with pytest.raises(UserError, match="--chunk-frames 32: .*--chunk-frames 16"):
         export_onnx(str(path), str(tmp_path / "o"), chunk_frames=32)
+
+
+def test_transcribe_streaming_conformer_uses_its_chunk(asr_cli, tiny_checkpoint, tiny_corpus, tmp_path):
+    """Regression: ``asr transcribe --streaming`` chunked a Conformer by 32 frames whatever its
+    chunk_size; at its own chunk the streamed final equals offline decoding (which masks by chunk_size)."""
+    from asr.models.registry import encoder_config
+    from tests.conftest import make_emitting
+
+    path = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=encoder_config("conformer", **OTHER_ENCODERS["conformer"]))
+    path = make_emitting(path, tmp_path / "emitting.pt")
+    audio = sorted(tiny_corpus.glob("test/*/*/*.flac"))[0]
+    offline = asr_cli("transcribe", audio, "--checkpoint", path)
+    streamed = asr_cli("transcribe", audio, "--checkpoint", path, "--streaming")
+    assert offline.returncode == 0 and streamed.returncode == 0, streamed.stderr
+    final = streamed.stdout.strip().splitlines()[-1]
+    assert final.startswith("final: ") and final[len("final: "):] == offline.stdout.strip() != ""
