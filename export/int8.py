@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from asr.errors import UserError
-from export.onnx import GRAPHS
+from export.onnx import GRAPHS, cpu_session, read_metadata
 
 FLAVOURS = ("dynamic", "static", "accelerator")
 STATIC = ("static", "accelerator")
@@ -57,57 +57,39 @@ def calibration_features(cuts: str, num: int) -> list[np.ndarray]:
     return feats
 
 
-def _session(path: Path):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def _meta(path: Path) -> dict:
-    from export.onnx import read_metadata
-
-    return read_metadata(path)
-
-
 def collect_inputs(model_dir: Path, feats: list[np.ndarray]) -> dict[str, list[dict]]:
     """Feeds for each graph of ``model_dir`` as sherpa-onnx would make them at batch 1: encoder
     chunks of ``T`` frames advancing by ``decode_chunk_len`` with the state carried, and the decoder
-    and joiner inputs of greedy search on the encoder output."""
-    from asr.streaming.onnx import read_tokens
+    and joiner inputs of greedy search (``asr.decoding.search``) on the encoder output."""
+    import torch
 
-    meta = _meta(model_dir / "encoder.onnx")
-    T, shift = int(meta["T"]), int(meta["decode_chunk_len"])
-    L, P, H = int(meta["num_encoder_layers"]), int(meta["d_model"]), int(meta["rnn_hidden_size"])
-    ctx_size = int(_meta(model_dir / "decoder.onnx")["context_size"])
-    symbols = read_tokens(model_dir / "tokens.txt")
-    skip = {0, symbols.index("<unk>") if "<unk>" in symbols else 0}  # <unk> is decoded like blank
-    enc, dec, join = (_session(model_dir / g) for g in GRAPHS)
-    feeds: dict[str, list[dict]] = {"encoder.onnx": [], "decoder.onnx": [], "joiner.onnx": []}
+    from asr.decoding.search import greedy_search
+    from asr.streaming.onnx import OnnxTransducer
 
-    def predict(ctx: list[int]) -> np.ndarray:
-        y = np.array([ctx[-ctx_size:]], np.int64)  # (1, C)
-        feeds["decoder.onnx"].append({"y": y})
-        return dec.run(None, {"y": y})[0]
+    class Recorder(OnnxTransducer):
+        """The folder's graphs, noting every input they are given in ``feeds``."""
 
+        def encode_chunk(self, x, state):
+            self.feeds["encoder.onnx"].append({"x": x, "state0": state[0], "state1": state[1]})
+            return super().encode_chunk(x, state)
+
+        def predict(self, y_ctx, state=None):
+            self.feeds["decoder.onnx"].append({"y": y_ctx.to(torch.int64).numpy()})
+            return super().predict(y_ctx, state)
+
+        def join(self, enc, pred):
+            self.feeds["joiner.onnx"].append({"encoder_out": np.ascontiguousarray(enc.numpy()),
+                                              "decoder_out": np.ascontiguousarray(pred.numpy())})
+            return super().join(enc, pred)
+
+    m = Recorder(model_dir)
+    m.feeds = {g: [] for g in GRAPHS}  # graph -> its inputs, one dict per call
     for x in feats:
-        state0, state1 = np.zeros((L, 1, P), np.float32), np.zeros((L, 1, H), np.float32)
-        ctx = [-1] * (ctx_size - 1) + [0]
-        dec_out = predict(ctx)
-        for start in range(0, len(x) - T + 1, shift):
-            feed = {"x": x[None, start : start + T], "state0": state0, "state1": state1}
-            feeds["encoder.onnx"].append(feed)
-            enc_out, state0, state1 = enc.run(None, feed)
-            for t in range(enc_out.shape[1]):
-                jf = {"encoder_out": enc_out[:, t], "decoder_out": dec_out}
-                feeds["joiner.onnx"].append(jf)
-                token = int(join.run(None, jf)[0].argmax())
-                if token not in skip:
-                    ctx.append(token)
-                    dec_out = predict(ctx)
-    return feeds
+        state, search_state = m.init_state(1), None
+        for start in range(0, len(x) - m.T + 1, m.chunk):
+            enc, state = m.encode_chunk(x[None, start : start + m.T], state)
+            search_state = greedy_search(m, enc, torch.tensor([enc.size(1)]), search_state)
+    return m.feeds
 
 
 class _Reader:
@@ -138,7 +120,7 @@ def snr_db(ref: np.ndarray, got: np.ndarray) -> float:
 
 def encoder_snr(fp32_dir: Path, int8_dir: Path, feeds: list[dict]) -> float:
     """SNR (dB) of the int8 encoder's output against float32 on the same chunks and states."""
-    a, b = _session(fp32_dir / "encoder.onnx"), _session(int8_dir / "encoder.onnx")
+    a, b = cpu_session(fp32_dir / "encoder.onnx"), cpu_session(int8_dir / "encoder.onnx")
     ref = np.concatenate([a.run(None, f)[0].ravel() for f in feeds])
     got = np.concatenate([b.run(None, f)[0].ravel() for f in feeds])
     return snr_db(ref, got)
@@ -167,7 +149,7 @@ def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunk_frames: i
             base = work / "float"
             base.mkdir()
             write_graphs(model, base, chunk_frames, unrolled=is_lstm(model), fixed_batch=1 if flavour == "accelerator" else None)
-            shutil.copyfile(fp32_dir / "tokens.txt", base / "tokens.txt")  # collect_inputs reads <unk> from it
+            shutil.copyfile(fp32_dir / "tokens.txt", base / "tokens.txt")  # OnnxTransducer (collect_inputs) reads it
             calib = collect_inputs(base, fit_x)
             if not calib["encoder.onnx"]:
                 raise UserError(f"calibration: none of the {len(fit_x)} utterances is longer than one encoder call "
@@ -191,7 +173,7 @@ def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunk_frames: i
                                                # float outputs: an int8 (N, T', D) subsampling output
                                                # cost 8 dB of encoder SNR (24 vs 32.5 dB)
                                                "OpTypesToExcludeOutputQuantization": ops})
-            add_metadata(out / g, _meta(base / g))  # the quantizers keep it today; do not depend on that
+            add_metadata(out / g, read_metadata(base / g))  # the quantizers keep it today; do not depend on that
         for f in SIDE_FILES:
             shutil.copyfile(fp32_dir / f, out / f)
         held_feeds = collect_inputs(base, held_x)["encoder.onnx"] if held_x else []

@@ -246,7 +246,8 @@ def batch_axes_are_dynamic(path: Path, batch_axes: dict[str, int]) -> list[str]:
     return fixed
 
 
-def _session(path: Path):
+def cpu_session(path: Path):
+    """A one-thread onnxruntime CPU session (parity checks, calibration, SNR), warnings silenced."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -275,7 +276,7 @@ def check_parity(model, out: Path, chunk_frames: int, batches: tuple[int, ...] =
     T = chunk_frames + enc.overlap_frames
     graph = EncoderGraph(model)
     errs = {"encoder": 0.0, "encoder_streaming": 0.0, "decoder": 0.0, "joiner": 0.0}
-    sess = _session(out / "encoder.onnx")
+    sess = cpu_session(out / "encoder.onnx")
     # features around the model's own normalisation statistics, so every layer sees realistic ranges
     std = 1.0 / enc.normalize.inv_std
     for n in batches:
@@ -292,7 +293,7 @@ def check_parity(model, out: Path, chunk_frames: int, batches: tuple[int, ...] =
             k = chunk_frames // enc.subsampling_factor
             errs["encoder_streaming"] = max(errs["encoder_streaming"], _close(
                 "encoder.onnx", y_ort, full[:, i * k : (i + 1) * k], f"chunk {i} vs the full-utterance forward, N={n}"))
-    dec, join = _session(out / "decoder.onnx"), _session(out / "joiner.onnx")
+    dec, join = cpu_session(out / "decoder.onnx"), cpu_session(out / "joiner.onnx")
     ctx = model.predictor.context_size
     for n in batches:
         y = torch.randint(-1, model.joiner.output.out_features, (n, ctx), generator=g)

@@ -47,10 +47,10 @@ from pathlib import Path
 import numpy as np
 
 from asr.errors import UserError
+from asr.streaming.sherpa_client import TAIL_PADDING_S  # sherpa-onnx's examples: 0.66 s
 
 SAMPLE_RATE_HZ = 16000
 PIECE_S = 0.1  # microphone buffer
-TAIL_PADDING_S = 0.66  # sherpa-onnx's examples; also asr.streaming.sherpa_client.TAIL_PADDING_S
 SPEECH_FLOOR_DB = 35.0  # a 10 ms frame this far below the loudest one counts as silence
 JSON_KEYS = ("engine", "rtf_1thread", "rtf_2threads", "wer", "bytes", "first_token_ms_p50", "upl_ms_p50", "upl_ms_p95")
 
@@ -117,10 +117,11 @@ class _OurSession:
 
     def __init__(self, model, method: str, beam: int) -> None:
         from asr.streaming.endpoint import EndpointConfig
-        from asr.streaming.onnx import OnnxStream
+        from asr.streaming.onnx import ENCODER_FRAME_S, OnnxStream, decode_streams
 
         self.model = model
         self.s = OnnxStream(model, method, beam, TAIL_PADDING_S, endpoint=EndpointConfig(), auto_decode=False)
+        self._decode_streams, self._frame_s = decode_streams, ENCODER_FRAME_S  # step() is timed: no imports there
 
     def accept(self, piece: np.ndarray) -> None:
         self.s.accept_waveform(piece)
@@ -129,15 +130,11 @@ class _OurSession:
         self.s.input_finished()
 
     def step(self) -> bool:
-        from asr.streaming.onnx import decode_streams
-
-        return decode_streams([self.s]) is not None
+        return self._decode_streams([self.s]) is not None
 
     def poll(self) -> tuple[float | None, str | None]:
-        from asr.streaming.onnx import ENCODER_FRAME_S
-
         first = self.s.first_token
-        return (None if first is None else first.time_s + ENCODER_FRAME_S), (self.s.finals[0].reason if self.s.finals else None)
+        return (None if first is None else first.time_s + self._frame_s), (self.s.finals[0].reason if self.s.finals else None)
 
     def result(self) -> tuple[list[str], str]:
         final = self.s.finals[0] if self.s.finals else None
