@@ -62,12 +62,23 @@ def load_model(path: str | Path):
     ckpt = read_checkpoint(path)
     cfg = from_dict(TrainConfig, ckpt["config"], str(path))
     model = build_model(cfg.model)
+    method = None
+    if cfg.compression is not None:
+        from asr.compression import attach_buffers, handler
+
+        if ckpt.get("compressed"):  # a converted model: plain weights + codebook / mask buffers
+            attach_buffers(model, ckpt["model"])
+        else:  # a step checkpoint of a compression run: its structure, then converted below
+            method = handler(cfg.compression)
+            method.prepare(model)
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, TypeError, AttributeError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise UserError(f"{path}: its weights do not fit the model its config describes ({first}); "
                         "pass a .pt file written by 'asr train'") from None
+    if method is not None:
+        method.convert(model)
     model.eval()
     return model, cfg, ckpt
 

@@ -30,6 +30,8 @@ EXAMPLES = {
               "  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx-c16 --chunk-frames 16\n"
               "  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx --int8 dynamic static accelerator",
     "bench": "example:\n  asr bench latency --model-dir exp/demo/onnx --data data/synth-small/test --checkpoint exp/demo/final.pt",
+    "compress": "examples:\n  asr compress --method s8bqat --from exp/demo/final.pt --config recipes/synth/compress/s8bqat.yaml\n"
+                "  asr compress --method csp --from exp/demo/final.pt --set compression.sparsity=0.5 --exp-dir exp/csp50",
     "emulate": "example:\n  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-small/cuts_test.jsonl.gz\n"
                "  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-small/cuts_test.jsonl.gz "
                "--profile onnxruntime --method modified_beam_search",
@@ -105,6 +107,16 @@ def _parser() -> argparse.ArgumentParser:
     avg = verb("average", "average the weights of several checkpoints")
     avg.add_argument("--checkpoints", nargs="+", required=True)
     avg.add_argument("--out", required=True)
+
+    comp = verb("compress", "fine-tune a float checkpoint into a compressed one (sub-8-bit, int8 QAT, pruning) "
+                            "through the training loop; writes final.pt with the converted model")
+    comp.add_argument("--method", required=True, help="s8bqat | gq | qat | aat | csp | magnitude (asr.compression.METHODS)")
+    comp.add_argument("--from", dest="init_from", required=True, metavar="CKPT", help="the float checkpoint (e.g. exp/demo/final.pt)")
+    comp.add_argument("--config", default=None, help="YAML with a compression: section and train/optim overrides; "
+                      "without it: 15 %% of the float run's steps at 0.1x its learning rate")
+    comp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value, e.g. compression.bits=3")
+    comp.add_argument("--exp-dir", default=None, help="output folder (default: train.exp_dir, else <CKPT dir>/compress-<method>)")
+    comp.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output folder")
 
     emu = verb("emulate", "lower an LSTM transducer to the int8 NNA emulator and compare its WER with float")
     emu.add_argument("--checkpoint", required=True)
@@ -203,6 +215,14 @@ def _cmd_train(args) -> None:
     from asr.train import train
 
     result = train(load_config(args.config, args.set), resume=args.resume)
+    print(f"final checkpoint: {result.final_checkpoint}")
+
+
+def _cmd_compress(args) -> None:
+    from asr.config import compress_config
+    from asr.train import train
+
+    result = train(compress_config(args.init_from, args.method, args.config, args.set, args.exp_dir), resume=args.resume)
     print(f"final checkpoint: {result.final_checkpoint}")
 
 

@@ -172,6 +172,9 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
+    # None: train a float model. Otherwise the config of a compression method (chosen by its
+    # ``method`` field, see asr.compression.METHODS) that fine-tunes ``init_from`` (``asr compress``).
+    compression: Any = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,12 +182,22 @@ class TrainConfig:
 
 
 def _polymorphic(cls, name: str):
-    """The registry lookup for fields typed ``Any`` that hold a config chosen by ``type``."""
+    """(choosing key, its default, registry lookup) for fields typed ``Any`` that hold a config
+    chosen by one of their keys; None for other fields."""
     if cls is ModelConfig and name == "encoder":
         from asr.models.registry import encoder_config_class
 
-        return encoder_config_class
+        return "type", "lstm", encoder_config_class
+    if cls is TrainConfig and name == "compression":
+        from asr.compression import config_class
+
+        return "method", None, config_class
     return None
+
+
+def _yaml_fields(cls) -> dict:
+    """The fields a config file may set (``metadata={"yaml": False}`` marks Python-only hooks)."""
+    return {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("yaml", True)}
 
 
 def from_dict(cls, data: dict, where: str, prefix: str = ""):
@@ -192,7 +205,7 @@ def from_dict(cls, data: dict, where: str, prefix: str = ""):
     if not isinstance(data, dict):
         raise UserError(f"{where}: section '{prefix or '<top>'}' must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = _yaml_fields(cls)
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
@@ -201,9 +214,13 @@ def from_dict(cls, data: dict, where: str, prefix: str = ""):
         hint = hints[key]
         chooser = _polymorphic(cls, key)
         if chooser is not None:
-            if not isinstance(value, dict):
-                raise UserError(f"{where}: '{prefix}{key}' must be a mapping with a 'type'")
-            sub = chooser(value.get("type", "lstm"), where=f"{where}: {prefix}{key}.type")
+            choose, default, lookup = chooser
+            if value is None and default is None:
+                kwargs[key] = None
+                continue
+            if not isinstance(value, dict) or (default is None and choose not in value):
+                raise UserError(f"{where}: '{prefix}{key}' must be a mapping with a '{choose}'")
+            sub = lookup(value.get(choose, default), where=f"{where}: {prefix}{key}.{choose}")
             kwargs[key] = from_dict(sub, value, where, f"{prefix}{key}.")
         elif dataclasses.is_dataclass(hint):
             kwargs[key] = from_dict(hint, value, where, f"{prefix}{key}.")
@@ -231,7 +248,7 @@ def _coerce(value, hint, where: str, key: str):
 def to_dict(cfg) -> dict:
     """A plain dict (YAML/JSON and ``torch.load(weights_only=True)`` safe)."""
     out = {}
-    for f in dataclasses.fields(cfg):
+    for f in _yaml_fields(type(cfg)).values():
         value = getattr(cfg, f.name)
         if dataclasses.is_dataclass(value):
             out[f.name] = to_dict(value)
@@ -255,20 +272,79 @@ def _apply_override(data: dict, assignment: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw)
 
 
+def _read_yaml(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{path}: config file not found; pass a YAML file such as recipes/synth/lstm.yaml")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a config file must be a mapping of sections (model, data, optim, train, ...)")
+    return data
+
+
 def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
     """Read a YAML training config (or defaults if ``path`` is None) and apply ``key=value`` overrides."""
     data: dict = {}
     where = "config"
     if path is not None:
         where = str(path)
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"{path}: config file not found; pass a YAML file such as recipes/synth/lstm.yaml")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        data = _read_yaml(path)
     for assignment in overrides:
         where = f"{where} (with --set)" if "--set" not in where else where
         _apply_override(data, assignment)
     return from_dict(TrainConfig, data, where)
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+# A fine-tuning run's schedule when the compression config does not set it (the reference's
+# "QAT fine-tunes for ~10-20 % of the original steps at ~0.1x the peak learning rate").
+FINE_TUNE_STEPS_FRACTION = 0.15
+FINE_TUNE_LR_FRACTION = 0.1
+
+
+def compress_config(checkpoint: str, method: str, path: str | None = None, overrides: list[str] = (),
+                    exp_dir: str | None = None) -> TrainConfig:
+    """The TrainConfig of ``asr compress``: the float checkpoint's own config (model, data, optim,
+    train), then the sections of the YAML file ``path`` (its ``compression:`` section holds the
+    method's fields; a ``model:`` section is refused: the model is the checkpoint's), then ``--set``
+    overrides. Unless they set them: ``train.max_steps`` is 15 % of the float run's, ``optim.lr``
+    0.1x its learning rate with no warm-up, ``train.exp_dir`` ``<checkpoint folder>/compress-<method>``."""
+    from asr.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(checkpoint)
+    base = dict(ckpt["config"])
+    if base.get("compression"):
+        raise UserError(f"{checkpoint}: is already compressed ({base['compression'].get('method')}); "
+                        "pass the float checkpoint it was made from")
+    update: dict = _read_yaml(path) if path else {}
+    where = str(path) if path else "asr compress"
+    if "model" in update:
+        raise UserError(f"{where}: has a model section; asr compress takes the model from --from {checkpoint}, drop the section")
+    for assignment in overrides:
+        _apply_override(update, assignment)
+    section = update.setdefault("compression", {}) or {}
+    if section.get("method", method) != method:
+        raise UserError(f"{where}: compression.method={section['method']!r} but --method {method}; make them agree")
+    section.update(method=method, init_from=str(checkpoint))
+    update["compression"] = section
+    train, optim = update.setdefault("train", {}), update.setdefault("optim", {})
+    if "max_steps" not in train:
+        train["max_steps"] = max(1, round(FINE_TUNE_STEPS_FRACTION * base["train"]["max_steps"]))
+    if "lr" not in optim:
+        optim["lr"] = FINE_TUNE_LR_FRACTION * base["optim"]["lr"]
+        optim.setdefault("warmup_steps", 0)
+    if exp_dir:
+        train["exp_dir"] = exp_dir
+    elif "exp_dir" not in train:
+        train["exp_dir"] = str(Path(checkpoint).parent / f"compress-{method}")
+    train.setdefault("max_minutes", 0.0)
+    return from_dict(TrainConfig, _merge(base, update), where)

@@ -13,6 +13,7 @@ Shape legend: N batch, T frames, F mel bins, U tokens.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import re
@@ -206,7 +207,16 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
     aug_gen = torch.Generator().manual_seed(cfg.train.seed + 1)
     model = build_model(cfg.model)
     params = sum(p.numel() for p in model.parameters())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
+    method = None
+    if cfg.compression is not None:
+        from asr.compression import handler
+
+        method = handler(cfg.compression)
+        if not resume:
+            _load_float_weights(model, cfg)
+        method.prepare(model)  # on resume: the structure only; the checkpoint then fills it
+    groups = method.param_groups(model, cfg.optim.lr, cfg.optim.weight_decay) if method else model.parameters()
+    optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     step, epoch, batch_in_epoch, train_seconds = 0, 0, 0, 0.0
 
@@ -228,8 +238,9 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
     else:
         if existing:
             raise UserError(f"{exp_dir}: already holds checkpoints; pass --resume to continue, or choose another train.exp_dir")
-        mean, std = feature_stats(train_cuts)
-        model.encoder.normalize.set_stats(mean, std)
+        if method is None:  # a compression run keeps the float model's statistics
+            mean, std = feature_stats(train_cuts)
+            model.encoder.normalize.set_stats(mean, std)
     exp_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(exp_dir / "config.yaml", _yaml(to_dict(cfg)))
     log(f"model: {params / 1e6:.2f} M parameters, vocab {cfg.model.vocab_size}; exp dir {exp_dir}")
@@ -267,15 +278,23 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
             batch = collate(cut_batch, tokenizer)
             x = augment(batch, cfg, aug_gen)
             warmup = step / cfg.model.loss.warmup_steps if cfg.model.loss.warmup_steps > 0 else 1.0
-            loss_sum = model(x, batch["x_lens"], batch["y"], batch["y_lens"], warmup=warmup)
+            if method:
+                method.step_begin(model, step, cfg.train.max_steps)
+            with method.forward_context() if method else contextlib.nullcontext():
+                loss_sum = model(x, batch["x_lens"], batch["y"], batch["y_lens"], warmup=warmup)
             num_tokens = int(batch["y_lens"].sum())
             loss = loss_sum / num_tokens
+            extra = method.loss(model, step, cfg.train.max_steps) if method else None
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if extra is None else loss + extra).backward()
+            if method:
+                method.before_optimizer(model)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad_norm)
             optimizer.step()
             scheduler.step()
             step += 1
+            if method:
+                method.step_end(model, step, cfg.train.max_steps)
             batch_in_epoch += 1
             value = float(loss.detach())
             if not math.isfinite(value):
@@ -287,6 +306,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
                 writer.add_scalar("train/loss", value, step)
                 writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                 writer.add_scalar("train/grad_norm", float(grad_norm), step)
+                if extra is not None:
+                    writer.add_scalar("train/compression_loss", float(extra.detach()), step)
             out_of_time = cfg.train.max_minutes > 0 and train_seconds + time.perf_counter() - t_start >= 60 * cfg.train.max_minutes
             last = step >= cfg.train.max_steps or out_of_time
             if step % cfg.train.valid_every == 0 or last:
@@ -294,7 +315,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
                 dev_loss, dev_wer = evaluate(model, dev_cuts, tokenizer, cfg.data.max_duration_s)
                 writer.add_scalar("dev/loss", dev_loss, step)
                 writer.add_scalar("dev/wer", dev_wer, step)
-                bar.write(f"step {step}: train loss {value:.3f}, dev loss {dev_loss:.3f}, dev WER {dev_wer:.2f}%")
+                note = f", {method.describe(model)}" if method and method.describe(model) else ""
+                bar.write(f"step {step}: train loss {value:.3f}, dev loss {dev_loss:.3f}, dev WER {dev_wer:.2f}%{note}")
                 t_start = time.perf_counter()
             if step % cfg.train.save_every == 0 or last:
                 train_seconds += time.perf_counter() - t_start
@@ -316,9 +338,32 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
     kept = _step_checkpoints(exp_dir)[-cfg.train.average_last :]
     averaged = average_checkpoints(kept)
     averaged["train_seconds"] = train_seconds
+    if method:
+        from asr.compression import fp32_bytes, model_bytes
+
+        model.load_state_dict(averaged["model"])
+        method.convert(model)
+        averaged["model"], averaged["compressed"] = model.state_dict(), True
+        _, dev_wer = evaluate(model, dev_cuts, tokenizer, cfg.data.max_duration_s)
+        log(f"converted ({cfg.compression.method}): dev WER {dev_wer:.2f}%, {model_bytes(model)} bytes on device "
+            f"vs {fp32_bytes(model)} float32 ({fp32_bytes(model) / model_bytes(model):.2f}x smaller)")
     save_checkpoint(averaged, final)
     log(f"wrote {final} (average of {len(kept)} checkpoint(s)); trained {train_seconds / 60:.1f} min")
     return TrainResult(final, losses, dev_wer, train_seconds)
+
+
+def _load_float_weights(model, cfg: TrainConfig) -> None:
+    """Fill ``model`` with the float checkpoint a compression run starts from."""
+    source = cfg.compression.init_from
+    if not source:
+        raise UserError("compression.init_from is empty: name the float checkpoint to fine-tune (asr compress --from CKPT)")
+    ckpt = read_checkpoint(source)
+    if ckpt["config"].get("compression"):
+        raise UserError(f"{source}: is already compressed ({ckpt['config']['compression'].get('method')}); "
+                        "start from a float checkpoint")
+    if ckpt["config"]["model"] != to_dict(cfg.model):
+        raise UserError(f"{source}: its model config differs from this run's model section; take the model section from it")
+    model.load_state_dict(ckpt["model"])
 
 
 def _yaml(data: dict) -> str:

@@ -1,0 +1,181 @@
+"""General Quantizer (GQ; Zhen et al., "Sub-8-bit quantization for on-device speech recognition: a
+regularization-free approach", SLT 2022; ``shared/reference/seed-methods.md`` section 2).
+
+Each selected weight W gets a b-bit codebook on a mu-law curve with a trainable range s and a
+trainable density mu (a ``MuLawQuantizer`` parametrization, so the forward pass sees the quantized
+weight and gradients reach W, s and mu):
+
+    u_j = -1 + 2 j / (K - 1), j = 0..K-1 (K = 2^b)         uniform in the companded domain
+    c_j = s * sgn(u_j) * ((1 + mu)^|u_j| - 1) / mu           mu = softplus(rho) + 1e-6
+    w~  = sum_j softmax_j(-(w - c_j)^2 / tau) c_j             soft-to-hard assignment
+
+tau anneals exponentially from the squared mean level spacing (2 s / (K - 1))^2 to ``tau_min_ratio``
+times it over the first ``anneal_fraction`` of the fine-tuning steps; after that the quantizer is
+hard (nearest level, straight-through to W, gradients still reaching s and mu through the chosen
+level). No regularizer: the training loss is the task loss. ``quantize_every`` N_q: the quantized
+forward runs every N_q-th step only (float steps in between; the reference's "quantization
+frequency"). ``convert`` writes every weight as its nearest level and keeps the levels as the
+weight's ``_codebook`` buffer (the export format of :mod:`asr.compression.common`).
+
+Reconstructed choices (the paper's equations were not available): the codebook formula above, the
+exponential schedule, s initialised to max|W|, mu to ``mu_init``, s and rho trained at
+``param_lr_ratio`` x the learning rate without weight decay.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from asr.compression.common import CODEBOOK_SUFFIX, CompressionMethod, MethodConfig, check_names
+from asr.errors import UserError
+
+MU_EPS = 1e-6
+
+
+def mu_law_codebook(scale: torch.Tensor, mu: torch.Tensor, bits: int) -> torch.Tensor:
+    """(2^bits,) ascending, symmetric levels with endpoints +-scale, uniform in the mu-law domain;
+    differentiable in ``scale`` and ``mu``; mu -> 0 gives ``scale * linspace(-1, 1, K)``."""
+    u = torch.linspace(-1.0, 1.0, 2**bits, dtype=scale.dtype, device=scale.device)
+    # ((1 + mu)^|u| - 1) / mu, written with expm1/log1p so that small mu stays exact
+    return scale * torch.sign(u) * torch.expm1(u.abs() * torch.log1p(mu)) / mu
+
+
+def soft_assign(w: torch.Tensor, levels: torch.Tensor, tau: torch.Tensor | float) -> torch.Tensor:
+    """(w.shape + (K,)) softmax weights of every element over the levels at temperature ``tau``."""
+    return torch.softmax(-((w.unsqueeze(-1) - levels) ** 2) / tau, dim=-1)
+
+
+def nearest(w: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest of the ascending ``levels`` for every element of ``w``."""
+    return torch.bucketize(w.detach(), (levels[1:] + levels[:-1]).detach() / 2)
+
+
+class MuLawQuantizer(nn.Module):
+    """The parametrization W -> w~ of one weight (see the module docstring)."""
+
+    def __init__(self, weight: torch.Tensor, bits: int, mu_init: float) -> None:
+        super().__init__()
+        self.bits = bits
+        self.scale = nn.Parameter(weight.detach().abs().max().clamp(min=1e-8).reshape(()).clone())
+        # softplus^-1(mu_init - eps)
+        self.rho = nn.Parameter(torch.tensor(math.log(math.expm1(max(mu_init - MU_EPS, 1e-6))), dtype=weight.dtype))
+        self.register_buffer("tau_ratio", torch.ones(()))  # tau / (mean level spacing)^2; 0 = hard
+        self.enabled = True  # False on the float steps between quantized ones (quantize_every)
+
+    @property
+    def mu(self) -> torch.Tensor:
+        return nn.functional.softplus(self.rho) + MU_EPS
+
+    def levels(self) -> torch.Tensor:
+        return mu_law_codebook(self.scale, self.mu, self.bits)
+
+    def tau(self) -> torch.Tensor:
+        return self.tau_ratio * (2 * self.scale / (2**self.bits - 1)) ** 2
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return w
+        c = self.levels()
+        if float(self.tau_ratio) > 0:
+            return (soft_assign(w, c, self.tau()) * c).sum(-1)
+        return c[nearest(w, c)] + (w - w.detach())  # hard; straight-through to w
+
+    @torch.no_grad()
+    def entropy(self, w: torch.Tensor) -> float:
+        """Mean entropy (nats) of the soft assignment of ``w`` at the current temperature."""
+        if float(self.tau_ratio) <= 0:
+            return 0.0
+        a = soft_assign(w, self.levels(), self.tau())
+        return float(-(a * a.clamp(min=1e-30).log()).sum(-1).mean())
+
+
+@dataclass
+class GQConfig(MethodConfig):
+    bits: int = 4  # per weight tensor, unless ``bits_per_layer`` names it (down to 1)
+    bits_per_layer: dict = field(default_factory=dict)  # {"encoder.stack.layers.2.weight_hh_l0": 1, ...}
+    mu_init: float = 10.0
+    anneal_fraction: float = 0.6  # of the fine-tuning steps, soft; then hard with straight-through
+    tau_min_ratio: float = 1e-4  # tau at the end of annealing, relative to its start
+    quantize_every: int = 1  # N_q: quantized forward every N_q-th step, float in between
+    param_lr_ratio: float = 0.1  # learning rate of s and mu relative to the weights'
+
+    def __post_init__(self):
+        self.check_method("gq")
+        for name, b in [("bits", self.bits), *self.bits_per_layer.items()]:
+            if not isinstance(b, int) or not 1 <= b <= 8:
+                raise UserError(f"GQ {name}={b}: bit widths must be integers from 1 to 8")
+        if self.mu_init <= 0 or not 0 <= self.anneal_fraction <= 1 or not 0 < self.tau_min_ratio <= 1:
+            raise UserError(f"GQ mu_init={self.mu_init}, anneal_fraction={self.anneal_fraction}, "
+                            f"tau_min_ratio={self.tau_min_ratio}: need > 0, in [0, 1], in (0, 1]")
+        if self.quantize_every < 1 or self.param_lr_ratio < 0:
+            raise UserError(f"GQ quantize_every={self.quantize_every}, param_lr_ratio={self.param_lr_ratio}: need >= 1 and >= 0")
+
+    def tau_ratio(self, step: int, total_steps: int) -> float:
+        """tau / tau_0 at ``step``: tau_min_ratio^(t / T_anneal) while annealing, 0 (hard) after."""
+        anneal = self.anneal_fraction * total_steps
+        if step >= anneal:
+            return 0.0
+        return self.tau_min_ratio ** (step / anneal)
+
+
+def quantizers(model: nn.Module):
+    """(qualified weight name, module, parameter name, MuLawQuantizer) of a prepared model."""
+    for module_name, module in model.named_modules():
+        if parametrize.is_parametrized(module):
+            for name, plist in module.parametrizations.items():
+                for p in plist:
+                    if isinstance(p, MuLawQuantizer):
+                        yield (f"{module_name}.{name}" if module_name else name), module, name, p
+
+
+class GQ(CompressionMethod):
+    config: GQConfig
+
+    def prepare(self, model: nn.Module) -> None:
+        cfg = self.config
+        for qualified, module, name in check_names(model, cfg, cfg.bits_per_layer, "bits_per_layer"):
+            bits = cfg.bits_per_layer.get(qualified, cfg.bits)
+            parametrize.register_parametrization(module, name, MuLawQuantizer(getattr(module, name), bits, cfg.mu_init))
+
+    @torch.no_grad()
+    def convert(self, model: nn.Module) -> None:
+        found = list(quantizers(model))
+        if not found:
+            raise UserError("quantize_(step='convert'): the model was not prepared for GQ; run step='prepare' first")
+        for _, module, name, q in found:
+            levels = q.levels().detach().clone()
+            w = module.parametrizations[name].original
+            codes = levels[nearest(w, levels)]
+            parametrize.remove_parametrizations(module, name, leave_parametrized=False)
+            getattr(module, name).copy_(codes)
+            module.register_buffer(name + CODEBOOK_SUFFIX, levels)
+
+    def param_groups(self, model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
+        own = {id(p) for *_, q in quantizers(model) for p in (q.scale, q.rho)}
+        return [{"params": [p for p in model.parameters() if id(p) not in own]},
+                {"params": [p for p in model.parameters() if id(p) in own], "lr": lr * self.config.param_lr_ratio,
+                 "weight_decay": 0.0}]
+
+    def step_begin(self, model: nn.Module, step: int, total: int) -> None:
+        ratio = self.config.tau_ratio(step, total)
+        on = step % self.config.quantize_every == 0
+        for *_, q in quantizers(model):
+            q.tau_ratio.fill_(ratio)
+            q.enabled = on
+
+    def forward_context(self):
+        # LSTMs read each weight several times a forward; compute every quantized weight once
+        return parametrize.cached()
+
+    def describe(self, model: nn.Module) -> str:
+        found = list(quantizers(model))
+        if not found:
+            return ""
+        q = found[0][3]
+        mus = [float(q.mu) for *_, q in found]
+        return f"GQ tau/tau0 {float(q.tau_ratio):.2e}, mu {min(mus):.1f}..{max(mus):.1f}"

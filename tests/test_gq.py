@@ -1,0 +1,132 @@
+"""General Quantizer (``asr.compression.gq``): the reference's invariants. The mu-law codebook is
+sorted, symmetric, ends at +-s, is uniform as mu -> 0 and {-s, +s} at one bit; the soft assignment
+tends to the mean at huge temperature and to the nearest level as it anneals (entropy falling every
+step) and is the nearest level exactly once hard; s and mu get gradients and move; the loss has no
+extra term; per-layer bit widths give codebooks of their own sizes; convert leaves every weight on
+its codebook."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from asr.compression import codebooks, handler, model_bytes, quantize_
+from asr.compression.gq import GQConfig, MuLawQuantizer, mu_law_codebook, nearest, quantizers, soft_assign
+from asr.errors import UserError
+
+
+@pytest.fixture
+def model(tiny_checkpoint):
+    from asr.checkpoint import load_model
+
+    return load_model(tiny_checkpoint.path)[0]
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 6])
+def test_codebook_shape(bits):
+    s, mu = torch.tensor(0.7, dtype=torch.float64), torch.tensor(25.0, dtype=torch.float64)
+    c = mu_law_codebook(s, mu, bits)
+    assert c.numel() == 2**bits and torch.all(c[1:] > c[:-1])
+    assert torch.allclose(c, -c.flip(0), atol=1e-15)  # c_j = -c_{K-1-j}
+    assert c[0].item() == pytest.approx(-0.7, abs=1e-12) and c[-1].item() == pytest.approx(0.7, abs=1e-12)
+    flat = mu_law_codebook(s, torch.tensor(1e-6, dtype=torch.float64), bits)
+    assert torch.allclose(flat, s * torch.linspace(-1, 1, 2**bits, dtype=torch.float64), atol=1e-4)
+    if bits == 1:
+        assert c.tolist() == pytest.approx([-0.7, 0.7])
+    if bits >= 3:  # mu > 0 puts more levels near zero: inner spacing smaller than outer
+        gaps = c[1:] - c[:-1]
+        assert gaps[len(gaps) // 2] < gaps[0]
+
+
+def test_temperature_limits():
+    torch.manual_seed(0)
+    c = mu_law_codebook(torch.tensor(1.0), torch.tensor(10.0), 3)
+    w = torch.empty(20000).uniform_(-1.2, 1.2)
+    hot = (soft_assign(w, c, 1e6) * c).sum(-1)
+    assert hot.abs().max() < 1e-4  # the mean of the symmetric levels
+    delta = float((c[1:] - c[:-1]).min())
+    tau_min = 1e-4 * (2 / 7) ** 2
+    cold = (soft_assign(w, c, tau_min) * c).sum(-1)
+    boundaries = (c[1:] + c[:-1]) / 2
+    clear = (w.unsqueeze(-1) - boundaries).abs().min(-1).values > 1e-2 * delta  # not on a decision boundary
+    assert clear.float().mean() > 0.9
+    assert ((cold - c[nearest(w, c)]).abs()[clear]).max() < 1e-3 * delta
+
+
+def test_annealing_ends_at_nearest_level_and_entropy_falls(model):
+    cfg = GQConfig(bits=3)
+    method = handler(cfg)
+    quantize_(model, cfg)
+    _, module, name, q = next(quantizers(model))
+    w = module.parametrizations[name].original.detach()
+    total = 100
+    entropies = []
+    for step in range(total):
+        method.step_begin(model, step, total)
+        entropies.append(q.entropy(w))
+    assert all(b < a for a, b in zip(entropies, entropies[1:int(0.6 * total)]))  # falls every annealing step
+    assert entropies[-1] == 0.0 and float(q.tau_ratio) == 0.0  # hard after annealing
+    levels = q.levels().detach()
+    assert torch.equal(getattr(module, name).detach(), levels[nearest(w, levels)])
+    assert cfg.tau_ratio(0, total) == 1.0 and cfg.tau_ratio(59, total) == pytest.approx(1e-4 ** (59 / 60))
+
+
+def test_scale_and_mu_train_and_no_regularizer(model):
+    cfg = GQConfig(bits=4)
+    quantize_(model, cfg)
+    method = handler(cfg)
+    method.step_begin(model, 0, 100)
+    x = torch.randn(2, 40, 80)
+    x_lens = torch.tensor([40, 33])
+    y = torch.randint(1, 10, (2, 5))
+    y_lens = torch.tensor([5, 4])
+    model.train()
+    loss = model(x, x_lens, y, y_lens)
+    assert method.loss(model, 0, 100) is None  # regularization-free: the loss is the task loss
+    loss.backward()
+    found = list(quantizers(model))
+    assert all(q.scale.grad is not None and q.scale.grad != 0 for *_, q in found)
+    assert any(q.rho.grad != 0 for *_, q in found if q.bits > 1)
+    groups = method.param_groups(model, 1e-3, 0.01)
+    opt = torch.optim.AdamW(groups, lr=1e-3)
+    assert groups[1]["lr"] == pytest.approx(1e-4) and groups[1]["weight_decay"] == 0.0
+    before = [q.levels().detach().clone() for *_, q in found]
+    opt.step()
+    assert all(not torch.equal(b, q.levels().detach()) for b, (*_, q) in zip(before, found))  # the levels moved
+
+
+def test_per_layer_bits_and_convert(model):
+    names = [n for n, _ in model.named_parameters() if n.endswith("weight_ih_l0") or n == "joiner.output.weight"]
+    cfg = GQConfig(bits=4, bits_per_layer={names[0]: 1, names[1]: 2})
+    quantize_(model, cfg)
+    assert {n: q.bits for n, _, _, q in quantizers(model) if n in names} == {names[0]: 1, names[1]: 2}
+    quantize_(model, cfg, step="convert")
+    assert not list(quantizers(model))
+    books = {n: (getattr(m, p), b) for n, m, p, b in codebooks(model)}
+    assert books[names[0]][1].numel() == 2 and books[names[1]][1].numel() == 4
+    for n, (w, book) in books.items():
+        assert torch.isin(w, book).all() and w.unique().numel() <= book.numel(), n
+    state = model.state_dict()
+    assert not any("parametrizations" in k for k in state)
+    assert model_bytes(model) < sum(p.numel() for p in model.parameters()) * 4 / 3
+
+
+def test_bad_configs(model):
+    with pytest.raises(UserError, match="bits=0"):
+        GQConfig(bits=0)
+    with pytest.raises(UserError, match="quantize_every"):
+        GQConfig(quantize_every=0)
+    with pytest.raises(UserError, match="not prepared for GQ"):
+        quantize_(model, GQConfig(), step="convert")
+    with pytest.raises(UserError, match="nope"):
+        quantize_(model, GQConfig(bits_per_layer={"nope": 2}))
+
+
+def test_quantizer_is_a_plain_parametrization():
+    w = torch.randn(6, 5)
+    q = MuLawQuantizer(w, 2, 10.0)
+    q.tau_ratio.fill_(0.0)
+    out = q(w)
+    assert out.unique().numel() <= 4 and torch.isin(out, q.levels()).all()
+    q.enabled = False
+    assert torch.equal(q(w), w)
