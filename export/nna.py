@@ -159,12 +159,22 @@ def _act(ranges, name: str, fmt=spec.INT8) -> QTensor:
     return QTensor(*spec.choose_qparams(lo, hi, fmt), fmt)
 
 
-def _weights(w: np.ndarray, bias: np.ndarray | None, s_in: float, s_out: float):
-    """int8 per-output-channel weights, int32 bias and per-channel multipliers."""
+def _weights(w: np.ndarray, bias: np.ndarray | None, s_in: float, s_out: float, per_tensor: bool = False):
+    """int8 weights (per output channel, or with one scale for the tensor), int32 bias and
+    per-channel multipliers."""
     s_w = spec.weight_scales(w, axis=0)
+    if per_tensor:
+        s_w = np.full_like(s_w, spec.weight_scales(w.reshape(1, -1), axis=0)[0])
     w_q = spec.quantize(w, s_w.reshape((-1,) + (1,) * (w.ndim - 1)), 0, spec.INT8_WEIGHT)
     b_q = None if bias is None else spec.quantize_bias(bias, s_in, s_w)
     return w_q, b_q, s_in * s_w / s_out
+
+
+def _codebook(module, name: str) -> bool:
+    """A weight on a sub-8-bit codebook (``asr.compression``) is quantized with one scale for the
+    tensor: its levels are then at most 2^b int8 codes (exactly the S8BQAT levels snapped to the int8
+    grid), where per-channel scales would re-round them."""
+    return hasattr(module, name + "_codebook")
 
 
 def _silu(v):
@@ -185,7 +195,8 @@ def _layer_norm_op(norm: torch.nn.LayerNorm, x: str, y: str, t: dict) -> Op:
 
 
 def _linear_op(layer: torch.nn.Linear, x: str, y: str, t: dict) -> Op:
-    w, b, m = _weights(_np(layer.weight), None if layer.bias is None else _np(layer.bias), t[x].scale, t[y].scale)
+    w, b, m = _weights(_np(layer.weight), None if layer.bias is None else _np(layer.bias), t[x].scale, t[y].scale,
+                       _codebook(layer, "weight"))
     return Op("linear", (x,), (y,), {"w": w, "bias": b, "multiplier": m})
 
 
@@ -202,7 +213,8 @@ def _lower_encoder(model, r) -> Program:
     for i, name in ((0, "conv1"), (2, "conv2"), (4, "conv3")):
         layer = conv[i]
         t[name + "_pre"], t[name] = _act(r, name + "_pre"), _act(r, name)
-        w, b, m = _weights(_np(layer.weight), _np(layer.bias), t[prev].scale, t[name + "_pre"].scale)
+        w, b, m = _weights(_np(layer.weight), _np(layer.bias), t[prev].scale, t[name + "_pre"].scale,
+                           _codebook(layer, "weight"))
         ops.append(Op("conv2d", (prev,), (name + "_pre",), {"w": w, "bias": b, "multiplier": m, "stride": layer.stride,
                                                               "padding": layer.padding}))
         pre, post = t[name + "_pre"], t[name]
@@ -228,8 +240,9 @@ def _lower_encoder(model, r) -> Program:
             t[name] = h_q
         t[f"c_in{i}"] = t[f"c_out{i}"] = c_q
         w_ih, w_hh = _np(lstm.weight_ih_l0), _np(lstm.weight_hh_l0)
-        w_ih_q, b_q, mult_ih = _weights(w_ih, _np(lstm.bias_ih_l0 + lstm.bias_hh_l0), t[x].scale, GATE_SCALE)
-        w_hh_q, _, mult_hh = _weights(w_hh, None, h_q.scale, GATE_SCALE)
+        w_ih_q, b_q, mult_ih = _weights(w_ih, _np(lstm.bias_ih_l0 + lstm.bias_hh_l0), t[x].scale, GATE_SCALE,
+                                        _codebook(lstm, "weight_ih_l0"))
+        w_hh_q, _, mult_hh = _weights(w_hh, None, h_q.scale, GATE_SCALE, _codebook(lstm, "weight_hh_l0"))
         table16 = (spec.INT16, spec.INT16)
         ops.append(Op("lstm", (x, f"h_in{i}", f"c_in{i}"), (f"y{i}", f"h_out{i}", f"c_out{i}"), {
             "w_ih": w_ih_q, "w_hh": w_hh_q, "bias": b_q, "mult_ih": mult_ih, "mult_hh": mult_hh, "cell_frac_bits": cell_bits,
@@ -264,7 +277,8 @@ def _lower_predictor(model, r) -> Program:
         ops.append(Op("permute", ("emb",), ("emb_t",), {"perm": (0, 2, 1)}))  # (N, D, C)
         t["emb_t"] = t["emb"]
         conv = pred.conv
-        w, b, m = _weights(_np(conv.weight), None if conv.bias is None else _np(conv.bias), s_e, t["pred_act"].scale)
+        w, b, m = _weights(_np(conv.weight), None if conv.bias is None else _np(conv.bias), s_e, t["pred_act"].scale,
+                           _codebook(conv, "weight"))
         ops.append(Op("conv1d", ("emb_t",), ("pred_act3",), {"w": w, "bias": b, "multiplier": m, "groups": conv.groups}))
         t["pred_act3"] = t["pred_act"]
         ops.append(Op("reshape", ("pred_act3",), ("pred_act",), {"shape": (0, -1)}))  # (N, D, 1) -> (N, D)

@@ -140,3 +140,32 @@ def test_asr_emulate_cli(asr_cli, tiny_checkpoint, tiny_fbank, tmp_path):
     assert set(results) >= {"nna_wer", "nna_float_wer", "nna_bytes"}
     r = asr_cli("emulate", "--checkpoint", str(tiny_checkpoint.path), "--data", str(test_cuts), "--num-calib", "0")
     assert r.returncode == 2 and "--num-calib 0" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_codebook_weights_lower_to_their_int8_levels_exactly():
+    """An S8BQAT model (levels snapped to the int8 grid) runs on the 8-bit NNA unchanged: every
+    lowered weight of a codebook tensor is one of at most 2^b int8 codes, and code x scale is the
+    trained weight; a float tensor's per-channel codes do not reproduce it."""
+    from asr.compression import codebooks, quantize_
+    from asr.compression.s8bqat import S8BQATConfig
+
+    model = _model()
+    with torch.no_grad():  # rows without the extreme levels: per-channel scales would differ from the tensor's
+        model.encoder.stack.layers[0].weight_ih_l0[:5].mul_(0.01)
+        model.joiner.encoder_proj.weight[:5].mul_(0.01)
+    cfg = S8BQATConfig(bits=3)
+    quantize_(model, cfg)
+    quantize_(model, cfg, step="convert")
+    encoder, predictor, _ = nna.lower(model, nna.calibrate(model, _batches()))
+    books = {name: getattr(module, pname) for name, module, pname, _ in codebooks(model)}
+    lstm = next(op for op in encoder.ops if op.kind == "lstm")
+    w = books["encoder.stack.layers.0.weight_ih_l0"].detach().double().numpy()
+    codes = lstm.attrs["w_ih"].astype(np.int64)
+    assert np.unique(codes).size <= 8 and np.abs(codes).max() == 127
+    np.testing.assert_allclose(codes * (np.abs(w).max() / 127), w, rtol=0, atol=1e-7)
+    out = next(op for op in encoder.ops if op.kind == "linear" and op.outputs == ("enc_proj",))
+    w = books["joiner.encoder_proj.weight"].detach().double().numpy()
+    np.testing.assert_allclose(out.attrs["w"] * (np.abs(w).max() / 127), w, rtol=0, atol=1e-7)
+    plain = _model()  # float weights: per-channel scales, so the codes are not one grid
+    lstm_plain = next(op for op in nna.lower(plain, nna.calibrate(plain, _batches()))[0].ops if op.kind == "lstm")
+    assert np.unique(lstm_plain.attrs["w_ih"]).size > 8

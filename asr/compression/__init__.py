@@ -5,13 +5,15 @@ per config type, ``quantize_(model, config, step="prepare")`` / ``step="convert"
 the one training loop (``asr.train``), which calls the handler's hooks (:mod:`.common`).
 
 Methods (``shared/reference/seed-methods.md`` sections 1-4): ``s8bqat`` (:mod:`.s8bqat`), ``gq``
-(:mod:`.gq`), ``csp`` and ``magnitude`` (:mod:`.pruning`).
+(:mod:`.gq`), ``qat`` (int8 QAT on
+the NNA's arithmetic, :mod:`.qat`), ``csp`` and ``magnitude`` (:mod:`.pruning`).
 """
 
 from __future__ import annotations
 
 from asr.compression.common import CompressionMethod, MethodConfig, attach_buffers, codebooks, fp32_bytes, masks, model_bytes
 from asr.compression.gq import GQ, GQConfig
+from asr.compression.qat import Int8QAT, Int8QATConfig
 from asr.compression.pruning import CSP, CSPConfig, Magnitude, MagnitudeConfig
 from asr.compression.s8bqat import S8BQAT, S8BQATConfig
 from asr.errors import UserError
@@ -20,6 +22,7 @@ from asr.errors import UserError
 METHODS = {
     "s8bqat": (S8BQATConfig, S8BQAT, "quantize"),
     "gq": (GQConfig, GQ, "quantize"),
+    "qat": (Int8QATConfig, Int8QAT, "quantize"),
     "csp": (CSPConfig, CSP, "prune"),
     "magnitude": (MagnitudeConfig, Magnitude, "prune"),
 }

@@ -5,8 +5,9 @@ Interspeech 2022), as specified in ``shared/reference/seed-methods.md`` section 
 * :func:`lloyd_max`: the K = 2^b Lloyd-Max (1-D k-means) levels of a weight tensor, fitted once on the
   float32 baseline: quantile initialisation, boundaries at midpoints, centroids at cell means (an
   empty cell keeps its centroid), until the distortion changes by less than ``tol`` relatively.
-  ``snap_int8`` puts every level on the tensor's int8 grid (scale max|W| / 127), so the sub-8-bit
-  model is an int8 model with at most 2^b codes per tensor and an 8-bit NNA runs it unchanged.
+  ``snap_int8`` puts every level on the int8 grid of the compressed tensor (scale max|c| / 127, which
+  is max|Q(W)| / 127), so the sub-8-bit model is an int8 model with at most 2^b codes per tensor and
+  an 8-bit NNA that quantizes it per tensor runs it unchanged.
 * :func:`mracos`: the Multi-Regional Absolute Cosine regularizer, one cosine period per region
   between neighbouring centroids: r(w) = 1 - |cos(pi (w - c_k) / (c_{k+1} - c_k))|, 0 at every
   centroid, 1 at every decision boundary, its gradient pointing away from the nearest centroid (so
@@ -55,7 +56,9 @@ def lloyd_max(w: torch.Tensor, bits: int, iters: int = 100, tol: float = 1e-6, s
             break
         previous = distortion
     if snap_int8:
-        scale = float(x.abs().max()) / 127
+        # the grid of the compressed tensor's own symmetric int8 scale, max|Q(W)| / 127 = max|c| / 127:
+        # an int8 runtime that quantizes Q(W) per tensor gets these codes back exactly
+        scale = float(c.abs().max()) / 127
         if scale > 0:
             c = (c / scale).round().clamp(-127, 127) * scale
     return c.sort().values.to(w.dtype)

@@ -1,0 +1,158 @@
+"""Compression results side by side, all from one float checkpoint: for each method (a recipe
+config), fine-tune with ``asr compress`` (or reuse a finished run), then decode the test set with the
+float model and on the emulated int8 NNA (``asr emulate``'s calibration, lowering and search), and
+count the bytes on the device. Rows for the float model and for int8 post-training quantization
+(the float model lowered as it is) come first.
+
+    python bench/compression.py --checkpoint exp/demo/final.pt --test data/fbank/synth-small/cuts_test.jsonl.gz
+    python bench/compression.py ... --runs s8bqat-4bit csp-50 magnitude-50 --max-utts 300
+
+Writes ``<out>/results.json`` (default ``exp/compression``): a list of rows with ``method``,
+``bits`` (average over the compressed weights) or ``sparsity``, ``bytes``, ``wer_float``, ``wer_nna``,
+``fp32_bytes``, ``fp32_wer``, plus ``run``, ``fine_tune_minutes``, ``config``. Each run's
+checkpoint is ``<out>/<run>/final.pt``; a finished run is reused unless ``--retrain``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+RUNS = {  # run name -> recipe config (its compression.method picks the method)
+    "s8bqat-4bit": "recipes/synth/compress-s8bqat.yaml",
+    "gq-4bit": "recipes/synth/compress-gq.yaml",
+    "gq-4bit-1bit-layer": "recipes/synth/compress-gq-1bit.yaml",
+    "csp-50": "recipes/synth/compress-csp.yaml",
+    "magnitude-50": "recipes/synth/compress-magnitude.yaml",
+}
+
+
+def _method_of(config: str) -> str:
+    import yaml
+
+    return yaml.safe_load(Path(config).read_text())["compression"]["method"]
+
+
+def _finished(run_dir: Path, checkpoint: str, config: str) -> bool:
+    """A final.pt of this recipe, fine-tuned from this checkpoint."""
+    from asr.checkpoint import read_checkpoint
+    from asr.config import compress_config, to_dict
+
+    final = run_dir / "final.pt"
+    if not final.is_file():
+        return False
+    want = to_dict(compress_config(checkpoint, _method_of(config), config, exp_dir=str(run_dir)))
+    return read_checkpoint(final)["config"] == want
+
+
+def _shape(model) -> dict:
+    """bits: mean bits per compressed weight (codebooks); sparsity: zeros among the pruned weights."""
+    from asr.compression import codebooks, masks
+    from asr.compression.common import codebook_bits
+
+    books = [(getattr(m, n).numel(), codebook_bits(b)) for _, m, n, b in codebooks(model)]
+    found = [m for *_, m in masks(model)]
+    out = {}
+    if books:
+        out["bits"] = round(sum(n * b for n, b in books) / sum(n for n, _ in books), 3)
+        out["bits_per_layer"] = {q: codebook_bits(b) for q, _, _, b in codebooks(model)}
+    if found:
+        out["sparsity"] = round(sum(int((~m).sum()) for m in found) / sum(m.numel() for m in found), 4)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="the float checkpoint every method starts from")
+    p.add_argument("--test", required=True, help="test cuts with features")
+    p.add_argument("--out", default="exp/compression")
+    p.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    p.add_argument("--max-utts", type=int, default=0, help="decode only the first N test utterances (0: all)")
+    p.add_argument("--search", default="greedy", choices=["greedy", "modified_beam_search"])
+    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--num-calib", type=int, default=100, help="dev utterances that calibrate the NNA's activation ranges")
+    p.add_argument("--retrain", action="store_true", help="fine-tune again even if a finished run is there")
+    args = p.parse_args()
+
+    from asr.checkpoint import load_model
+    from asr.compression import fp32_bytes, model_bytes
+    from asr.config import compress_config
+    from asr.data.dataset import load_cuts
+    from asr.errors import UserError
+    from asr.fileio import write_text_atomic
+    from asr.train import train
+    from export.nna import emulate
+
+    def evaluate(checkpoint: str, out_dir: str) -> dict:  # float and emulated-NNA WER of one checkpoint
+        return emulate(checkpoint, test, out_dir, num_calib=args.num_calib, method=args.search, beam=args.beam)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    test = args.test
+    tmp = None
+    if args.max_utts > 0:
+        tmp = tempfile.mkdtemp(prefix="compression-bench-")
+        test = str(Path(tmp) / "cuts_test.jsonl.gz")
+        load_cuts(args.test).subset(first=args.max_utts).to_file(test)
+    try:
+        float_model = load_model(args.checkpoint)[0]
+        base = evaluate(args.checkpoint, str(out / "fp32"))
+        fp32 = fp32_bytes(float_model)
+        common = {"fp32_bytes": fp32, "fp32_wer": round(base["float_wer"], 3), "utts": base["num_utts"], "search": args.search}
+        rows = [
+            {"run": "fp32", "method": "fp32", "bits": 32, "bytes": fp32, "wer_float": round(base["float_wer"], 3),
+             "wer_nna": None, **common},
+            {"run": "int8-ptq", "method": "int8-ptq", "bits": 8, "bytes": base["nna_bytes"], "wer_float": None,
+             "wer_nna": round(base["nna_wer"], 3), **common},
+        ]
+        print(f"fp32: WER {base['float_wer']:.2f} %, int8 PTQ on the NNA {base['nna_wer']:.2f} %", flush=True)
+        for name in args.runs:
+            config = str(REPO / RUNS[name])
+            run_dir = out / name
+            started = time.perf_counter()
+            if args.retrain or not _finished(run_dir, args.checkpoint, config):
+                if run_dir.exists():
+                    shutil.rmtree(run_dir)
+                train(compress_config(args.checkpoint, _method_of(config), config, exp_dir=str(run_dir)))
+            final = str(run_dir / "final.pt")
+            model, _, ckpt = load_model(final)
+            r = evaluate(final, str(run_dir / "decode"))
+            row = {"run": name, "method": _method_of(config), **_shape(model), "bytes": model_bytes(model),
+                   "wer_float": round(r["float_wer"], 3), "wer_nna": round(r["nna_wer"], 3), "nna_bytes": r["nna_bytes"],
+                   **common, "fine_tune_minutes": round(ckpt.get("train_seconds", 0.0) / 60, 2),
+                   "config": RUNS[name]}
+            rows.append(row)
+            write_text_atomic(out / "results.json", json.dumps(rows, indent=1) + "\n")
+            print(f"{name}: {row['bytes']} bytes, WER float {row['wer_float']:.2f} % / NNA {row['wer_nna']:.2f} % "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+        write_text_atomic(out / "results.json", json.dumps(rows, indent=1) + "\n")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"\n{base['num_utts']} test utterances, {args.search}; float32 {fp32} bytes, WER {base['float_wer']:.2f} %")
+    print("| run | method | bits / sparsity | bytes on device | x smaller | WER float % | rel. to fp32 | WER emulated NNA % | fine-tune min |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        shape = f"{row['bits']} bit" if "bits" in row else f"{100 * row['sparsity']:.0f} % zeros"
+        rel = "" if row["wer_float"] is None else f"{100 * (row['wer_float'] / base['float_wer'] - 1):+.1f} %"
+        wer_f = "" if row["wer_float"] is None else f"{row['wer_float']:.2f}"
+        wer_n = "" if row["wer_nna"] is None else f"{row['wer_nna']:.2f}"
+        print(f"| {row['run']} | {row['method']} | {shape} | {row['bytes']} | {fp32 / row['bytes']:.2f} | {wer_f} | {rel} | "
+              f"{wer_n} | {row.get('fine_tune_minutes', '')} |")
+    print(f"wrote {out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
