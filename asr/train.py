@@ -212,6 +212,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
         from asr.compression import handler
 
         method = handler(cfg.compression)
+        method.use_data(cfg, tokenizer)
         if not resume:
             _load_float_weights(model, cfg)
         method.prepare(model)  # on resume: the structure only; the checkpoint then fills it

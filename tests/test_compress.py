@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from asr.compression import METHODS, codebooks, masks
+from asr.compression.qat import fake_quantize_weight
 from tests.conftest import assert_user_error
 
 STEPS = 3
@@ -37,18 +38,26 @@ def test_every_method_fine_tunes_and_converts(method, asr_cli, tiny_checkpoint, 
     assert ckpt["compressed"] is True and ckpt["config"]["compression"]["method"] == method
     assert ckpt["config"]["compression"]["init_from"] == str(tiny_checkpoint.path)
     model, cfg, _ = load_model(out / "final.pt")
-    if METHODS[method][2] == "quantize":
+    float_model = load_model(tiny_checkpoint.path)[0]
+    if method in ("s8bqat", "gq"):
         books = list(codebooks(model))
         assert books and all(torch.isin(getattr(m, n), b).all() for _, m, n, b in books)
-    else:
+    elif method in ("csp", "magnitude"):
         found = list(masks(model))
         assert found and all((getattr(m, n)[~k] == 0).all() for _, m, n, k in found)
         zeros = sum(int((~k).sum()) for *_, k in found) / sum(k.numel() for *_, k in found)
         assert abs(zeros - 0.5) < 0.01
+    elif method == "qat":  # every weight on its int8 grid: the NNA stores exactly these values
+        for w in (model.joiner.output.weight, model.encoder.stack.layers[0].weight_hh_l0):
+            assert torch.equal(fake_quantize_weight(w.detach()), w.detach())
+    else:  # aat: a float model (the lowering quantizes it as AAT did), no hooks left behind
+        assert method == "aat" and not list(codebooks(model)) and not list(masks(model))
+        assert not model.joiner._forward_hooks and not model.encoder._forward_pre_hooks
+    moved = [n for n, p in model.named_parameters() if not torch.equal(p, float_model.get_parameter(n))]
+    assert moved, "fine-tuning changed no weight"
     scored = decode(str(out / "final.pt"), str(tiny_fbank / "cuts_test.jsonl.gz"), str(tmp_path / "dec"))
     assert scored.num_utts > 0
     # the float weights the run started from are the checkpoint's: its normalisation is unchanged
-    float_model = load_model(tiny_checkpoint.path)[0]
     assert torch.equal(model.encoder.normalize.mean, float_model.encoder.normalize.mean)
     # a step checkpoint of the run loads as its converted model
     step_model = load_model(out / f"step-{STEPS}.pt")[0]

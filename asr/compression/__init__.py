@@ -6,14 +6,14 @@ the one training loop (``asr.train``), which calls the handler's hooks (:mod:`.c
 
 Methods (``shared/reference/seed-methods.md`` sections 1-4): ``s8bqat`` (:mod:`.s8bqat`), ``gq``
 (:mod:`.gq`), ``qat`` (int8 QAT on
-the NNA's arithmetic, :mod:`.qat`), ``csp`` and ``magnitude`` (:mod:`.pruning`).
+the NNA's arithmetic, :mod:`.qat`), ``aat`` (accelerator-aware training, ``export.aat``), ``csp`` and ``magnitude`` (:mod:`.pruning`).
 """
 
 from __future__ import annotations
 
 from asr.compression.common import CompressionMethod, MethodConfig, attach_buffers, codebooks, fp32_bytes, masks, model_bytes
 from asr.compression.gq import GQ, GQConfig
-from asr.compression.qat import Int8QAT, Int8QATConfig
+from asr.compression.qat import AATConfig, Int8QAT, Int8QATConfig
 from asr.compression.pruning import CSP, CSPConfig, Magnitude, MagnitudeConfig
 from asr.compression.s8bqat import S8BQAT, S8BQATConfig
 from asr.errors import UserError
@@ -23,6 +23,8 @@ METHODS = {
     "s8bqat": (S8BQATConfig, S8BQAT, "quantize"),
     "gq": (GQConfig, GQ, "quantize"),
     "qat": (Int8QATConfig, Int8QAT, "quantize"),
+    # its handler runs the emulator's kernels, so it lives in export/ and is imported when used
+    "aat": (AATConfig, "export.aat:AAT", "quantize"),
     "csp": (CSPConfig, CSP, "prune"),
     "magnitude": (MagnitudeConfig, Magnitude, "prune"),
 }
@@ -40,6 +42,11 @@ def config_class(name: str, where: str = "compression.method"):
 def handler(config: MethodConfig) -> CompressionMethod:
     for cls, method, _ in METHODS.values():
         if type(config) is cls:
+            if isinstance(method, str):
+                import importlib
+
+                module, _, name = method.partition(":")
+                method = getattr(importlib.import_module(module), name)
             return method(config)
     raise UserError(f"{type(config).__name__}: not a compression config; use one of "
                     f"{', '.join(c.__name__ for c, _, _ in METHODS.values())}")

@@ -71,6 +71,9 @@ class CompressionMethod:
         """Leave the deployable model: plain weights plus the buffers of this module's docstring."""
         raise NotImplementedError
 
+    def use_data(self, cfg, tokenizer) -> None:
+        """The training config and tokenizer, for methods that need data of their own (calibration)."""
+
     def param_groups(self, model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
         return [{"params": [p for p in model.parameters() if p.requires_grad]}]
 
