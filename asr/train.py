@@ -340,14 +340,15 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
     averaged = average_checkpoints(kept)
     averaged["train_seconds"] = train_seconds
     if method:
-        from asr.compression import fp32_bytes, model_bytes
+        from asr.compression import fp32_bytes
 
         model.load_state_dict(averaged["model"])
         method.convert(model)
         averaged["model"], averaged["compressed"] = model.state_dict(), True
         _, dev_wer = evaluate(model, dev_cuts, tokenizer, cfg.data.max_duration_s)
-        log(f"converted ({cfg.compression.method}): dev WER {dev_wer:.2f}%, {model_bytes(model)} bytes on device "
-            f"vs {fp32_bytes(model)} float32 ({fp32_bytes(model) / model_bytes(model):.2f}x smaller)")
+        size, fp32 = method.bytes(model), fp32_bytes(model)
+        log(f"converted ({cfg.compression.method}): dev WER {dev_wer:.2f}% (float evaluation), {size} bytes on device "
+            f"vs {fp32} float32 ({fp32 / size:.2f}x smaller)")
     save_checkpoint(averaged, final)
     log(f"wrote {final} (average of {len(kept)} checkpoint(s)); trained {train_seconds / 60:.1f} min")
     return TrainResult(final, losses, dev_wer, train_seconds)

@@ -9,8 +9,10 @@ count the bytes on the device. Rows for the float model and for int8 post-traini
 
 Writes ``<out>/results.json`` (default ``exp/compression``): a list of rows with ``method``,
 ``bits`` (average over the compressed weights) or ``sparsity``, ``bytes``, ``wer_float``, ``wer_nna``,
-``fp32_bytes``, ``fp32_wer``, plus ``run``, ``fine_tune_minutes``, ``config``. Each run's
-checkpoint is ``<out>/<run>/final.pt``; a finished run is reused unless ``--retrain``.
+``fp32_bytes``, ``fp32_wer``, plus ``run``, ``fine_tune_minutes``, ``config`` (rows of runs not in
+this invocation are kept). Each run's checkpoint is ``<out>/<run>/final.pt``; a finished run is
+reused unless ``--retrain``. int8 QAT and AAT models count as the lowered NNA program's bytes, the
+others as :func:`asr.compression.model_bytes` (b-bit indices + codebooks, or non-zeros + bitmask).
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ RUNS = {  # run name -> recipe config (its compression.method picks the method)
     "gq-4bit-1bit-layer": "recipes/synth/compress-gq-1bit.yaml",
     "csp-50": "recipes/synth/compress-csp.yaml",
     "magnitude-50": "recipes/synth/compress-magnitude.yaml",
+    "qat-int8": "recipes/synth/compress-qat.yaml",
+    "aat-int8": "recipes/synth/compress-aat.yaml",
 }
+INT8_METHODS = ("qat", "aat")  # deployed as the int8 NNA program: bytes are the lowered model's
 
 
 def _method_of(config: str) -> str:
@@ -51,6 +56,18 @@ def _finished(run_dir: Path, checkpoint: str, config: str) -> bool:
         return False
     want = to_dict(compress_config(checkpoint, _method_of(config), config, exp_dir=str(run_dir)))
     return read_checkpoint(final)["config"] == want
+
+
+def _write(path: Path, rows: list) -> list:
+    """Merge ``rows`` into the results file: rows of runs not in this invocation stay."""
+    from asr.fileio import write_text_atomic
+
+    names = {r["run"] for r in rows}
+    kept = [r for r in json.loads(path.read_text()) if r["run"] not in names] if path.is_file() else []
+    order = ["fp32", "int8-ptq", *RUNS]
+    merged = sorted(kept + rows, key=lambda r: order.index(r["run"]) if r["run"] in order else len(order))
+    write_text_atomic(path, json.dumps(merged, indent=1) + "\n")
+    return merged
 
 
 def _shape(model) -> dict:
@@ -87,7 +104,6 @@ def main() -> None:
     from asr.config import compress_config
     from asr.data.dataset import load_cuts
     from asr.errors import UserError
-    from asr.fileio import write_text_atomic
     from asr.train import train
     from export.nna import emulate
 
@@ -125,15 +141,18 @@ def main() -> None:
             final = str(run_dir / "final.pt")
             model, _, ckpt = load_model(final)
             r = evaluate(final, str(run_dir / "decode"))
-            row = {"run": name, "method": _method_of(config), **_shape(model), "bytes": model_bytes(model),
+            method = _method_of(config)
+            shape = {"bits": 8} if method in INT8_METHODS else _shape(model)
+            size = r["nna_bytes"] if method in INT8_METHODS else model_bytes(model)
+            row = {"run": name, "method": method, **shape, "bytes": size,
                    "wer_float": round(r["float_wer"], 3), "wer_nna": round(r["nna_wer"], 3), "nna_bytes": r["nna_bytes"],
                    **common, "fine_tune_minutes": round(ckpt.get("train_seconds", 0.0) / 60, 2),
                    "config": RUNS[name]}
             rows.append(row)
-            write_text_atomic(out / "results.json", json.dumps(rows, indent=1) + "\n")
+            _write(out / "results.json", rows)
             print(f"{name}: {row['bytes']} bytes, WER float {row['wer_float']:.2f} % / NNA {row['wer_nna']:.2f} % "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
-        write_text_atomic(out / "results.json", json.dumps(rows, indent=1) + "\n")
+        rows = _write(out / "results.json", rows)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -26,7 +26,7 @@ from itertools import islice
 import torch
 from torch import nn
 
-from asr.compression.common import CompressionMethod
+from asr.compression.common import CompressionMethod, int8_bytes
 from asr.compression.qat import AATConfig
 from asr.errors import UserError
 from export import nna
@@ -78,6 +78,9 @@ class AAT(CompressionMethod):
 
     def describe(self, model: nn.Module) -> str:
         return "forward on the emulated NNA"
+
+    def bytes(self, model: nn.Module) -> int:
+        return int8_bytes(model)
 
     # ---- hooks -------------------------------------------------------------------------------
 

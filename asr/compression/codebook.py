@@ -40,16 +40,27 @@ def lloyd_max(w: torch.Tensor, bits: int, iters: int = 100, tol: float = 1e-6, s
         raise UserError("lloyd_max: the tensor is empty")
     levels = 2**bits
     xs = x.sort().values
+    n = xs.numel()
+    # prefix sums of the sorted values and their squares: a cell's count, sum and squared error
+    # come from two binary searches, so an iteration costs O(K log n) after one sort
+    zero = torch.zeros(1, dtype=torch.float64)
+    s1, s2 = torch.cat([zero, xs.cumsum(0)]), torch.cat([zero, (xs * xs).cumsum(0)])
     # quantile initialisation: c_k = quantile((k - 0.5) / K), k = 1..K
-    pos = ((torch.arange(levels, dtype=torch.float64) + 0.5) / levels * xs.numel()).long().clamp(max=xs.numel() - 1)
+    pos = ((torch.arange(levels, dtype=torch.float64) + 0.5) / levels * n).long().clamp(max=n - 1)
     c = xs[pos].clone()
     previous = None
     for _ in range(iters):
-        cell = torch.bucketize(x, (c[1:] + c[:-1]) / 2)  # t_{k-1} < w <= t_k -> k
-        sums = torch.zeros(levels, dtype=torch.float64).index_add_(0, cell, x)
-        counts = torch.bincount(cell, minlength=levels).double()
+        # cell k holds t_{k-1} < w <= t_k: its elements are xs[ends[k-1]:ends[k]]
+        ends = torch.cat([torch.zeros(1, dtype=torch.long), torch.searchsorted(xs, (c[1:] + c[:-1]) / 2, right=True),
+                          torch.tensor([n])])
+        counts = (ends[1:] - ends[:-1]).double()
+        sums = s1[ends[1:]] - s1[ends[:-1]]
         c = torch.where(counts > 0, sums / counts.clamp(min=1), c)  # an empty cell keeps its centroid
-        distortion = float(((x - c[torch.bucketize(x, (c[1:] + c[:-1]) / 2)]) ** 2).mean())
+        ends = torch.cat([torch.zeros(1, dtype=torch.long), torch.searchsorted(xs, (c[1:] + c[:-1]) / 2, right=True),
+                          torch.tensor([n])])
+        counts = (ends[1:] - ends[:-1]).double()
+        sums, squares = s1[ends[1:]] - s1[ends[:-1]], s2[ends[1:]] - s2[ends[:-1]]
+        distortion = float((squares - 2 * c * sums + counts * c * c).sum().clamp(min=0) / n)
         if distortions is not None:
             distortions.append(distortion)
         if previous is not None and (previous == 0 or abs(previous - distortion) / previous < tol):

@@ -97,6 +97,10 @@ class CompressionMethod:
     def describe(self, model: nn.Module) -> str:
         return ""
 
+    def bytes(self, model: nn.Module) -> int:
+        """Bytes on the device of the converted model."""
+        return model_bytes(model)
+
 
 def selected(model: nn.Module, config: MethodConfig):
     """(qualified name, module, parameter name) of every weight ``config`` compresses: ``filter_fn``
@@ -180,3 +184,9 @@ def model_bytes(model: nn.Module) -> int:
             raise UserError("model_bytes: a weight is both pruned and on a codebook; that combination is not accounted")
         special[id(weight)] = int(mask.sum()) * 4 + math.ceil(mask.numel() / 8)
     return sum(special.get(id(p), p.numel() * 4) for _, p in deployable_parameters(model))
+
+
+def int8_bytes(model: nn.Module) -> int:
+    """Bytes of the model as an int8 NNA holds it: every matrix or kernel one byte a weight plus a
+    float32 scale per output channel; vectors (biases, norms) four bytes an element."""
+    return sum(p.numel() + 4 * p.shape[0] if p.dim() >= 2 else 4 * p.numel() for _, p in deployable_parameters(model))

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from asr.compression.common import CompressionMethod, MethodConfig, check_names
+from asr.compression.common import CompressionMethod, MethodConfig, check_names, int8_bytes
 from asr.errors import UserError
 from nna_emulator import spec
 
@@ -263,6 +263,9 @@ class Int8QAT(CompressionMethod):
 
     def forward_context(self):
         return parametrize.cached()
+
+    def bytes(self, model: nn.Module) -> int:
+        return int8_bytes(model)
 
 
 
