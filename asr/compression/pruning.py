@@ -78,8 +78,8 @@ class MagnitudeConfig(PruningConfig):
 @dataclass
 class CSPConfig(PruningConfig):
     measure_ratio: float = 0.5  # m / block: rows of the sensing matrix per block of weights
-    block: int = 256  # weights per compressed-sensing block
-    iters: int = 30  # ISTA steps per solve
+    block: int = 64  # weights per compressed-sensing block (the solve costs numel x block per step)
+    iters: int = 20  # ISTA steps per solve
     alpha: float = 0.1  # weight of mean |W * M|
     beta: float = 1.0  # weight of mean (W - X)^2
 
@@ -137,6 +137,8 @@ def cs_code(w: torch.Tensor, keep: int, phi: torch.Tensor, iters: int, support: 
     best = None
     for _ in range(steps):
         gamma = math.sqrt(lo * hi)
+        # from x = 0 each time: the count after ``iters`` steps is then a function of gamma (a warm
+        # start keeps converging, and the count keeps falling, at a fixed gamma)
         x = ista(w, phi, gamma, iters, support)
         nnz = int((x != 0).sum())
         if nnz >= keep:
