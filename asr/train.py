@@ -340,7 +340,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
     averaged = average_checkpoints(kept)
     averaged["train_seconds"] = train_seconds
     if method:
-        from asr.compression import fp32_bytes
+        from asr.compression import codebooks, fp32_bytes, masks
+        from asr.compression.packing import save_packed
 
         model.load_state_dict(averaged["model"])
         method.convert(model)
@@ -349,6 +350,10 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
         size, fp32 = method.bytes(model), fp32_bytes(model)
         log(f"converted ({cfg.compression.method}): dev WER {dev_wer:.2f}% (float evaluation), {size} bytes on device "
             f"vs {fp32} float32 ({fp32 / size:.2f}x smaller)")
+        if next(codebooks(model), None) is not None or next(masks(model), None) is not None:
+            packed = save_packed(model, exp_dir / "final.packed.npz")
+            log(f"wrote {exp_dir / 'final.packed.npz'} ({packed} bytes of arrays: b-bit indices + codebooks, "
+                "or non-zeros + bitmasks)")
     save_checkpoint(averaged, final)
     log(f"wrote {final} (average of {len(kept)} checkpoint(s)); trained {train_seconds / 60:.1f} min")
     return TrainResult(final, losses, dev_wer, train_seconds)

@@ -53,6 +53,26 @@ def test_every_method_fine_tunes_and_converts(method, asr_cli, tiny_checkpoint, 
     else:  # aat: a float model (the lowering quantizes it as AAT did), no hooks left behind
         assert method == "aat" and not list(codebooks(model)) and not list(masks(model))
         assert not model.joiner._forward_hooks and not model.encoder._forward_pre_hooks
+    packed = out / "final.packed.npz"
+    assert packed.is_file() == (method in ("s8bqat", "gq", "csp", "magnitude"))
+    if packed.is_file():  # the device storage: its bytes are the accounting's, and it restores the weights
+        import numpy as np
+
+        from asr.compression import attach_buffers, model_bytes
+        from asr.compression.packing import unpack_into
+        from asr.models.registry import build_model
+
+        arrays = dict(np.load(packed))
+        assert sum(a.nbytes for a in arrays.values()) == model_bytes(model)
+        fresh = build_model(cfg.model)
+        attach_buffers(fresh, model.state_dict())
+        fresh.load_state_dict({k: v for k, v in model.state_dict().items() if k.endswith(("_codebook", "_mask"))}
+                              | {k: torch.zeros_like(v) for k, v in fresh.state_dict().items()
+                                 if not k.endswith(("_codebook", "_mask"))})
+        unpack_into(fresh, arrays)
+        for n, p in model.state_dict().items():
+            if not n.startswith(("simple_", "ctc_")):
+                assert torch.equal(p, fresh.state_dict()[n]), n
     moved = [n for n, p in model.named_parameters() if not torch.equal(p, float_model.get_parameter(n))]
     assert moved, "fine-tuning changed no weight"
     scored = decode(str(out / "final.pt"), str(tiny_fbank / "cuts_test.jsonl.gz"), str(tmp_path / "dec"))

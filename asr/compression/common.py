@@ -161,9 +161,16 @@ def deployable_parameters(model: nn.Module):
     return [(n, p) for n, p in model.named_parameters() if not n.startswith(TRAINING_ONLY)]
 
 
+def deployable_buffers(model: nn.Module):
+    """(name, buffer) of the float state the device holds besides parameters (feature
+    normalisation); codebooks and masks are accounted with their weights."""
+    return [(n, b) for n, b in model.named_buffers()
+            if b.is_floating_point() and not n.startswith(TRAINING_ONLY) and not n.endswith((CODEBOOK_SUFFIX, MASK_SUFFIX))]
+
+
 def fp32_bytes(model: nn.Module) -> int:
-    """Bytes of the deployable parameters as float32."""
-    return sum(p.numel() * 4 for _, p in deployable_parameters(model))
+    """Bytes of the deployable parameters and float buffers as float32."""
+    return sum(p.numel() * 4 for _, p in deployable_parameters(model) + deployable_buffers(model))
 
 
 def codebook_bits(book: torch.Tensor) -> int:
@@ -173,7 +180,7 @@ def codebook_bits(book: torch.Tensor) -> int:
 def model_bytes(model: nn.Module) -> int:
     """Bytes on the device: a codebook weight as ``ceil(log2 K)``-bit indices plus its K float32
     levels; a pruned weight as its non-zeros in float32 plus a bitmask (one bit per weight); every
-    other deployable parameter as float32."""
+    other deployable parameter and float buffer (feature normalisation) as float32."""
     special: dict[int, int] = {}
     for _, module, name, book in codebooks(model):
         weight = getattr(module, name)
@@ -183,7 +190,8 @@ def model_bytes(model: nn.Module) -> int:
         if id(weight) in special:
             raise UserError("model_bytes: a weight is both pruned and on a codebook; that combination is not accounted")
         special[id(weight)] = int(mask.sum()) * 4 + math.ceil(mask.numel() / 8)
-    return sum(special.get(id(p), p.numel() * 4) for _, p in deployable_parameters(model))
+    return (sum(special.get(id(p), p.numel() * 4) for _, p in deployable_parameters(model))
+            + sum(b.numel() * 4 for _, b in deployable_buffers(model)))
 
 
 def int8_bytes(model: nn.Module) -> int:
