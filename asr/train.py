@@ -8,6 +8,11 @@ and ``--resume`` that continues exactly: the sampler is replayed to the same bat
 epoch and every random generator is restored, so the resumed run's losses equal an
 uninterrupted run's.
 
+With a ``compression`` section (``asr compress``) the same loop fine-tunes a float checkpoint: the
+method's handler (``asr.compression``) prepares the model, adds its loss term, acts before and after
+every optimizer step, and converts the model before ``final.pt`` is written (``compressed: True``),
+with ``final.packed.npz`` beside it for the codebook and pruning methods.
+
 Shape legend: N batch, T frames, F mel bins, U tokens.
 """
 

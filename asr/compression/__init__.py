@@ -5,8 +5,9 @@ per config type, ``quantize_(model, config, step="prepare")`` / ``step="convert"
 the one training loop (``asr.train``), which calls the handler's hooks (:mod:`.common`).
 
 Methods (``shared/reference/seed-methods.md`` sections 1-4): ``s8bqat`` (:mod:`.s8bqat`), ``gq``
-(:mod:`.gq`), ``qat`` (int8 QAT on
-the NNA's arithmetic, :mod:`.qat`), ``aat`` (accelerator-aware training, ``export.aat``), ``csp`` and ``magnitude`` (:mod:`.pruning`).
+(:mod:`.gq`), ``qat`` (int8 QAT on the NNA's arithmetic, :mod:`.qat`), ``aat`` (accelerator-aware
+training, ``export.aat``), ``csp`` and ``magnitude`` (:mod:`.pruning`). The device storage of a
+converted model: :mod:`.packing`.
 """
 
 from __future__ import annotations
