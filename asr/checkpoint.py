@@ -78,7 +78,7 @@ def load_model(path: str | Path):
         raise UserError(f"{path}: its weights do not fit the model its config describes ({first}); "
                         "pass a .pt file written by 'asr train'") from None
     if method is not None:
-        method.convert(model)
+        method.convert_loaded(model)
     model.eval()
     return model, cfg, ckpt
 

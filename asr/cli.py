@@ -30,7 +30,7 @@ EXAMPLES = {
               "  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx-c16 --chunk-frames 16\n"
               "  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx --int8 dynamic static accelerator",
     "bench": "example:\n  asr bench latency --model-dir exp/demo/onnx --data data/synth-small/test --checkpoint exp/demo/final.pt",
-    "compress": "examples:\n  asr compress --method s8bqat --from exp/demo/final.pt --config recipes/synth/compress/s8bqat.yaml\n"
+    "compress": "examples:\n  asr compress --method s8bqat --from exp/demo/final.pt --config recipes/synth/compress-s8bqat.yaml\n"
                 "  asr compress --method csp --from exp/demo/final.pt --set compression.sparsity=0.5 --exp-dir exp/csp50",
     "emulate": "example:\n  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-small/cuts_test.jsonl.gz\n"
                "  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-small/cuts_test.jsonl.gz "

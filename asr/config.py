@@ -266,7 +266,9 @@ def _apply_override(data: dict, assignment: str) -> None:
     node = data
     parts = key.strip().split(".")
     for part in parts[:-1]:
-        node = node.setdefault(part, {})
+        if node.get(part) is None:  # absent, or an empty YAML section
+            node[part] = {}
+        node = node[part]
         if not isinstance(node, dict):
             raise UserError(f"--set {assignment!r}: '{part}' is a value, not a section")
     node[parts[-1]] = yaml.safe_load(raw)
@@ -317,7 +319,8 @@ def compress_config(checkpoint: str, method: str, path: str | None = None, overr
     train), then the sections of the YAML file ``path`` (its ``compression:`` section holds the
     method's fields; a ``model:`` section is refused: the model is the checkpoint's), then ``--set``
     overrides. Unless they set them: ``train.max_steps`` is 15 % of the float run's, ``optim.lr``
-    0.1x its learning rate with no warm-up, ``train.exp_dir`` ``<checkpoint folder>/compress-<method>``."""
+    0.1x its learning rate with no warm-up, ``train.average_last`` 1, ``train.max_minutes`` 0 and
+    ``train.exp_dir`` ``<checkpoint folder>/compress-<method>``."""
     from asr.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(checkpoint)
@@ -331,12 +334,16 @@ def compress_config(checkpoint: str, method: str, path: str | None = None, overr
         raise UserError(f"{where}: has a model section; asr compress takes the model from --from {checkpoint}, drop the section")
     for assignment in overrides:
         _apply_override(update, assignment)
-    section = update.setdefault("compression", {}) or {}
+    section = update.get("compression") or {}
+    for key in ("compression", "train", "optim"):
+        if not isinstance(update.get(key) or {}, dict):
+            raise UserError(f"{where}: '{key}' must be a mapping of fields, got {update[key]!r}")
     if section.get("method", method) != method:
         raise UserError(f"{where}: compression.method={section['method']!r} but --method {method}; make them agree")
     section.update(method=method, init_from=str(checkpoint))
     update["compression"] = section
-    train, optim = update.setdefault("train", {}), update.setdefault("optim", {})
+    train, optim = update.get("train") or {}, update.get("optim") or {}
+    update["train"], update["optim"] = train, optim
     if "max_steps" not in train:
         train["max_steps"] = max(1, round(FINE_TUNE_STEPS_FRACTION * base["train"]["max_steps"]))
     if "lr" not in optim:
@@ -347,4 +354,7 @@ def compress_config(checkpoint: str, method: str, path: str | None = None, overr
     elif "exp_dir" not in train:
         train["exp_dir"] = str(Path(checkpoint).parent / f"compress-{method}")
     train.setdefault("max_minutes", 0.0)
+    # the converted model is the last checkpoint's: an average would mix phases of the method
+    # (soft and hard GQ, snapped and free S8BQAT weights, different pruning masks)
+    train.setdefault("average_last", 1)
     return from_dict(TrainConfig, _merge(base, update), where)

@@ -283,7 +283,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
             seen += 1
             batch = collate(cut_batch, tokenizer)
             x = augment(batch, cfg, aug_gen)
-            warmup = step / cfg.model.loss.warmup_steps if cfg.model.loss.warmup_steps > 0 else 1.0
+            # a compression run fine-tunes a model that is past its loss warm-up
+            warmup = step / cfg.model.loss.warmup_steps if cfg.model.loss.warmup_steps > 0 and not method else 1.0
             if method:
                 method.step_begin(model, step, cfg.train.max_steps)
             with method.forward_context() if method else contextlib.nullcontext():

@@ -17,6 +17,8 @@ Each replacement is a straight-through estimator at the program's output: the va
 the gradient is the float model's (``nna + (float - float.detach())``). In eval mode the hooks do
 nothing (validation decodes the float model; ``asr emulate`` gives the deployed WER). ``convert``
 removes the hooks: the result is a float checkpoint whose lowering is the model AAT trained.
+The activation ranges are not in the checkpoint: a resumed run recalibrates at its first step, so
+its losses can differ slightly from an uninterrupted run's (every other method resumes exactly).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 from torch import nn
 
 from asr.compression.common import CompressionMethod, int8_bytes
-from asr.compression.qat import AATConfig
+from asr.compression.aat import AATConfig
 from asr.errors import UserError
 from export import nna
 

@@ -174,7 +174,9 @@ def _codebook(module, name: str) -> bool:
     """A weight on a sub-8-bit codebook (``asr.compression``) is quantized with one scale for the
     tensor: its levels are then at most 2^b int8 codes (exactly the S8BQAT levels snapped to the int8
     grid), where per-channel scales would re-round them."""
-    return hasattr(module, name + "_codebook")
+    from asr.compression.common import CODEBOOK_SUFFIX
+
+    return hasattr(module, name + CODEBOOK_SUFFIX)
 
 
 def _silu(v):

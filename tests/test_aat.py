@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from asr.compression import handler, quantize_
-from asr.compression.qat import AATConfig
+from asr.compression.aat import AATConfig
 from asr.errors import UserError
 from export import nna
 from tests.test_nna_runtime import _batches, _model
@@ -108,3 +108,12 @@ def test_refusals():
         quantize_(_model(), AATConfig(exclude=["joiner.*"]))
     with pytest.raises(UserError, match="num_calib"):
         AATConfig(num_calib=0)
+
+
+def test_quantize_api_prepare_and_convert_share_the_hooks():
+    model = _model()
+    cfg = AATConfig()
+    quantize_(model, cfg)
+    assert model.joiner._forward_hooks and model.encoder._forward_pre_hooks
+    quantize_(model, cfg, step="convert")
+    assert not model.joiner._forward_hooks and not model.encoder._forward_pre_hooks

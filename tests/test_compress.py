@@ -79,9 +79,11 @@ def test_every_method_fine_tunes_and_converts(method, asr_cli, tiny_checkpoint, 
     assert scored.num_utts > 0
     # the float weights the run started from are the checkpoint's: its normalisation is unchanged
     assert torch.equal(model.encoder.normalize.mean, float_model.encoder.normalize.mean)
-    # a step checkpoint of the run loads as its converted model
+    # the last step checkpoint of the run loads as the converted model (final.pt is its conversion)
     step_model = load_model(out / f"step-{STEPS}.pt")[0]
-    assert (len(list(codebooks(step_model))) + len(list(masks(step_model)))) == (len(list(codebooks(model))) + len(list(masks(model))))
+    final_state, step_state = model.state_dict(), step_model.state_dict()
+    assert final_state.keys() == step_state.keys()
+    assert all(torch.equal(final_state[k], step_state[k]) for k in final_state), method
 
 
 def test_resume_a_gq_run(asr_cli, tiny_checkpoint, tiny_fbank, tmp_path):
@@ -111,6 +113,15 @@ def test_config_assembly_errors(asr_cli, tiny_checkpoint, tiny_fbank, tmp_path):
                               "--set", "compression.bits=9"), "bits=9")
     assert_user_error(asr_cli("compress", "--method", "csp", "--from", str(tiny_checkpoint.path),
                               "--set", "compression.filter_fn=x"), "unknown config key", "compression.filter_fn")
+    for setting, words in [("compression=gq", ("compression", "mapping")),
+                           ("compression.bits_per_layer=[1, 2]", ("bits_per_layer", "mapping")),
+                           ("compression.exclude=joiner.*", ("exclude", "list"))]:
+        assert_user_error(asr_cli("compress", "--method", "gq", "--from", str(tiny_checkpoint.path),
+                                  "--exp-dir", str(tmp_path / "x"), "--set", setting), *words)
+    cfg.write_text("compression:\ntrain:\noptim:\n")  # empty sections are no sections
+    r = asr_cli("compress", "--method", "gq", "--from", str(tiny_checkpoint.path), "--config", str(cfg),
+                "--exp-dir", str(tmp_path / "x"), "--set", "train.max_steps=1", *_data_sets(tiny_fbank))
+    assert r.returncode == 0, r.stderr
     out = tmp_path / "exp"
     assert asr_cli("compress", "--method", "magnitude", "--from", str(tiny_checkpoint.path), "--exp-dir", str(out),
                    "--set", "train.max_steps=1", *_data_sets(tiny_fbank)).returncode == 0

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from asr.compression import codebooks, handler, model_bytes, quantize_
-from asr.compression.gq import GQConfig, MuLawQuantizer, mu_law_codebook, nearest, quantizers, soft_assign
+from asr.compression.codebook import nearest_index as nearest
+from asr.compression.gq import GQConfig, MuLawQuantizer, mu_law_codebook, quantizers, soft_assign
 from asr.errors import UserError
 
 
@@ -130,3 +131,18 @@ def test_quantizer_is_a_plain_parametrization():
     assert out.unique().numel() <= 4 and torch.isin(out, q.levels()).all()
     q.enabled = False
     assert torch.equal(q(w), w)
+
+
+def test_quantization_frequency(model):
+    cfg = GQConfig(bits=2, quantize_every=3)
+    quantize_(model, cfg)
+    method = handler(cfg)
+    _, module, name, q = next(quantizers(model))
+    w = module.parametrizations[name].original
+    seen = []
+    for step in range(6):
+        method.step_begin(model, step, 100)
+        seen.append(not torch.equal(getattr(module, name), w))  # quantized forward this step?
+        method.step_end(model, step + 1, 100)
+        assert q.enabled  # between steps (validation) the model is the quantized one
+    assert seen == [True, False, False, True, False, False]

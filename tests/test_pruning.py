@@ -66,12 +66,32 @@ def test_bisection_hits_the_target_count(sparsity):
     assert w.abs()[mag].min() >= w.abs()[~mag].max()  # keeps the largest
 
 
-def test_cubic_schedule():
-    cfg = MagnitudeConfig(sparsity=0.6, initial_sparsity=0.1, start_fraction=0.2, end_fraction=0.7)
+def test_cubic_schedule_and_event_steps():
+    cfg = MagnitudeConfig(sparsity=0.6, initial_sparsity=0.1, start_fraction=0.2, end_fraction=0.7, prune_every=7)
     values = [cfg.schedule(t, 100, 0.6) for t in range(101)]
     assert values[20] == pytest.approx(0.1) and values[70] == pytest.approx(0.6) and values[100] == 0.6
     assert all(b >= a for a, b in zip(values, values[1:]))
     assert values[45] == pytest.approx(0.6 + (0.1 - 0.6) * 0.5**3)
+    assert [t for t in range(1, 101) if cfg.is_event(t, 100)] == [20, 27, 34, 41, 48, 55, 62, 69, 70]
+    # a window at step 0: one event after the first step, straight to the target
+    now = MagnitudeConfig(sparsity=0.4, start_fraction=0.0, end_fraction=0.0)
+    assert [t for t in range(1, 11) if now.is_event(t, 10)] == [1] and now.schedule(1, 10, 0.4) == 0.4
+    ragged = MagnitudeConfig(start_fraction=0.013, end_fraction=0.5, prune_every=4)  # t0 = ceil(1.3) = 2
+    assert [t for t in range(1, 101) if ragged.is_event(t, 100)][:3] == [2, 6, 10] and ragged.is_event(50, 100)
+
+
+def test_start_at_zero_prunes_during_training(model):
+    cfg = MagnitudeConfig(sparsity=0.4, start_fraction=0.0, end_fraction=0.0)
+    prune_(model, cfg)
+    h = handler(cfg)
+    h.step_end(model, 1, 10)
+    assert all(abs(sparsity_of(m) - 0.4) <= 1 / m.numel() for *_, m in masks(model))
+
+
+def test_embeddings_stay_dense(model):
+    prune_(model, CSPConfig(sparsity=0.5))
+    names = [q for q, *_ in masks(model)]
+    assert names and not any("embedding" in q for q in names)
 
 
 @pytest.mark.parametrize("method", ["magnitude", "csp"])
@@ -101,7 +121,7 @@ def test_masks_hold_through_optimizer_steps(model, method):
             assert (w[~mask] == 0).all(), q  # exactly zero after AdamW's momentum and weight decay
             if seen:
                 assert not (mask & ~seen[-1][q]).any(), q  # monotone
-            want = cfg.schedule(step + 1, total, 0.5) if step + 1 in (2, 4, 6) else None
+            want = cfg.schedule(step + 1, total, 0.5) if cfg.is_event(step + 1, total) else None
             if want is not None:
                 assert abs(sparsity_of(mask) - want) <= 1 / mask.numel(), (q, step)
         seen.append(state)

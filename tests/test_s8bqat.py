@@ -70,3 +70,20 @@ def test_bad_configs(model):
     with pytest.raises(UserError, match="selected no weight"):
         quantize_(model, S8BQATConfig(filter_fn=lambda module, name: False))
     assert S8BQATConfig(lambda_max=0.1, ramp_fraction=0.1).weight(50, 1000) == pytest.approx(0.05)
+
+
+def test_hard_compressor_fires_exactly_every_t_steps(model):
+    from asr.compression import handler
+
+    cfg = S8BQATConfig(bits=2, hard_compress_every=3)
+    quantize_(model, cfg)
+    h = handler(cfg)
+    fired = []
+    for step in range(1, 11):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.001)  # an optimizer step moves every weight off its level
+        h.step_end(model, step, 10)
+        on_levels = all(torch.isin(getattr(m, n), b).all() for _, m, n, b in codebooks(model))
+        fired.append(on_levels)
+    assert [s for s, f in zip(range(1, 11), fired) if f] == [3, 6, 9]

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from asr.compression.common import CompressionMethod, MethodConfig, attach_buffers, codebooks, fp32_bytes, masks, model_bytes
 from asr.compression.gq import GQ, GQConfig
-from asr.compression.qat import AATConfig, Int8QAT, Int8QATConfig
+from asr.compression.aat import AATConfig
+from asr.compression.qat import Int8QAT, Int8QATConfig
 from asr.compression.pruning import CSP, CSPConfig, Magnitude, MagnitudeConfig
 from asr.compression.s8bqat import S8BQAT, S8BQATConfig
 from asr.errors import UserError
@@ -54,14 +55,20 @@ def handler(config: MethodConfig) -> CompressionMethod:
 
 
 def _apply(model, config, step: str, verb: str):
-    h = handler(config)
+    # prepare and convert of one model share one handler (AAT keeps its hooks on it)
+    h = getattr(model, "_compression_handler", None)
+    if step == "prepare" or h is None or h.config is not config:
+        h = handler(config)
     if METHODS[config.method][2] != verb:
         other = "prune_" if verb == "quantize" else "quantize_"
         raise UserError(f"{verb}_ with a {type(config).__name__}: {config.method} is applied with {other}")
     if step == "prepare":
         h.prepare(model)
+        object.__setattr__(model, "_compression_handler", h)
     elif step == "convert":
         h.convert(model)
+        if getattr(model, "_compression_handler", None) is h:
+            object.__delattr__(model, "_compression_handler")
     else:
         raise UserError(f"{verb}_ step={step!r}: use 'prepare' or 'convert'")
     return model

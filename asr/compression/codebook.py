@@ -75,10 +75,16 @@ def lloyd_max(w: torch.Tensor, bits: int, iters: int = 100, tol: float = 1e-6, s
     return c.sort().values.to(w.dtype)
 
 
+def nearest_index(w: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest of the ascending ``centroids`` for every element of ``w`` (ties go to
+    the lower one); no gradient."""
+    c = centroids.detach().to(w.dtype)
+    return torch.bucketize(w.detach(), (c[1:] + c[:-1]) / 2)
+
+
 def hard_compress(w: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     """Every element of ``w`` replaced by its nearest centroid (ties go to the lower one)."""
-    c = centroids.to(w.dtype)
-    return c[torch.bucketize(w, (c[1:] + c[:-1]) / 2)]
+    return centroids.to(w.dtype)[nearest_index(w, centroids)]
 
 
 def mracos(w: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,11 @@ def default_filter(module: nn.Module, name: str) -> bool:
     return isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LSTM, nn.Embedding)) and name.startswith("weight")
 
 
+def no_embedding_filter(module: nn.Module, name: str) -> bool:
+    """:func:`default_filter` without embedding tables (the pruning methods leave them dense)."""
+    return default_filter(module, name) and not isinstance(module, nn.Embedding)
+
+
 @dataclass
 class MethodConfig:
     """Fields every method's config has. ``method`` names it in a YAML ``compression:`` section;
@@ -54,6 +59,19 @@ class MethodConfig:
         if self.method not in ("", name):
             raise UserError(f"compression.method={self.method!r} in a {type(self).__name__}; use {name!r}")
         self.method = name
+        if not isinstance(self.exclude, list) or not all(isinstance(p, str) for p in self.exclude):
+            raise UserError(f"{name} exclude={self.exclude!r}: give a list of name patterns, e.g. [\"joiner.*\"]")
+
+    def check_per_layer(self, field_name: str, values: dict) -> None:
+        if not isinstance(values, dict):
+            raise UserError(f"{self.method} {field_name}={values!r}: give a mapping of weight name to value")
+
+    def check_bits(self, bits: int, per_layer: dict) -> None:
+        """Bit widths are integers from 1 to 8 (the default and every per-layer one)."""
+        self.check_per_layer("bits_per_layer", per_layer)
+        for name, b in [("bits", bits), *per_layer.items()]:
+            if not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= 8:
+                raise UserError(f"{self.method} {name}={b}: bit widths must be integers from 1 to 8")
 
 
 class CompressionMethod:
@@ -70,6 +88,11 @@ class CompressionMethod:
     def convert(self, model: nn.Module) -> None:
         """Leave the deployable model: plain weights plus the buffers of this module's docstring."""
         raise NotImplementedError
+
+    def convert_loaded(self, model: nn.Module) -> None:
+        """Convert a model loaded from a step checkpoint of a run, as it was at that step (pruning
+        keeps its masks there instead of pruning to the final targets)."""
+        self.convert(model)
 
     def use_data(self, cfg, tokenizer) -> None:
         """The training config and tokenizer, for methods that need data of their own (calibration)."""
@@ -195,6 +218,15 @@ def model_bytes(model: nn.Module) -> int:
 
 
 def int8_bytes(model: nn.Module) -> int:
-    """Bytes of the model as an int8 NNA holds it: every matrix or kernel one byte a weight plus a
-    float32 scale per output channel; vectors (biases, norms) four bytes an element."""
-    return sum(p.numel() + 4 * p.shape[0] if p.dim() >= 2 else 4 * p.numel() for _, p in deployable_parameters(model))
+    """Bytes of the model as ``export.nna.lower`` puts it on an int8 NNA: every matrix or kernel one
+    byte a weight plus a float32 scale per output channel (one per table for an embedding); vectors
+    (biases, norms) and float buffers four bytes an element."""
+    modules = dict(model.named_modules())
+    total = sum(4 * b.numel() for _, b in deployable_buffers(model))
+    for name, p in deployable_parameters(model):
+        if p.dim() < 2:
+            total += 4 * p.numel()
+        else:
+            per_tensor = isinstance(modules.get(name.rpartition(".")[0]), nn.Embedding)
+            total += p.numel() + 4 * (1 if per_tensor else p.shape[0])
+    return total

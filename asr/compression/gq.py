@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from asr.compression.codebook import nearest_index
 from asr.compression.common import CODEBOOK_SUFFIX, CompressionMethod, MethodConfig, check_names
 from asr.errors import UserError
 
@@ -48,11 +49,6 @@ def mu_law_codebook(scale: torch.Tensor, mu: torch.Tensor, bits: int) -> torch.T
 def soft_assign(w: torch.Tensor, levels: torch.Tensor, tau: torch.Tensor | float) -> torch.Tensor:
     """(w.shape + (K,)) softmax weights of every element over the levels at temperature ``tau``."""
     return torch.softmax(-((w.unsqueeze(-1) - levels) ** 2) / tau, dim=-1)
-
-
-def nearest(w: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest of the ascending ``levels`` for every element of ``w``."""
-    return torch.bucketize(w.detach(), (levels[1:] + levels[:-1]).detach() / 2)
 
 
 class MuLawQuantizer(nn.Module):
@@ -75,7 +71,8 @@ class MuLawQuantizer(nn.Module):
         return mu_law_codebook(self.scale, self.mu, self.bits)
 
     def tau(self) -> torch.Tensor:
-        return self.tau_ratio * (2 * self.scale / (2**self.bits - 1)) ** 2
+        # a schedule, not a path for gradients: tau follows the range without pulling on it
+        return self.tau_ratio * (2 * self.scale.detach() / (2**self.bits - 1)) ** 2
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
@@ -83,7 +80,7 @@ class MuLawQuantizer(nn.Module):
         c = self.levels()
         if float(self.tau_ratio) > 0:
             return (soft_assign(w, c, self.tau()) * c).sum(-1)
-        return c[nearest(w, c)] + (w - w.detach())  # hard; straight-through to w
+        return c[nearest_index(w, c)] + (w - w.detach())  # hard; straight-through to w
 
     @torch.no_grad()
     def entropy(self, w: torch.Tensor) -> float:
@@ -106,9 +103,7 @@ class GQConfig(MethodConfig):
 
     def __post_init__(self):
         self.check_method("gq")
-        for name, b in [("bits", self.bits), *self.bits_per_layer.items()]:
-            if not isinstance(b, int) or not 1 <= b <= 8:
-                raise UserError(f"GQ {name}={b}: bit widths must be integers from 1 to 8")
+        self.check_bits(self.bits, self.bits_per_layer)
         if self.mu_init <= 0 or not 0 <= self.anneal_fraction <= 1 or not 0 < self.tau_min_ratio <= 1:
             raise UserError(f"GQ mu_init={self.mu_init}, anneal_fraction={self.anneal_fraction}, "
                             f"tau_min_ratio={self.tau_min_ratio}: need > 0, in [0, 1], in (0, 1]")
@@ -150,7 +145,7 @@ class GQ(CompressionMethod):
         for _, module, name, q in found:
             levels = q.levels().detach().clone()
             w = module.parametrizations[name].original
-            codes = levels[nearest(w, levels)]
+            codes = levels[nearest_index(w, levels)]
             parametrize.remove_parametrizations(module, name, leave_parametrized=False)
             getattr(module, name).copy_(codes)
             module.register_buffer(name + CODEBOOK_SUFFIX, levels)
@@ -167,6 +162,10 @@ class GQ(CompressionMethod):
         for *_, q in quantizers(model):
             q.tau_ratio.fill_(ratio)
             q.enabled = on
+
+    def step_end(self, model: nn.Module, step: int, total: int) -> None:
+        for *_, q in quantizers(model):  # between steps (validation, checkpoints) the model is quantized
+            q.enabled = True
 
     def forward_context(self):
         # LSTMs read each weight several times a forward; compute every quantized weight once

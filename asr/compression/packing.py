@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from asr.compression.codebook import nearest_index
 from asr.compression.common import codebook_bits, codebooks, deployable_buffers, deployable_parameters, masks
 from asr.errors import UserError
 from asr.fileio import atomic_write
@@ -39,7 +40,7 @@ def pack(model: nn.Module) -> dict[str, np.ndarray]:
     for qualified, module, name, book in codebooks(model):
         w = getattr(module, name).detach()
         bits = codebook_bits(book)
-        idx = torch.bucketize(w.reshape(-1), (book[1:] + book[:-1]) / 2)
+        idx = nearest_index(w.reshape(-1), book)
         if not torch.equal(book[idx], w.reshape(-1)):
             raise UserError(f"{qualified}: not every weight is on its codebook; convert the model first")
         out[f"{qualified}.indices{bits}"] = pack_bits(idx.numpy(), bits)

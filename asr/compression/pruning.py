@@ -20,6 +20,9 @@ multiplied by their masks after it (so neither Adam's momentum nor weight decay 
   the two CSP terms, alpha * mean |W * M| (sparsity inducing) + beta * mean (W - X)^2 (compression
   error: the dense weights are pulled toward their sparse code X, refreshed at every event); both
   are means per tensor, summed over tensors (the reference's per-weight sums made scale-free).
+  X lives in the state dict (``<weight>_cs_code``), so a resumed run keeps the term; it is dropped
+  at convert.
+* Embedding tables are not pruned (the default ``filter_fn``), as in the reference.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
 
-from asr.compression.common import MASK_SUFFIX, CompressionMethod, MethodConfig, check_names, masks
+from asr.compression.common import MASK_SUFFIX, CompressionMethod, MethodConfig, check_names, masks, no_embedding_filter
 from asr.errors import UserError
 
 CODE_SUFFIX = "_cs_code"  # CSP's sparse reconstruction X of a weight, refreshed at every event
@@ -45,9 +49,11 @@ class PruningConfig(MethodConfig):
     start_fraction: float = 0.0  # t_0 as a fraction of the fine-tuning steps
     end_fraction: float = 0.5  # t_1: the target is reached here; the mask is fixed afterwards
     prune_every: int = 20  # steps between pruning events
+    filter_fn: Callable[[nn.Module, str], bool] = field(default=no_embedding_filter, metadata={"yaml": False})
 
     def _check(self, name: str) -> None:
         self.check_method(name)
+        self.check_per_layer("sparsity_per_layer", self.sparsity_per_layer)
         for key, s in [("sparsity", self.sparsity), ("initial_sparsity", self.initial_sparsity),
                        *self.sparsity_per_layer.items()]:
             if not 0 <= s < 1:
@@ -59,13 +65,23 @@ class PruningConfig(MethodConfig):
     def target(self, qualified: str) -> float:
         return self.sparsity_per_layer.get(qualified, self.sparsity)
 
+    def window(self, total_steps: int) -> tuple[int, int]:
+        """(t_0, t_1): the first and the last pruning event, as optimizer steps done (>= 1)."""
+        t0 = max(1, math.ceil(self.start_fraction * total_steps))
+        return t0, max(t0, math.ceil(self.end_fraction * total_steps))
+
+    def is_event(self, step: int, total_steps: int) -> bool:
+        """Events at t_0, t_0 + prune_every, ... and t_1 (``step`` counts the steps done)."""
+        t0, t1 = self.window(total_steps)
+        return t0 <= step <= t1 and ((step - t0) % self.prune_every == 0 or step == t1)
+
     def schedule(self, step: int, total_steps: int, final: float) -> float:
-        """s_t (Zhu & Gupta's cubic): s_i before t_0, ``final`` from t_1 on."""
-        t0, t1 = self.start_fraction * total_steps, self.end_fraction * total_steps
-        if step <= t0:
-            return self.initial_sparsity if t1 > t0 else final
+        """s_t (Zhu & Gupta's cubic): s_i at t_0, ``final`` from t_1 on."""
+        t0, t1 = self.window(total_steps)
         if step >= t1:
             return final
+        if step <= t0:
+            return self.initial_sparsity
         return final + (self.initial_sparsity - final) * (1 - (step - t0) / (t1 - t0)) ** 3
 
 
@@ -222,9 +238,14 @@ class Pruning(CompressionMethod):
         if not found:
             raise UserError("prune_(step='convert'): the model was not prepared; run step='prepare' first")
         self.prune_event(model)  # reaches the target if fine-tuning stopped early (one-shot without it)
-        for _, module, name, _ in found:
-            if hasattr(module, name + CODE_SUFFIX):
-                delattr(module, name + CODE_SUFFIX)
+        _drop_codes(model)
+
+    @torch.no_grad()
+    def convert_loaded(self, model: nn.Module) -> None:
+        """A step checkpoint keeps the masks it had (no pruning to the final targets)."""
+        for _, module, name, mask in masks(model):
+            getattr(module, name).mul_(mask)
+        _drop_codes(model)
 
     @torch.no_grad()
     def before_optimizer(self, model: nn.Module) -> None:
@@ -235,9 +256,7 @@ class Pruning(CompressionMethod):
 
     @torch.no_grad()
     def step_end(self, model: nn.Module, step: int, total: int) -> None:
-        cfg = self.config
-        t0, t1 = math.ceil(cfg.start_fraction * total), math.ceil(cfg.end_fraction * total)
-        if t0 <= step <= t1 and ((step - t0) % cfg.prune_every == 0 or step == t1):
+        if self.config.is_event(step, total):
             self.prune_event(model, step, total)
         for _, module, name, mask in masks(model):
             getattr(module, name).mul_(mask)
@@ -248,6 +267,13 @@ class Pruning(CompressionMethod):
         return f"sparsity {zeros / max(1, sum(m.numel() for *_, m in found)):.3f}"
 
 
+def _drop_codes(model: nn.Module) -> None:
+    """Remove CSP's training-only sparse codes (the deployed model has weights and masks)."""
+    for _, module, name, _ in list(masks(model)):
+        if hasattr(module, name + CODE_SUFFIX):
+            delattr(module, name + CODE_SUFFIX)
+
+
 class Magnitude(Pruning):
     config: MagnitudeConfig
 
@@ -255,10 +281,16 @@ class Magnitude(Pruning):
 class CSP(Pruning):
     config: CSPConfig
 
+    @torch.no_grad()
+    def prepare(self, model: nn.Module) -> None:
+        super().prepare(model)
+        for _, module, name, _ in list(masks(model)):  # the sparse code X, NaN until the first event (no term)
+            module.register_buffer(name + CODE_SUFFIX, torch.full_like(getattr(module, name), math.nan))
+
     def _new_mask(self, qualified, module, name, mask, sparsity):
         seed = zlib.crc32(qualified.encode())
         new, code = csp_prune(getattr(module, name), mask, sparsity, self.config, seed)
-        module.register_buffer(name + CODE_SUFFIX, code, persistent=False)
+        getattr(module, name + CODE_SUFFIX).copy_(code)
         return new
 
     def loss(self, model: nn.Module, step: int, total: int) -> torch.Tensor | None:
@@ -268,7 +300,7 @@ class CSP(Pruning):
             w = getattr(module, name)
             term = cfg.alpha * (w * mask).abs().mean()
             code = getattr(module, name + CODE_SUFFIX, None)
-            if code is not None:
+            if code is not None and not torch.isnan(code.reshape(-1)[0]):
                 term = term + cfg.beta * ((w - code) ** 2).mean()
             terms.append(term)
         return torch.stack(terms).sum() if terms else None

@@ -268,20 +268,3 @@ class Int8QAT(CompressionMethod):
         return int8_bytes(model)
 
 
-
-@dataclass
-class AATConfig(MethodConfig):
-    """Accelerator-aware training (``export.aat``): the training forward is the emulated NNA's."""
-
-    num_calib: int = 100  # dev utterances that calibrate the activation ranges (asr emulate's default)
-    recalibrate_every: int = 50  # steps between recalibrations as the weights move (0: once, at the start)
-    profile: str = "fixed_point"
-    chunk_frames: int = 32  # the encoder runs streaming, as deployed
-
-    def __post_init__(self):
-        self.check_method("aat")
-        if self.num_calib < 1 or self.recalibrate_every < 0 or self.chunk_frames < 0:
-            raise UserError(f"aat num_calib={self.num_calib}, recalibrate_every={self.recalibrate_every}, "
-                            f"chunk_frames={self.chunk_frames}: need >= 1, >= 0, >= 0")
-        if self.profile not in spec.PROFILES:
-            raise UserError(f"aat profile={self.profile!r}: use one of {', '.join(spec.PROFILES)}")

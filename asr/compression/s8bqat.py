@@ -30,9 +30,7 @@ class S8BQATConfig(MethodConfig):
 
     def __post_init__(self):
         self.check_method("s8bqat")
-        for name, b in [("bits", self.bits), *self.bits_per_layer.items()]:
-            if not isinstance(b, int) or not 1 <= b <= 8:
-                raise UserError(f"S8BQAT {name}={b}: bit widths must be integers from 1 to 8")
+        self.check_bits(self.bits, self.bits_per_layer)
         if self.lambda_max < 0 or not 0 <= self.ramp_fraction <= 1 or self.hard_compress_every < 1:
             raise UserError(f"S8BQAT lambda_max={self.lambda_max}, ramp_fraction={self.ramp_fraction}, "
                             f"hard_compress_every={self.hard_compress_every}: need >= 0, in [0, 1] and >= 1")
