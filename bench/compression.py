@@ -32,6 +32,7 @@ RUNS = {  # run name -> recipe config (its compression.method picks the method)
     "s8bqat-4bit": "recipes/synth/compress-s8bqat.yaml",
     "gq-4bit": "recipes/synth/compress-gq.yaml",
     "gq-4bit-1bit-layer": "recipes/synth/compress-gq-1bit.yaml",
+    "gq-6bit": "recipes/synth/compress-gq-6bit.yaml",
     "csp-50": "recipes/synth/compress-csp.yaml",
     "magnitude-50": "recipes/synth/compress-magnitude.yaml",
     "qat-int8": "recipes/synth/compress-qat.yaml",

@@ -159,24 +159,25 @@ def _act(ranges, name: str, fmt=spec.INT8) -> QTensor:
     return QTensor(*spec.choose_qparams(lo, hi, fmt), fmt)
 
 
-def _weights(w: np.ndarray, bias: np.ndarray | None, s_in: float, s_out: float, per_tensor: bool = False):
-    """int8 weights (per output channel, or with one scale for the tensor), int32 bias and
-    per-channel multipliers."""
+def _weights(w: np.ndarray, bias: np.ndarray | None, s_in: float, s_out: float, codebook=None):
+    """int8 weights (per output channel; for a codebook weight one scale for the tensor, max |level|
+    / 127), int32 bias and per-channel multipliers."""
     s_w = spec.weight_scales(w, axis=0)
-    if per_tensor:
-        s_w = np.full_like(s_w, spec.weight_scales(w.reshape(1, -1), axis=0)[0])
+    if codebook is not None:
+        s_w = np.full_like(s_w, spec.weight_scales(_np(codebook).reshape(1, -1), axis=0)[0])
     w_q = spec.quantize(w, s_w.reshape((-1,) + (1,) * (w.ndim - 1)), 0, spec.INT8_WEIGHT)
     b_q = None if bias is None else spec.quantize_bias(bias, s_in, s_w)
     return w_q, b_q, s_in * s_w / s_out
 
 
-def _codebook(module, name: str) -> bool:
-    """A weight on a sub-8-bit codebook (``asr.compression``) is quantized with one scale for the
-    tensor: its levels are then at most 2^b int8 codes (exactly the S8BQAT levels snapped to the int8
-    grid), where per-channel scales would re-round them."""
+def _codebook(module, name: str):
+    """The levels of a weight on a sub-8-bit codebook (``asr.compression``), else None. Such a weight
+    is quantized with one scale for the tensor, max |level| / 127: its levels are then at most 2^b
+    int8 codes (exactly the levels S8BQAT and GQ snap to the int8 grid), where per-channel scales
+    would re-round them."""
     from asr.compression.common import CODEBOOK_SUFFIX
 
-    return hasattr(module, name + CODEBOOK_SUFFIX)
+    return getattr(module, name + CODEBOOK_SUFFIX, None)
 
 
 def _silu(v):

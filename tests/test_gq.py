@@ -7,6 +7,7 @@ its codebook."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -146,3 +147,22 @@ def test_quantization_frequency(model):
         method.step_end(model, step + 1, 100)
         assert q.enabled  # between steps (validation) the model is the quantized one
     assert seen == [True, False, False, True, False, False]
+
+
+def test_snapped_levels_are_int8_codes_the_nna_reproduces():
+    """With snap_int8 the trained levels are int8 codes of the range's grid: the lowering (one scale
+    for the tensor, max |level| / 127) gives back exactly the converted weights."""
+    from tests.test_nna_runtime import _batches, _model
+    from export import nna
+
+    model = _model()
+    cfg = GQConfig(bits=3, mu_init=50.0)
+    quantize_(model, cfg)
+    handler(cfg).step_begin(model, 99, 100)  # hard
+    quantize_(model, cfg, step="convert")
+    lstm = next(op for op in nna.lower(model, nna.calibrate(model, _batches()))[0].ops if op.kind == "lstm")
+    w = model.encoder.stack.layers[0].weight_ih_l0.detach().double().numpy()
+    book = model.encoder.stack.layers[0].weight_ih_l0_codebook.double().numpy()
+    codes = book / (np.abs(book).max() / 127)
+    np.testing.assert_allclose(codes, np.round(codes), atol=1e-6)
+    np.testing.assert_allclose(lstm.attrs["w_ih"] * (np.abs(book).max() / 127), w, rtol=0, atol=1e-7)

@@ -14,7 +14,10 @@ times it over the first ``anneal_fraction`` of the fine-tuning steps; after that
 hard (nearest level, straight-through to W, gradients still reaching s and mu through the chosen
 level). No regularizer: the training loss is the task loss. ``quantize_every`` N_q: the quantized
 forward runs every N_q-th step only (float steps in between; the reference's "quantization
-frequency"). ``convert`` writes every weight as its nearest level and keeps the levels as the
+frequency"). ``snap_int8`` (default) rounds the levels onto the int8 grid of the range, s / 127
+(straight-through), so the trained levels are int8 codes that an 8-bit NNA quantizing the tensor
+per tensor (``export.nna``) reproduces exactly; at small ranges and large mu neighbouring levels
+can then coincide. ``convert`` writes every weight as its nearest level and keeps the levels as the
 weight's ``_codebook`` buffer (the export format of :mod:`asr.compression.common`).
 
 Reconstructed choices (the paper's equations were not available): the codebook formula above, the
@@ -34,6 +37,7 @@ from torch.nn.utils import parametrize
 from asr.compression.codebook import nearest_index
 from asr.compression.common import CODEBOOK_SUFFIX, CompressionMethod, MethodConfig, check_names
 from asr.errors import UserError
+from nna_emulator import spec
 
 MU_EPS = 1e-6
 
@@ -54,9 +58,9 @@ def soft_assign(w: torch.Tensor, levels: torch.Tensor, tau: torch.Tensor | float
 class MuLawQuantizer(nn.Module):
     """The parametrization W -> w~ of one weight (see the module docstring)."""
 
-    def __init__(self, weight: torch.Tensor, bits: int, mu_init: float) -> None:
+    def __init__(self, weight: torch.Tensor, bits: int, mu_init: float, snap_int8: bool = False) -> None:
         super().__init__()
-        self.bits = bits
+        self.bits, self.snap_int8 = bits, snap_int8
         self.scale = nn.Parameter(weight.detach().abs().max().clamp(min=1e-8).reshape(()).clone())
         # softplus^-1(mu_init - eps)
         self.rho = nn.Parameter(torch.tensor(math.log(math.expm1(max(mu_init - MU_EPS, 1e-6))), dtype=weight.dtype))
@@ -68,7 +72,11 @@ class MuLawQuantizer(nn.Module):
         return nn.functional.softplus(self.rho) + MU_EPS
 
     def levels(self) -> torch.Tensor:
-        return mu_law_codebook(self.scale, self.mu, self.bits)
+        c = mu_law_codebook(self.scale, self.mu, self.bits)
+        if self.snap_int8:  # on the int8 grid of the range, s / 127 (straight through to s and mu)
+            step = self.scale.detach() / spec.INT8_WEIGHT.qmax
+            c = c + (torch.round(c.detach() / step) * step - c.detach())
+        return c
 
     def tau(self) -> torch.Tensor:
         # a schedule, not a path for gradients: tau follows the range without pulling on it
@@ -100,6 +108,7 @@ class GQConfig(MethodConfig):
     tau_min_ratio: float = 1e-4  # tau at the end of annealing, relative to its start
     quantize_every: int = 1  # N_q: quantized forward every N_q-th step, float in between
     param_lr_ratio: float = 0.1  # learning rate of s and mu relative to the weights'
+    snap_int8: bool = True  # levels on the int8 grid of the range (s / 127): the NNA runs them exactly
 
     def __post_init__(self):
         self.check_method("gq")
@@ -135,7 +144,7 @@ class GQ(CompressionMethod):
         cfg = self.config
         for qualified, module, name in check_names(model, cfg, cfg.bits_per_layer, "bits_per_layer"):
             bits = cfg.bits_per_layer.get(qualified, cfg.bits)
-            parametrize.register_parametrization(module, name, MuLawQuantizer(getattr(module, name), bits, cfg.mu_init))
+            parametrize.register_parametrization(module, name, MuLawQuantizer(getattr(module, name), bits, cfg.mu_init, cfg.snap_int8))
 
     @torch.no_grad()
     def convert(self, model: nn.Module) -> None:
