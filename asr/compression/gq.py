@@ -21,7 +21,9 @@ can then coincide. ``convert`` writes every weight as its nearest level and keep
 weight's ``_codebook`` buffer (the export format of :mod:`asr.compression.common`).
 
 Reconstructed choices (the paper's equations were not available): the codebook formula above, the
-exponential schedule, s initialised to max|W|, mu to ``mu_init``, s and rho trained at
+exponential schedule, s initialised to the range that quantizes the float weights with the least
+squared error (``scale_init: mse``; the reference's max |W| is ``max``, and fails at one bit), mu to
+``mu_init``, s and rho trained at
 ``param_lr_ratio`` x the learning rate without weight decay.
 """
 
@@ -34,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from asr.compression.codebook import nearest_index
+from asr.compression.codebook import hard_compress, nearest_index
 from asr.compression.common import CODEBOOK_SUFFIX, CompressionMethod, MethodConfig, check_names
 from asr.errors import UserError
 from nna_emulator import spec
@@ -55,13 +57,32 @@ def soft_assign(w: torch.Tensor, levels: torch.Tensor, tau: torch.Tensor | float
     return torch.softmax(-((w.unsqueeze(-1) - levels) ** 2) / tau, dim=-1)
 
 
+@torch.no_grad()
+def initial_scale(weight: torch.Tensor, bits: int, mu: float, how: str = "mse") -> torch.Tensor:
+    """The range s to start from: ``max`` |W|, or (``mse``) the s in (0, max |W|] whose mu-law levels
+    quantize W with the least squared error (40 candidates; at one bit about mean |W|, where
+    max |W| would make every weight an outlier-sized +-s)."""
+    w = weight.detach().reshape(-1).float()
+    top = w.abs().max().clamp(min=1e-8)
+    if how == "max":
+        return top.reshape(()).clone()
+    best, best_err = top, None
+    for s in top * torch.linspace(0.025, 1.0, 40):
+        c = mu_law_codebook(s, torch.tensor(mu), bits)
+        err = float(((w - hard_compress(w, c)) ** 2).mean())
+        if best_err is None or err < best_err:
+            best, best_err = s, err
+    return best.reshape(()).clone()
+
+
 class MuLawQuantizer(nn.Module):
     """The parametrization W -> w~ of one weight (see the module docstring)."""
 
-    def __init__(self, weight: torch.Tensor, bits: int, mu_init: float, snap_int8: bool = False) -> None:
+    def __init__(self, weight: torch.Tensor, bits: int, mu_init: float, snap_int8: bool = False,
+                 scale_init: str = "mse") -> None:
         super().__init__()
         self.bits, self.snap_int8 = bits, snap_int8
-        self.scale = nn.Parameter(weight.detach().abs().max().clamp(min=1e-8).reshape(()).clone())
+        self.scale = nn.Parameter(initial_scale(weight, bits, mu_init, scale_init))
         # softplus^-1(mu_init - eps)
         self.rho = nn.Parameter(torch.tensor(math.log(math.expm1(max(mu_init - MU_EPS, 1e-6))), dtype=weight.dtype))
         self.register_buffer("tau_ratio", torch.ones(()))  # tau / (mean level spacing)^2; 0 = hard
@@ -109,6 +130,7 @@ class GQConfig(MethodConfig):
     quantize_every: int = 1  # N_q: quantized forward every N_q-th step, float in between
     param_lr_ratio: float = 0.1  # learning rate of s and mu relative to the weights'
     snap_int8: bool = True  # levels on the int8 grid of the range (s / 127): the NNA runs them exactly
+    scale_init: str = "mse"  # "mse": the range that quantizes the float weights best; "max": max |W|
 
     def __post_init__(self):
         self.check_method("gq")
@@ -116,6 +138,8 @@ class GQConfig(MethodConfig):
         if self.mu_init <= 0 or not 0 <= self.anneal_fraction <= 1 or not 0 < self.tau_min_ratio <= 1:
             raise UserError(f"GQ mu_init={self.mu_init}, anneal_fraction={self.anneal_fraction}, "
                             f"tau_min_ratio={self.tau_min_ratio}: need > 0, in [0, 1], in (0, 1]")
+        if self.scale_init not in ("mse", "max"):
+            raise UserError(f"GQ scale_init={self.scale_init!r}: use 'mse' or 'max'")
         if self.quantize_every < 1 or self.param_lr_ratio < 0:
             raise UserError(f"GQ quantize_every={self.quantize_every}, param_lr_ratio={self.param_lr_ratio}: need >= 1 and >= 0")
 
@@ -144,7 +168,7 @@ class GQ(CompressionMethod):
         cfg = self.config
         for qualified, module, name in check_names(model, cfg, cfg.bits_per_layer, "bits_per_layer"):
             bits = cfg.bits_per_layer.get(qualified, cfg.bits)
-            parametrize.register_parametrization(module, name, MuLawQuantizer(getattr(module, name), bits, cfg.mu_init, cfg.snap_int8))
+            parametrize.register_parametrization(module, name, MuLawQuantizer(getattr(module, name), bits, cfg.mu_init, cfg.snap_int8, cfg.scale_init))
 
     @torch.no_grad()
     def convert(self, model: nn.Module) -> None:
