@@ -71,6 +71,15 @@ def _write(path: Path, rows: list) -> list:
     return merged
 
 
+def _baseline(path: Path, fp32: int, args) -> dict | None:
+    """The fp32 and int8-PTQ numbers of an earlier run of the same model, test set and search."""
+    rows = {r["run"]: r for r in json.loads(path.read_text())} if path.is_file() else {}
+    a, b = rows.get("fp32"), rows.get("int8-ptq")
+    if not a or not b or a["fp32_bytes"] != fp32 or a["search"] != args.search:
+        return None
+    return {"float_wer": a["wer_float"], "nna_wer": b["wer_nna"], "nna_bytes": b["bytes"], "num_utts": a["utts"]}
+
+
 def _shape(model) -> dict:
     """bits: mean bits per compressed weight (codebooks); sparsity: zeros among the pruned weights."""
     from asr.compression import codebooks, masks
@@ -98,6 +107,8 @@ def main() -> None:
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--num-calib", type=int, default=100, help="dev utterances that calibrate the NNA's activation ranges")
     p.add_argument("--retrain", action="store_true", help="fine-tune again even if a finished run is there")
+    p.add_argument("--reuse-baseline", action="store_true",
+                   help="take the fp32 and int8-PTQ rows from the results file instead of decoding them again")
     args = p.parse_args()
 
     from asr.checkpoint import load_model
@@ -121,8 +132,9 @@ def main() -> None:
         load_cuts(args.test).subset(first=args.max_utts).to_file(test)
     try:
         float_model = load_model(args.checkpoint)[0]
-        base = evaluate(args.checkpoint, str(out / "fp32"))
         fp32 = fp32_bytes(float_model)
+        base = _baseline(out / "results.json", fp32, args) if args.reuse_baseline else None
+        base = base or evaluate(args.checkpoint, str(out / "fp32"))
         common = {"fp32_bytes": fp32, "fp32_wer": round(base["float_wer"], 3), "utts": base["num_utts"], "search": args.search}
         rows = [
             {"run": "fp32", "method": "fp32", "bits": 32, "bytes": fp32, "wer_float": round(base["float_wer"], 3),
