@@ -75,7 +75,7 @@ def _baseline(path: Path, fp32: int, args) -> dict | None:
     """The fp32 and int8-PTQ numbers of an earlier run of the same model, test set and search."""
     rows = {r["run"]: r for r in json.loads(path.read_text())} if path.is_file() else {}
     a, b = rows.get("fp32"), rows.get("int8-ptq")
-    if not a or not b or a["fp32_bytes"] != fp32 or a["search"] != args.search:
+    if not a or not b or a["fp32_bytes"] != fp32 or a["search"] != args.search or (args.max_utts and a["utts"] != args.max_utts):
         return None
     return {"float_wer": a["wer_float"], "nna_wer": b["wer_nna"], "nna_bytes": b["bytes"], "num_utts": a["utts"]}
 
