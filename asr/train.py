@@ -322,7 +322,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
                 dev_loss, dev_wer = evaluate(model, dev_cuts, tokenizer, cfg.data.max_duration_s)
                 writer.add_scalar("dev/loss", dev_loss, step)
                 writer.add_scalar("dev/wer", dev_wer, step)
-                note = f", {method.describe(model)}" if method and method.describe(model) else ""
+                described = method.describe(model) if method else ""
+                note = f", {described}" if described else ""
                 bar.write(f"step {step}: train loss {value:.3f}, dev loss {dev_loss:.3f}, dev WER {dev_wer:.2f}%{note}")
                 t_start = time.perf_counter()
             if step % cfg.train.save_every == 0 or last:
