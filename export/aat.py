@@ -132,7 +132,7 @@ class AAT(CompressionMethod):
 
 
 def _dequantize(codes: torch.Tensor, q) -> torch.Tensor:
-    return ((codes.double() - q.zero_point) * q.scale).float()
+    return torch.from_numpy(q.dequantize(codes.numpy())).float()
 
 
 def _codes(values: torch.Tensor, q) -> torch.Tensor:
