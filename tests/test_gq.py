@@ -13,7 +13,7 @@ import torch
 
 from asr.compression import codebooks, handler, model_bytes, quantize_
 from asr.compression.codebook import nearest_index as nearest
-from asr.compression.gq import GQConfig, MuLawQuantizer, mu_law_codebook, quantizers, soft_assign
+from asr.compression.gq import GQConfig, MuLawQuantizer, mu_law_codebook, quantizers, soft_assign, soft_quantize
 from asr.errors import UserError
 
 
@@ -53,6 +53,30 @@ def test_temperature_limits():
     clear = (w.unsqueeze(-1) - boundaries).abs().min(-1).values > 1e-2 * delta  # not on a decision boundary
     assert clear.float().mean() > 0.9
     assert ((cold - c[nearest(w, c)]).abs()[clear]).max() < 1e-3 * delta
+
+
+@pytest.mark.parametrize("bits", [1, 3, 6])
+@pytest.mark.parametrize("tau_ratio", [1.0, 1e-2, 1e-4])
+def test_blocked_soft_quantizer_equals_the_dense_formula(bits, tau_ratio, monkeypatch):
+    """The blocked autograd function (what training runs) against the dense softmax written out,
+    values and gradients to w, s and mu, with blocks that split the tensor unevenly."""
+    from asr.compression import gq
+
+    monkeypatch.setattr(gq, "SOFT_BLOCK", 1000)
+    torch.manual_seed(bits)
+    w0 = torch.empty(37, 29, dtype=torch.float64).uniform_(-1.3, 1.3)
+    tau = tau_ratio * (2 / (2**bits - 1)) ** 2
+    grad = torch.randn(37, 29, dtype=torch.float64)
+    results = []
+    for f in (lambda w, c: (soft_assign(w, c, tau) * c).sum(-1), lambda w, c: soft_quantize(w, c, tau)):
+        w = w0.clone().requires_grad_()
+        s = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+        mu = torch.tensor(10.0, dtype=torch.float64, requires_grad=True)
+        out = f(w, mu_law_codebook(s, mu, bits))
+        results.append((out, *torch.autograd.grad(out, (w, s, mu), grad)))
+    assert float(results[0][2].abs()) > 0 and float(results[0][1].abs().max()) > 0
+    for dense, blocked in zip(*results):
+        assert float((blocked - dense).abs().max()) <= 1e-12 * max(1.0, float(dense.abs().max()))
 
 
 def test_annealing_ends_at_nearest_level_and_entropy_falls(model):
