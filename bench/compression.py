@@ -2,14 +2,20 @@
 config), fine-tune with ``asr compress`` (or reuse a finished run), then decode the test set with the
 float model and on the emulated int8 NNA (``asr emulate``'s calibration, lowering and search), and
 count the bytes on the device. Rows for the float model and for int8 post-training quantization
-(the float model lowered as it is) come first.
+(the float model lowered as it is) come first. With ``--test-audio`` (the same test set as a
+LibriSpeech-layout folder) every model is also exported with ``asr export --int8 dynamic`` (or
+``--ort-int8`` another flavour) and streamed through onnxruntime by ``asr bench latency``'s loop:
+``wer_onnx_int8`` and ``onnx_int8_bytes`` (the three int8 graphs; ONNX stores every weight in 8
+bits, so sub-8-bit models are no smaller there).
 
-    python bench/compression.py --checkpoint exp/demo/final.pt --test data/fbank/synth-small/cuts_test.jsonl.gz
+    python bench/compression.py --checkpoint exp/demo/final.pt --test data/fbank/synth-small/cuts_test.jsonl.gz \
+        --test-audio data/synth-small/test
     python bench/compression.py ... --runs s8bqat-4bit csp-50 magnitude-50 --max-utts 300
 
 Writes ``<out>/results.json`` (default ``exp/compression``): a list of rows with ``method``,
 ``bits`` (average over the compressed weights) or ``sparsity``, ``bytes``, ``wer_float``, ``wer_nna``,
-``fp32_bytes``, ``fp32_wer``, plus ``run``, ``fine_tune_minutes``, ``config`` (rows of runs not in
+``fp32_bytes``, ``fp32_wer``, plus ``run``, ``fine_tune_minutes``, ``config``, ``wer_onnx_int8``,
+``onnx_int8_bytes`` (rows of runs not in
 this invocation are kept). Each run's checkpoint is ``<out>/<run>/final.pt``; a finished run is
 reused unless ``--retrain``. int8 QAT and AAT models count as the lowered NNA program's bytes, the
 others as :func:`asr.compression.model_bytes` (b-bit indices + codebooks, or non-zeros + bitmask).
@@ -36,6 +42,7 @@ RUNS = {  # run name -> recipe config (its compression.method picks the method)
     "csp-50": "recipes/synth/compress-csp.yaml",
     "magnitude-50": "recipes/synth/compress-magnitude.yaml",
     "qat-int8": "recipes/synth/compress-qat.yaml",
+    "qat-int8-60": "recipes/synth/compress-qat-60.yaml",
     "aat-int8": "recipes/synth/compress-aat.yaml",
 }
 INT8_METHODS = ("qat", "aat")  # deployed as the int8 NNA program: bytes are the lowered model's
@@ -77,7 +84,22 @@ def _baseline(path: Path, fp32: int, args) -> dict | None:
     a, b = rows.get("fp32"), rows.get("int8-ptq")
     if not a or not b or a["fp32_bytes"] != fp32 or a["search"] != args.search or (args.max_utts and a["utts"] != args.max_utts):
         return None
-    return {"float_wer": a["wer_float"], "nna_wer": b["wer_nna"], "nna_bytes": b["bytes"], "num_utts": a["utts"]}
+    return {"float_wer": a["wer_float"], "nna_wer": b["wer_nna"], "nna_bytes": b["bytes"], "num_utts": a["utts"],
+            "onnx": (a["wer_onnx_int8"], a["onnx_int8_bytes"]) if a.get("onnx_int8_flavour") == args.ort_int8 else None}
+
+
+def _onnx_int8(checkpoint: str, args, max_utts: int) -> tuple[float, int]:
+    """(WER %, bytes of the int8 graphs) of ``checkpoint`` exported as int8 ``args.ort_int8`` (static
+    flavours calibrate on the checkpoint's dev cuts) and streamed by onnxruntime, one thread, over
+    the first ``max_utts`` utterances of ``args.test_audio`` in file-name order."""
+    from asr.streaming.latency import bench_latency
+    from export.onnx import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="compression-onnx-") as d:
+        export_onnx(checkpoint, d, int8=(args.ort_int8,))
+        rows, _ = bench_latency(d, args.test_audio, max_utts=max_utts, method=args.search, beam=args.beam,
+                                engines=[f"onnx-int8-{args.ort_int8}"], threads=(1,))
+    return round(rows[0]["wer"], 3), rows[0]["bytes"]
 
 
 def _shape(model) -> dict:
@@ -107,6 +129,10 @@ def main() -> None:
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--num-calib", type=int, default=100, help="dev utterances that calibrate the NNA's activation ranges")
     p.add_argument("--retrain", action="store_true", help="fine-tune again even if a finished run is there")
+    p.add_argument("--test-audio", default=None,
+                   help="the test set as a LibriSpeech-layout folder (e.g. data/synth-small/test): adds the onnxruntime int8 WER")
+    p.add_argument("--ort-int8", default="dynamic", choices=["dynamic", "static", "accelerator"],
+                   help="the asr export --int8 flavour onnxruntime decodes (default dynamic: onnxruntime's CPU int8)")
     p.add_argument("--reuse-baseline", action="store_true",
                    help="take the fp32 and int8-PTQ rows from the results file instead of decoding them again")
     args = p.parse_args()
@@ -136,9 +162,16 @@ def main() -> None:
         base = _baseline(out / "results.json", fp32, args) if args.reuse_baseline else None
         base = base or evaluate(args.checkpoint, str(out / "fp32"))
         common = {"fp32_bytes": fp32, "fp32_wer": round(base["float_wer"], 3), "utts": base["num_utts"], "search": args.search}
+
+        def onnx(checkpoint: str, reuse=None) -> dict:  # the onnxruntime int8 columns (none without --test-audio)
+            if not args.test_audio:
+                return {}
+            wer, size = reuse or _onnx_int8(checkpoint, args, base["num_utts"])
+            return {"wer_onnx_int8": wer, "onnx_int8_bytes": size, "onnx_int8_flavour": args.ort_int8}
+
         rows = [
             {"run": "fp32", "method": "fp32", "bits": 32, "bytes": fp32, "wer_float": round(base["float_wer"], 3),
-             "wer_nna": None, **common},
+             "wer_nna": None, **common, **onnx(args.checkpoint, base.get("onnx"))},
             {"run": "int8-ptq", "method": "int8-ptq", "bits": 8, "bytes": base["nna_bytes"], "wer_float": None,
              "wer_nna": round(base["nna_wer"], 3), **common},
         ]
@@ -160,7 +193,7 @@ def main() -> None:
             row = {"run": name, "method": method, **shape, "bytes": size,
                    "wer_float": round(r["float_wer"], 3), "wer_nna": round(r["nna_wer"], 3), "nna_bytes": r["nna_bytes"],
                    **common, "fine_tune_minutes": round(ckpt.get("train_seconds", 0.0) / 60, 2),
-                   "config": RUNS[name]}
+                   "config": RUNS[name], **onnx(final)}
             rows.append(row)
             _write(out / "results.json", rows)
             print(f"{name}: {row['bytes']} bytes, WER float {row['wer_float']:.2f} % / NNA {row['wer_nna']:.2f} % "
@@ -174,15 +207,18 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\n{base['num_utts']} test utterances, {args.search}; float32 {fp32} bytes, WER {base['float_wer']:.2f} %")
-    print("| run | method | bits / sparsity | bytes on device | x smaller | WER float % | rel. to fp32 | WER emulated NNA % | fine-tune min |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| run | method | bits / sparsity | bytes on device | x smaller | WER float % | rel. to fp32 | WER emulated NNA % | "
+          "WER onnxruntime int8 % | fine-tune min |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+
+    def num(v) -> str:
+        return "" if v is None else f"{v:.2f}"
+
     for row in rows:
         shape = f"{row['bits']} bit" if "bits" in row else f"{100 * row['sparsity']:.0f} % zeros"
         rel = "" if row["wer_float"] is None else f"{100 * (row['wer_float'] / base['float_wer'] - 1):+.1f} %"
-        wer_f = "" if row["wer_float"] is None else f"{row['wer_float']:.2f}"
-        wer_n = "" if row["wer_nna"] is None else f"{row['wer_nna']:.2f}"
-        print(f"| {row['run']} | {row['method']} | {shape} | {row['bytes']} | {fp32 / row['bytes']:.2f} | {wer_f} | {rel} | "
-              f"{wer_n} | {row.get('fine_tune_minutes', '')} |")
+        print(f"| {row['run']} | {row['method']} | {shape} | {row['bytes']} | {fp32 / row['bytes']:.2f} | {num(row['wer_float'])} | "
+              f"{rel} | {num(row['wer_nna'])} | {num(row.get('wer_onnx_int8'))} | {row.get('fine_tune_minutes', '')} |")
     print(f"wrote {out / 'results.json'}")
 
 

@@ -115,3 +115,22 @@ def test_librispeech_compression_configs_build_and_step(name, tmp_path):
     else:
         method.convert(model)
         assert method.bytes(model) < sum(p.numel() * 4 for p in model.parameters())
+
+
+def test_bench_compression_runs_name_valid_synth_configs(tiny_checkpoint):
+    """Every run of bench/compression.py points at a synth recipe that assembles with a float
+    checkpoint and whose compression section is its method's config."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from compression import RUNS, _method_of
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    from asr.compression import handler
+    from asr.config import compress_config
+
+    assert set(RUNS.values()) <= {f"recipes/synth/{p.name}" for p in (REPO / "recipes" / "synth").glob("compress-*.yaml")}
+    for run, config in RUNS.items():
+        method = _method_of(str(REPO / config))
+        ft = compress_config(str(tiny_checkpoint.path), method, str(REPO / config))
+        assert ft.compression.method == method and handler(ft.compression).config is ft.compression, run
+        assert ft.train.max_steps > 0 and ft.train.exp_dir, run
