@@ -15,8 +15,10 @@ bits, so sub-8-bit models are no smaller there).
 Writes ``<out>/results.json`` (default ``exp/compression``): a list of rows with ``method``,
 ``bits`` (average over the compressed weights) or ``sparsity``, ``bytes``, ``wer_float``, ``wer_nna``,
 ``fp32_bytes``, ``fp32_wer``, plus ``run``, ``fine_tune_minutes``, ``config``, ``wer_onnx_int8``,
-``onnx_int8_bytes`` (rows of runs not in
-this invocation are kept). Each run's checkpoint is ``<out>/<run>/final.pt``; a finished run is
+``onnx_int8_bytes`` and ``float_minus_fp32`` / ``nna_minus_ptq``: [difference, low, high] in WER
+points, a paired-bootstrap 95 % interval over the test utterances (the demo's test set has about
+6 000 words, so differences under about 1 point are mostly within it). Rows of runs not in this
+invocation are kept. Each run's checkpoint is ``<out>/<run>/final.pt``; a finished run is
 reused unless ``--retrain``. int8 QAT and AAT models count as the lowered NNA program's bytes, the
 others as :func:`asr.compression.model_bytes` (b-bit indices + codebooks, or non-zeros + bitmask).
 """
@@ -100,6 +102,18 @@ def _onnx_int8(checkpoint: str, args, max_utts: int) -> tuple[float, int]:
         rows, _ = bench_latency(d, args.test_audio, max_utts=max_utts, method=args.search, beam=args.beam,
                                 engines=[f"onnx-int8-{args.ort_int8}"], threads=(1,))
     return round(rows[0]["wer"], 3), rows[0]["bytes"]
+
+
+def _intervals(run_dir: Path, base_dir: Path, search: str) -> dict:
+    """Paired-bootstrap 95 % intervals (percentage points) of the run's WER minus the baseline's:
+    float against the float model, emulated NNA against int8 PTQ (None where a decode is missing)."""
+    from asr.metrics import paired_bootstrap, read_recogs
+
+    out = {}
+    for key, tag in (("float_minus_fp32", f"float-{search}"), ("nna_minus_ptq", f"nna-*-{search}")):
+        run, base = sorted(run_dir.glob(f"recogs-{tag}.txt")), sorted(base_dir.glob(f"recogs-{tag}.txt"))
+        out[key] = [round(v, 2) for v in paired_bootstrap(read_recogs(run[0]), read_recogs(base[0]))] if run and base else None
+    return out
 
 
 def _shape(model) -> dict:
@@ -193,7 +207,7 @@ def main() -> None:
             row = {"run": name, "method": method, **shape, "bytes": size,
                    "wer_float": round(r["float_wer"], 3), "wer_nna": round(r["nna_wer"], 3), "nna_bytes": r["nna_bytes"],
                    **common, "fine_tune_minutes": round(ckpt.get("train_seconds", 0.0) / 60, 2),
-                   "config": RUNS[name], **onnx(final)}
+                   "config": RUNS[name], **_intervals(run_dir / "decode", out / "fp32", args.search), **onnx(final)}
             rows.append(row)
             _write(out / "results.json", rows)
             print(f"{name}: {row['bytes']} bytes, WER float {row['wer_float']:.2f} % / NNA {row['wer_nna']:.2f} % "
@@ -207,18 +221,22 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\n{base['num_utts']} test utterances, {args.search}; float32 {fp32} bytes, WER {base['float_wer']:.2f} %")
-    print("| run | method | bits / sparsity | bytes on device | x smaller | WER float % | rel. to fp32 | WER emulated NNA % | "
-          "WER onnxruntime int8 % | fine-tune min |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| run | method | bits / sparsity | bytes on device | x smaller | WER float % | rel. to fp32 | float - fp32 [95 % CI] | "
+          "WER emulated NNA % | NNA - int8 PTQ [95 % CI] | WER onnxruntime int8 % | fine-tune min |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 
     def num(v) -> str:
         return "" if v is None else f"{v:.2f}"
+
+    def ci(v) -> str:
+        return "" if not v else f"{v[0]:+.2f} [{v[1]:+.2f}, {v[2]:+.2f}]"
 
     for row in rows:
         shape = f"{row['bits']} bit" if "bits" in row else f"{100 * row['sparsity']:.0f} % zeros"
         rel = "" if row["wer_float"] is None else f"{100 * (row['wer_float'] / base['float_wer'] - 1):+.1f} %"
         print(f"| {row['run']} | {row['method']} | {shape} | {row['bytes']} | {fp32 / row['bytes']:.2f} | {num(row['wer_float'])} | "
-              f"{rel} | {num(row['wer_nna'])} | {num(row.get('wer_onnx_int8'))} | {row.get('fine_tune_minutes', '')} |")
+              f"{rel} | {ci(row.get('float_minus_fp32'))} | {num(row['wer_nna'])} | {ci(row.get('nna_minus_ptq'))} | "
+              f"{num(row.get('wer_onnx_int8'))} | {row.get('fine_tune_minutes', '')} |")
     print(f"wrote {out / 'results.json'}")
 
 

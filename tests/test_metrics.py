@@ -1,0 +1,65 @@
+"""WER helpers: the recogs file format ``asr decode`` writes, and the paired bootstrap interval
+the compression bench reports (exact in degenerate cases, covering the truth when two systems are
+equally good, excluding zero when one is clearly worse)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asr.errors import UserError
+from asr.metrics import paired_bootstrap, read_recogs, word_errors
+
+
+def test_word_errors():
+    assert word_errors("A B C D", "A X C") == (2, 4)
+    assert word_errors("A B", "A B C") == (1, 2)
+
+
+def test_read_recogs_reads_what_decode_writes(tmp_path):
+    path = tmp_path / "recogs-float-greedy.txt"
+    path.write_text("u1:\tref=HELLO WORLD\nu1:\thyp=HELLO WORD\nu2:\tref=YES\nu2:\thyp=\n")
+    assert read_recogs(path) == {"u1": ("HELLO WORLD", "HELLO WORD"), "u2": ("YES", "")}
+    path.write_text("u1 HELLO\n")
+    with pytest.raises(UserError, match="recogs-float-greedy.txt:1"):
+        read_recogs(path)
+
+
+def _system(rng, refs, p_err):
+    """Each reference word replaced with probability p_err."""
+    return {u: (r, " ".join("X" if rng.random() < p_err else w for w in r.split())) for u, r in refs.items()}
+
+
+@pytest.fixture
+def refs():
+    rng = np.random.default_rng(0)
+    return {f"u{i:03d}": " ".join(f"W{k}" for k in range(rng.integers(2, 12))) for i in range(300)}
+
+
+def test_identical_systems_and_a_constant_shift(refs):
+    a = {u: (r, r) for u, r in refs.items()}
+    assert paired_bootstrap(a, a) == (0.0, 0.0, 0.0)
+    # one more error in every utterance: the difference is 100 U / N in every resample of equal N...
+    b = {u: (r, " ".join(["X"] + r.split()[1:])) for u, r in refs.items()}
+    words = sum(len(r.split()) for r in refs.values())
+    diff, lo, hi = paired_bootstrap(b, a)
+    assert diff == pytest.approx(100 * len(refs) / words)
+    assert lo < diff < hi  # ...which varies with the resampled lengths
+    assert paired_bootstrap(a, b)[0] == pytest.approx(-diff)
+
+
+def test_interval_covers_zero_for_equal_systems_and_excludes_it_for_a_worse_one(refs):
+    rng = np.random.default_rng(1)
+    covered = 0
+    for _ in range(40):  # two systems with the same 15 % error rate: 0 inside the 95 % interval
+        _, lo, hi = paired_bootstrap(_system(rng, refs, 0.15), _system(rng, refs, 0.15), resamples=400)
+        covered += lo <= 0 <= hi
+    assert covered >= 34
+    diff, lo, hi = paired_bootstrap(_system(rng, refs, 0.25), _system(rng, refs, 0.15))
+    assert 0 < lo < diff < hi and diff == pytest.approx(10, abs=3)
+
+
+def test_different_utterances_are_refused(refs):
+    a = {u: (r, r) for u, r in refs.items()}
+    with pytest.raises(UserError, match="different utterances"):
+        paired_bootstrap(a, dict(list(a.items())[:10]))
