@@ -254,5 +254,5 @@ class GQ(CompressionMethod):
         if not found:
             return ""
         q = found[0][3]
-        mus = [float(q.mu) for *_, q in found]
+        mus = [float(q.mu.detach()) for *_, q in found]
         return f"GQ tau/tau0 {float(q.tau_ratio):.2e}, mu {min(mus):.1f}..{max(mus):.1f}"
