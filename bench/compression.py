@@ -46,6 +46,7 @@ RUNS = {  # run name -> recipe config (its compression.method picks the method)
     "qat-int8": "recipes/synth/compress-qat.yaml",
     "qat-int8-60": "recipes/synth/compress-qat-60.yaml",
     "aat-int8": "recipes/synth/compress-aat.yaml",
+    "aat-int8-320": "recipes/synth/compress-aat-320.yaml",
 }
 INT8_METHODS = ("qat", "aat")  # deployed as the int8 NNA program: bytes are the lowered model's
 
