@@ -133,10 +133,32 @@ def _shape(model) -> dict:
     return out
 
 
+def table(rows: list[dict]) -> str:
+    """The results rows as the README's markdown table."""
+    def num(v) -> str:
+        return "" if v is None else f"{v:.2f}"
+
+    def ci(v) -> str:
+        return "" if not v else f"{v[0]:+.2f} [{v[1]:+.2f}, {v[2]:+.2f}]"
+
+    first = rows[0]
+    lines = [f"{first['utts']} test utterances, {first['search']}; float32 {first['fp32_bytes']} bytes, WER {first['fp32_wer']:.2f} %",
+             "| run | method | bits / sparsity | bytes on device | x smaller | WER float % | rel. to fp32 | float - fp32 [95 % CI] | "
+             "WER emulated NNA % | NNA - int8 PTQ [95 % CI] | WER onnxruntime int8 % | fine-tune min |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        shape = f"{row['bits']} bit" if "bits" in row else f"{100 * row['sparsity']:.0f} % zeros"
+        rel = "" if row["wer_float"] is None else f"{100 * (row['wer_float'] / row['fp32_wer'] - 1):+.1f} %"
+        lines.append(f"| {row['run']} | {row['method']} | {shape} | {row['bytes']} | {row['fp32_bytes'] / row['bytes']:.2f} | "
+                     f"{num(row['wer_float'])} | {rel} | {ci(row.get('float_minus_fp32'))} | {num(row['wer_nna'])} | "
+                     f"{ci(row.get('nna_minus_ptq'))} | {num(row.get('wer_onnx_int8'))} | {row.get('fine_tune_minutes', '')} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="the float checkpoint every method starts from")
-    p.add_argument("--test", required=True, help="test cuts with features")
+    p.add_argument("--checkpoint", help="the float checkpoint every method starts from")
+    p.add_argument("--test", help="test cuts with features")
     p.add_argument("--out", default="exp/compression")
     p.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     p.add_argument("--max-utts", type=int, default=0, help="decode only the first N test utterances (0: all)")
@@ -148,9 +170,19 @@ def main() -> None:
                    help="the test set as a LibriSpeech-layout folder (e.g. data/synth-small/test): adds the onnxruntime int8 WER")
     p.add_argument("--ort-int8", default="dynamic", choices=["dynamic", "static", "accelerator"],
                    help="the asr export --int8 flavour onnxruntime decodes (default dynamic: onnxruntime's CPU int8)")
+    p.add_argument("--report", action="store_true", help="only print the table of the results file (--out) and exit")
     p.add_argument("--reuse-baseline", action="store_true",
                    help="take the fp32 and int8-PTQ rows from the results file instead of decoding them again")
     args = p.parse_args()
+    if args.report:
+        path = Path(args.out) / "results.json"
+        if not path.is_file():
+            print(f"error: {path}: no results file; run the bench first (without --report)", file=sys.stderr)
+            sys.exit(2)
+        print(table(json.loads(path.read_text())))
+        return
+    if not args.checkpoint or not args.test:
+        p.error("--checkpoint and --test are required (or --report)")
 
     from asr.checkpoint import load_model
     from asr.compression import fp32_bytes, model_bytes
@@ -221,23 +253,7 @@ def main() -> None:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"\n{base['num_utts']} test utterances, {args.search}; float32 {fp32} bytes, WER {base['float_wer']:.2f} %")
-    print("| run | method | bits / sparsity | bytes on device | x smaller | WER float % | rel. to fp32 | float - fp32 [95 % CI] | "
-          "WER emulated NNA % | NNA - int8 PTQ [95 % CI] | WER onnxruntime int8 % | fine-tune min |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-
-    def num(v) -> str:
-        return "" if v is None else f"{v:.2f}"
-
-    def ci(v) -> str:
-        return "" if not v else f"{v[0]:+.2f} [{v[1]:+.2f}, {v[2]:+.2f}]"
-
-    for row in rows:
-        shape = f"{row['bits']} bit" if "bits" in row else f"{100 * row['sparsity']:.0f} % zeros"
-        rel = "" if row["wer_float"] is None else f"{100 * (row['wer_float'] / base['float_wer'] - 1):+.1f} %"
-        print(f"| {row['run']} | {row['method']} | {shape} | {row['bytes']} | {fp32 / row['bytes']:.2f} | {num(row['wer_float'])} | "
-              f"{rel} | {ci(row.get('float_minus_fp32'))} | {num(row['wer_nna'])} | {ci(row.get('nna_minus_ptq'))} | "
-              f"{num(row.get('wer_onnx_int8'))} | {row.get('fine_tune_minutes', '')} |")
+    print(table(rows))
     print(f"wrote {out / 'results.json'}")
 
 
