@@ -120,17 +120,17 @@ def test_librispeech_compression_configs_build_and_step(name, tmp_path):
 def test_bench_compression_runs_name_valid_synth_configs(tiny_checkpoint):
     """Every run of bench/compression.py points at a synth recipe that assembles with a float
     checkpoint and whose compression section is its method's config."""
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        from compression import RUNS, _method_of
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_compression", REPO / "bench" / "compression.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
     from asr.compression import handler
     from asr.config import compress_config
 
-    assert set(RUNS.values()) <= {f"recipes/synth/{p.name}" for p in (REPO / "recipes" / "synth").glob("compress-*.yaml")}
-    for run, config in RUNS.items():
-        method = _method_of(str(REPO / config))
+    assert set(bench.RUNS.values()) <= {f"recipes/synth/{p.name}" for p in (REPO / "recipes" / "synth").glob("compress-*.yaml")}
+    for run, config in bench.RUNS.items():
+        method = bench._method_of(str(REPO / config))
         ft = compress_config(str(tiny_checkpoint.path), method, str(REPO / config))
         assert ft.compression.method == method and handler(ft.compression).config is ft.compression, run
         assert ft.train.max_steps > 0 and ft.train.exp_dir, run
