@@ -183,6 +183,9 @@ def main() -> None:
         return
     if not args.checkpoint or not args.test:
         p.error("--checkpoint and --test are required (or --report)")
+    if args.test_audio and not sorted(Path(args.test_audio).rglob("*.flac"))[:1]:
+        p.error(f"--test-audio {args.test_audio}: no .flac files; pass the test set's LibriSpeech-layout folder "
+                "(e.g. data/synth-small/test)")
 
     from asr.checkpoint import load_model
     from asr.compression import fp32_bytes, model_bytes
