@@ -48,18 +48,19 @@ def lloyd_max(w: torch.Tensor, bits: int, iters: int = 100, tol: float = 1e-6, s
     # quantile initialisation: c_k = quantile((k - 0.5) / K), k = 1..K
     pos = ((torch.arange(levels, dtype=torch.float64) + 0.5) / levels * n).long().clamp(max=n - 1)
     c = xs[pos].clone()
+
+    def cells(c: torch.Tensor):
+        """(count, sum, sum of squares) of every cell; cell k holds t_{k-1} < w <= t_k, i.e.
+        xs[ends[k-1]:ends[k]]."""
+        ends = torch.cat([torch.zeros(1, dtype=torch.long), torch.searchsorted(xs, (c[1:] + c[:-1]) / 2, right=True),
+                          torch.tensor([n])])
+        return (ends[1:] - ends[:-1]).double(), s1[ends[1:]] - s1[ends[:-1]], s2[ends[1:]] - s2[ends[:-1]]
+
+    counts, sums, squares = cells(c)
     previous = None
     for _ in range(iters):
-        # cell k holds t_{k-1} < w <= t_k: its elements are xs[ends[k-1]:ends[k]]
-        ends = torch.cat([torch.zeros(1, dtype=torch.long), torch.searchsorted(xs, (c[1:] + c[:-1]) / 2, right=True),
-                          torch.tensor([n])])
-        counts = (ends[1:] - ends[:-1]).double()
-        sums = s1[ends[1:]] - s1[ends[:-1]]
         c = torch.where(counts > 0, sums / counts.clamp(min=1), c)  # an empty cell keeps its centroid
-        ends = torch.cat([torch.zeros(1, dtype=torch.long), torch.searchsorted(xs, (c[1:] + c[:-1]) / 2, right=True),
-                          torch.tensor([n])])
-        counts = (ends[1:] - ends[:-1]).double()
-        sums, squares = s1[ends[1:]] - s1[ends[:-1]], s2[ends[1:]] - s2[ends[:-1]]
+        counts, sums, squares = cells(c)  # the new cells: this iteration's distortion, the next one's update
         distortion = float((squares - 2 * c * sums + counts * c * c).sum().clamp(min=0) / n)
         if distortions is not None:
             distortions.append(distortion)
