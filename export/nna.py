@@ -429,7 +429,7 @@ def emulate(checkpoint: str, data: str, out_dir: str, calib: str | None = None, 
     from itertools import islice
 
     from asr.checkpoint import load_model
-    from asr.compression.common import TRAINING_ONLY
+    from asr.compression.common import deployable_parameters
     from asr.data.dataset import collate, load_cuts
     from asr.decode import decode_model
     from asr.tokenizer import Tokenizer
@@ -450,8 +450,7 @@ def emulate(checkpoint: str, data: str, out_dir: str, calib: str | None = None, 
     tag = f"{method}"
     float_r = decode_model(model, tokenizer, data, out_dir, method, beam, tag=f"float-{tag}")
     nna_r = decode_model(nna, tokenizer, data, out_dir, method, beam, tag=f"nna-{profile}-{tag}")
-    fp32_bytes = sum(p.numel() * 4 for name, p in model.named_parameters()
-                     if not name.startswith(TRAINING_ONLY))
+    fp32_bytes = sum(p.numel() * 4 for _, p in deployable_parameters(model))
     return {"float_wer": float_r.wer, "nna_wer": nna_r.wer, "float_rtf": float_r.rtf, "nna_rtf": nna_r.rtf,
             "nna_bytes": nna.weight_bytes(), "nna_table_bytes": nna.table_bytes(), "fp32_bytes": fp32_bytes, "num_utts": nna_r.num_utts,
             "calib_utts": len(batches), "calib_lower_seconds": lower_s, "profile": profile, "method": method,

@@ -87,12 +87,12 @@ class _SoftQuantize(torch.autograd.Function):
         n = max(1, SOFT_BLOCK // levels.numel())
         gw, gc = torch.empty_like(flat), torch.zeros_like(levels)
         for i in range(0, flat.numel(), n):
-            x, gi = flat[i:i + n].unsqueeze(-1), g[i:i + n]
-            p = soft_assign(x.squeeze(-1), levels, tau)
+            x, gi = flat[i:i + n], g[i:i + n]
+            p = soft_assign(x, levels, tau)
             dev = levels - (p @ levels).unsqueeze(-1)  # c_j - E
             pdev = p * dev
             gw[i:i + n] = gi * (2.0 / tau) * (pdev * dev).sum(-1)
-            gc += gi @ (p + (2.0 / tau) * pdev * (x - levels))
+            gc += gi @ (p + (2.0 / tau) * pdev * (x.unsqueeze(-1) - levels))
         return gw.reshape(w.shape), gc, None
 
 
