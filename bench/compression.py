@@ -107,7 +107,8 @@ def _onnx_int8(checkpoint: str, args, max_utts: int) -> tuple[float, int]:
 
 def _intervals(run_dir: Path, base_dir: Path, search: str) -> dict:
     """Paired-bootstrap 95 % intervals (percentage points) of the run's WER minus the baseline's:
-    float against the float model, emulated NNA against int8 PTQ (None where a decode is missing)."""
+    float against the float model, emulated NNA against int8 PTQ (None where a decode is missing;
+    ``--compare`` passes any two runs' decode folders)."""
     from asr.metrics import paired_bootstrap, read_recogs
 
     out = {}
@@ -171,6 +172,9 @@ def main() -> None:
     p.add_argument("--ort-int8", default="dynamic", choices=["dynamic", "static", "accelerator"],
                    help="the asr export --int8 flavour onnxruntime decodes (default dynamic: onnxruntime's CPU int8)")
     p.add_argument("--report", action="store_true", help="only print the table of the results file (--out) and exit")
+    p.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+                   help="only print the paired-bootstrap intervals of RUN_A's WER minus RUN_B's (float and emulated NNA) "
+                        "from their decodes under --out (fp32 is the float model) and exit")
     p.add_argument("--reuse-baseline", action="store_true",
                    help="take the fp32 and int8-PTQ rows from the results file instead of decoding them again")
     args = p.parse_args()
@@ -180,6 +184,17 @@ def main() -> None:
             print(f"error: {path}: no results file; run the bench first (without --report)", file=sys.stderr)
             sys.exit(2)
         print(table(json.loads(path.read_text())))
+        return
+    if args.compare:
+        dirs = [Path(args.out) / ("fp32" if run == "fp32" else f"{run}/decode") for run in args.compare]
+        missing = [str(d) for d in dirs if not sorted(d.glob(f"recogs-*-{args.search}.txt"))]
+        if missing:
+            print(f"error: {missing[0]}: no decodes of this run; run the bench for it first", file=sys.stderr)
+            sys.exit(2)
+        got = _intervals(dirs[0], dirs[1], args.search)
+        for what, key in (("float", "float_minus_fp32"), ("emulated NNA", "nna_minus_ptq")):
+            v = got[key]
+            print(f"{args.compare[0]} - {args.compare[1]}, {what}: " + ("no decode" if v is None else f"{v[0]:+.2f} [{v[1]:+.2f}, {v[2]:+.2f}]"))
         return
     if not args.checkpoint or not args.test:
         p.error("--checkpoint and --test are required (or --report)")
