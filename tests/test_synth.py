@@ -94,7 +94,7 @@ def test_every_variant_file_is_used_or_excluded():
     import espeakng_loader
 
     on_disk = set(os.listdir(Path(espeakng_loader.get_data_path()) / "voices" / "!v"))
-    listed = set(synth._ALL_VARIANTS) - {"default"}
+    listed = set(synth.ALL_VARIANTS) - {"default"}
     assert on_disk == listed | set(synth.EXCLUDED_VARIANTS)
 
 
@@ -192,10 +192,10 @@ def test_generated_voices_are_fixed_distinct_training_only_and_speak():
     assert 100 < len(generated) < 200, "about half of the training utterances"
     assert not any(u.variant.startswith("gen") for split in ("dev", "test") for u in plans[split])
     ids = {(lang, v): synth.speaker_id(lang, v) for lang in synth.LANGUAGES
-           for v in [*synth._ALL_VARIANTS, *(f"gen{k:03d}" for k in range(synth.GENERATED_VOICES))]}
+           for v in [*synth.ALL_VARIANTS, *(f"gen{k:03d}" for k in range(synth.GENERATED_VOICES))]}
     assert len(set(ids.values())) == len(ids)
     # espeak-ng accepts every generated voice in every language and speaks with it
-    engine = synth._engine()
+    engine = synth.engine()
     for k in range(0, synth.GENERATED_VOICES, 23):
         audio = engine.synthesize("call mom", synth.LANGUAGES[k % len(synth.LANGUAGES)], f"gen{k:03d}", 170, 50, 50, 1)
         assert audio.size > 5000 and np.abs(audio).max() > 1000
