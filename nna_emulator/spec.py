@@ -211,3 +211,18 @@ def requantize(acc, multiplier, zero_point: int = 0, fmt: QFormat = INT8, profil
     else:
         raise ValueError(f"profile={profile!r}: use one of {', '.join(PROFILES)}")
     return np.clip(out + zero_point, fmt.qmin, fmt.qmax).astype(fmt.dtype)
+
+
+# ---- op formats shared by the reference ops and their Numba twins ------------------------------
+
+LN_FRAC_BITS = 12  # the normalised value z is held in Q.12
+LN_EXTRA_BITS = 8  # extra precision of the integer standard deviation
+ADD_LEFT_SHIFT = 20  # TFLite's int8 Add: inputs are scaled up by 2^20 before their multipliers
+SOFTMAX_EXP_BITS = 15  # exp table entries in Q0.15
+
+
+def add_params(a_scale: float, b_scale: float, out_scale: float) -> tuple[float, float, float]:
+    """TFLite's Add rescaling: real multipliers (a, b, out) = (s_a / 2 max, s_b / 2 max,
+    2 max / (2^20 s_out)) with max = max(s_a, s_b), so both input multipliers are at most 1/2."""
+    twice_max = 2.0 * max(a_scale, b_scale)
+    return a_scale / twice_max, b_scale / twice_max, twice_max / ((1 << ADD_LEFT_SHIFT) * out_scale)

@@ -202,9 +202,9 @@ def test_layer_norm_numba_equals_reference_and_tracks_float(profile, dim):
     gamma, beta = rng.uniform(0.5, 1.5, dim), rng.normal(0, 0.2, dim)
     s_g = np.abs(gamma).max() / 127
     gamma_q = spec.quantize(gamma, s_g, 0, spec.INT8_WEIGHT)
-    beta_q = spec.quantize_bias(beta, 2.0**-reference.LN_FRAC_BITS, s_g)
+    beta_q = spec.quantize_bias(beta, 2.0**-spec.LN_FRAC_BITS, s_g)
     s_o, z_o = 4 / 128, 0
-    args = (x, z_x, gamma_q, beta_q, 2.0**-reference.LN_FRAC_BITS * s_g / s_o, z_o,
+    args = (x, z_x, gamma_q, beta_q, 2.0**-spec.LN_FRAC_BITS * s_g / s_o, z_o,
             reference.layer_norm_eps(eps, s_x, dim), profile)
     ref = reference.layer_norm(*args)
     np.testing.assert_array_equal(ops.layer_norm(*args), ref)
