@@ -1,9 +1,13 @@
-"""Checkpoints: atomic writes, strict loading (``torch.load(weights_only=True)``), averaging.
+"""Checkpoints: atomic writes, strict loading (``torch.load(weights_only=True)``), versions, averaging,
+and the model and tokenizer a checkpoint describes.
 
-A checkpoint is a dict of tensors and plain values only:
-``format``, ``config`` (the TrainConfig as a dict), ``model``, ``optimizer``, ``scheduler``,
-``step``, ``epoch``, ``batch_in_epoch``, ``rng`` (torch generator states), ``train_seconds``,
-``params``. Anything without ``format == FORMAT`` is refused as foreign.
+A checkpoint is a dict of tensors and plain values only: ``format``, ``config_version``, ``config``
+(the TrainConfig as a dict), ``model``, ``tokenizer`` (the BPE model's bytes as a uint8 tensor, so
+that a checkpoint decodes wherever it is copied), ``optimizer``, ``scheduler``, ``step``, ``epoch``,
+``batch_in_epoch``, ``rng`` (torch generator states), ``train_seconds``, ``params``. Anything without
+``format == FORMAT`` is refused as foreign. :func:`read_checkpoint` migrates the config of an older
+``config_version`` (``asr.config.migrate_config``); checkpoints written before versions existed are
+version 1 and carry no tokenizer.
 """
 
 from __future__ import annotations
@@ -13,22 +17,30 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from asr.compression import attach_buffers, handler
+from asr.config import CONFIG_VERSION, TrainConfig, from_dict, migrate_config
 from asr.errors import UserError
 from asr.fileio import atomic_write
+from asr.models.registry import build_model
+from asr.models.transducer import Transducer
+from asr.tokenizer import Tokenizer
 
 FORMAT = "ondevice-asr-checkpoint-v1"
 
 
 def save_checkpoint(obj: dict, path: str | Path) -> None:
-    """Write ``obj`` to ``path`` through a temporary file and a rename (never half-written)."""
+    """Write ``obj`` (whose ``config`` is a current one) to ``path`` through a temporary file and a
+    rename (never half-written)."""
     with atomic_write(path) as tmp:
-        torch.save({"format": FORMAT, **obj}, tmp)
+        torch.save({"format": FORMAT, "config_version": CONFIG_VERSION, **obj}, tmp)
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint dict; UserError if it is missing, unreadable or not ours."""
+    """Load a checkpoint dict with its config migrated to this version; UserError if it is missing,
+    unreadable or not ours."""
     p = Path(path)
     hint = "pass a .pt file written by 'asr train' (e.g. exp/demo/final.pt)"
     if p.is_dir():
@@ -51,21 +63,42 @@ def read_checkpoint(path: str | Path) -> dict:
     missing = [k for k in ("config", "model") if k not in ckpt]
     if missing:
         raise UserError(f"{path}: checkpoint lacks {', '.join(missing)}; {hint}")
+    ckpt["config"] = migrate_config(ckpt["config"], int(ckpt.get("config_version", 1)), str(path))
+    ckpt["config_version"] = CONFIG_VERSION
     return ckpt
 
 
-def load_model(path: str | Path):
-    """(model in eval mode, TrainConfig, checkpoint dict) from a checkpoint file."""
-    from asr.config import TrainConfig, from_dict
-    from asr.models.registry import build_model
+def tokenizer_tensor(tokenizer: Tokenizer) -> torch.Tensor:
+    """The tokenizer's model as the uint8 tensor a checkpoint carries."""
+    return torch.from_numpy(np.frombuffer(tokenizer.to_bytes(), dtype=np.uint8).copy())
 
+
+def checkpoint_tokenizer(ckpt: dict, cfg: TrainConfig, where: str, bpe_model: str | None = None) -> Tokenizer:
+    """The tokenizer to decode ``ckpt`` with: ``bpe_model`` if given, else the one the checkpoint
+    carries, else (checkpoints written before they carried one) the file its config names."""
+    if bpe_model:
+        tokenizer = Tokenizer(bpe_model)
+    elif "tokenizer" in ckpt:
+        tokenizer = Tokenizer.from_bytes(ckpt["tokenizer"].numpy().tobytes(), f"{where} (its tokenizer)")
+    elif Path(cfg.data.bpe_model).is_file():
+        tokenizer = Tokenizer(cfg.data.bpe_model)
+    else:
+        raise UserError(f"{where}: carries no tokenizer (written before checkpoints did) and the one its config names, "
+                        f"{cfg.data.bpe_model}, is not found from {Path.cwd()}; pass --bpe-model PATH/bpe.model")
+    if tokenizer.vocab_size != cfg.model.vocab_size:
+        raise UserError(f"{tokenizer.where}: {tokenizer.vocab_size} tokens, but {where} emits {cfg.model.vocab_size}; "
+                        "pass the --bpe-model it was trained with")
+    return tokenizer
+
+
+def load_model(path: str | Path) -> tuple[Transducer, TrainConfig, dict]:
+    """(model in eval mode, TrainConfig, checkpoint dict) from a checkpoint file. A compression run's
+    step checkpoint is converted as it was at that step."""
     ckpt = read_checkpoint(path)
     cfg = from_dict(TrainConfig, ckpt["config"], str(path))
     model = build_model(cfg.model)
     method = None
     if cfg.compression is not None:
-        from asr.compression import attach_buffers, handler
-
         if ckpt.get("compressed"):  # a converted model: plain weights + codebook / mask buffers
             attach_buffers(model, ckpt["model"])
         else:  # a step checkpoint of a compression run: its structure, then converted below

@@ -1,4 +1,6 @@
-"""``asr <verb>``: one CLI, each verb a thin wrapper over a library function.
+"""``asr <verb>``: the composition root. Each verb parses its options and calls one library function;
+tables, results files and checks live with those functions. The only ``asr`` modules that import
+``export`` are this one and the benchmarks (``asr.bench``), which sit at the same top layer.
 
 Bad input raises :class:`asr.errors.UserError`; :func:`main` prints it as one ``error:`` line and
 exits with status 2, without a traceback.
@@ -8,10 +10,63 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
+from pathlib import Path
 
+import torch
+
+import export.nna.aat  # noqa: F401  (registers the AAT handler of 'asr compress --method aat')
+from asr.audio import RAW_FORMAT, load_audio, read_audio
+from asr.bench import compression as bench_compression
+from asr.bench import emulator as bench_emulator
+from asr.bench import hotwords as bench_hotwords
+from asr.bench import latency as bench_latency
+from asr.bench import loss as bench_loss
+from asr.bench import sherpa as bench_sherpa
+from asr.checkpoint import average_checkpoints, checkpoint_tokenizer, load_model, save_checkpoint
+from asr.chunking import TAIL_PADDING_S, chunking_for
+from asr.compress import compress
+from asr.compression import METHODS
+from asr.config import load_config
+from asr.data.dataset import read_texts
+from asr.data.fbank import compute_fbank
+from asr.data.librispeech import prepare_librispeech
+from asr.data.synth import prepare_synth
+from asr.decode import decode
+from asr.decoding.search import search
 from asr.errors import UserError
+from asr.features import fbank
+from asr.fileio import update_json
+from asr.models.config import ENCODER_CONFIGS
+from asr.models.registry import PRESET_RECIPES, PRESETS, build_model
+from asr.streaming import jsonl
+from asr.streaming.endpoint import EndpointConfig, EndpointRule
+from asr.streaming.recognizer import StreamingRecognizer
+from asr.tokenizer import Tokenizer, train_bpe
+from asr.train import train
+from export.folder import export_onnx
+from export.folder import summary as export_summary
+from export.nna.emulate import emulate
+from export.nna.emulate import results as emulate_results
+from export.nna.emulate import table as emulate_table
+
+BENCHES = {"loss": bench_loss, "emulator": bench_emulator, "latency": bench_latency, "compression": bench_compression,
+           "hotwords": bench_hotwords, "sherpa": bench_sherpa}
+SEARCHES = ["greedy", "modified_beam_search"]
+
+COMMON_OPTIONS = """options that mean the same in every verb:
+  --checkpoint CKPT         a .pt written by 'asr train' or 'asr compress' (it carries its tokenizer)
+  --cuts MANIFEST           a lhotse cut manifest with features ('asr features' writes them)
+  --audio-dir DIR           a LibriSpeech-layout folder of flac files and *.trans.txt transcripts
+  --model-dir DIR           a folder written by 'asr export' (asr stream takes it as its first argument)
+  --decoding-method M       greedy | modified_beam_search, with --beam N
+  --chunk-feature-frames N  10 ms feature frames per streaming chunk (sherpa-onnx's decode_chunk_len)
+  --bpe-model FILE          a tokenizer other than the checkpoint's own
+  --threads N               torch / onnxruntime intra-op threads (default 1)
+  --results-json FILE       merge this verb's headline numbers into a results file
+"""
 
 EXAMPLES = {
     "prepare": "examples:\n  asr prepare synth --size mini --out data/synth-mini\n"
@@ -21,35 +76,53 @@ EXAMPLES = {
     "train": "examples:\n  asr train --config recipes/synth/lstm.yaml\n"
              "  asr train --config recipes/synth/lstm.yaml --set train.max_steps=500 --set optim.lr=1e-3 --resume",
     "decode": "example:\n  asr decode --checkpoint exp/demo/final.pt --cuts data/fbank/cuts_test.jsonl.gz "
-              "--out exp/demo/decode --method modified_beam_search --beam 4",
+              "--out exp/demo/decode --decoding-method modified_beam_search --beam 4",
     "transcribe": "examples:\n  asr transcribe recording.wav --checkpoint exp/demo/final.pt\n"
-                  "  asr transcribe recording.wav --checkpoint exp/demo/final.pt --streaming --chunk-frames 32",
+                  "  asr transcribe recording.wav --checkpoint exp/demo/final.pt --streaming --chunk-feature-frames 32",
     "average": "example:\n  asr average --checkpoints exp/run/step-1500.pt exp/run/step-2000.pt --out exp/run/avg.pt",
     "models": "example:\n  asr models",
-    "export": "example:\n  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx\n"
-              "  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx-c16 --chunk-frames 16\n"
+    "export": "examples:\n  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx\n"
+              "  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx-c16 --chunk-feature-frames 16\n"
               "  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx --int8 dynamic static accelerator",
-    "bench": "example:\n  asr bench latency --model-dir exp/demo/onnx --data data/synth-small/test --checkpoint exp/demo/final.pt",
-    "compress": "examples:\n  asr compress --method s8bqat --from exp/demo/final.pt --config recipes/synth/compress-s8bqat.yaml\n"
-                "  asr compress --method csp --from exp/demo/final.pt --set compression.sparsity=0.5 --exp-dir exp/csp50",
-    "emulate": "example:\n  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-small/cuts_test.jsonl.gz\n"
-               "  asr emulate --checkpoint exp/demo/final.pt --data data/fbank/synth-small/cuts_test.jsonl.gz "
-               "--profile onnxruntime --method modified_beam_search",
+    "bench": "examples:\n  asr bench loss\n"
+             "  asr bench latency --model-dir exp/demo/onnx --audio-dir data/synth-small/test --checkpoint exp/demo/final.pt",
+    "compress": "examples:\n  asr compress --method s8bqat --checkpoint exp/demo/final.pt --config recipes/synth/compress-s8bqat.yaml\n"
+                "  asr compress --method csp --checkpoint exp/demo/final.pt --set compression.sparsity=0.5 --exp-dir exp/csp50",
+    "emulate": "examples:\n  asr emulate --checkpoint exp/demo/final.pt --cuts data/fbank/synth-small/cuts_test.jsonl.gz\n"
+               "  asr emulate --checkpoint exp/demo/final.pt --cuts data/fbank/synth-small/cuts_test.jsonl.gz "
+               "--profile onnxruntime --decoding-method modified_beam_search",
+    "stream": "examples:\n"
+              "  asr stream exp/demo/onnx recording.wav\n"
+              "  asr stream exp/demo/onnx a.wav b.flac c.wav --no-partials\n"
+              "  asr stream exp/demo/onnx recording.wav --decoding-method modified_beam_search --hotwords-file hotwords.txt "
+              "--hotwords-score 2.0\n"
+              "  asr stream exp/demo/onnx - --rule2-min-trailing-silence 0.8",
 }
+
+
+def _search_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--decoding-method", default="greedy", choices=SEARCHES)
+    p.add_argument("--beam", type=int, default=4, help="active paths of modified beam search (default %(default)s)")
+
+
+def _threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default %(default)s: on a busy machine "
+                                                          "more threads are often slower)")
 
 
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(
         prog="asr", formatter_class=fmt,
-        description="ondevice-asr: train, decode and ship streaming transducers.",
-        epilog="example (the whole demo: data, features, BPE, training, decoding):\n  make demo\n"
-               "run 'asr <verb> --help' for each verb's options and examples",
+        description="ondevice-asr: train, compress, export and stream on-device transducers.",
+        epilog="example (the whole demo: data, features, BPE, training, decoding, export, streaming):\n  make demo\n\n"
+               + COMMON_OPTIONS + "\nrun 'asr <verb> --help' for each verb's options and examples",
     )
     verbs = p.add_subparsers(dest="verb", metavar="<verb>", required=True)
 
-    def verb(name: str, help_text: str) -> argparse.ArgumentParser:
-        return verbs.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name], formatter_class=fmt)
+    def verb(name: str, help_text: str, description: str | None = None) -> argparse.ArgumentParser:
+        return verbs.add_parser(name, help=help_text, description=description or help_text, epilog=EXAMPLES[name],
+                                formatter_class=fmt)
 
     prep = verb("prepare", "make a corpus and/or its lhotse manifests")
     corpora = prep.add_subparsers(dest="corpus", metavar="<corpus>", required=True)
@@ -76,71 +149,71 @@ def _parser() -> argparse.ArgumentParser:
     bpe.add_argument("--out", default="data/lang_bpe")
     bpe.add_argument("--vocab-size", type=int, default=256)
 
-    train = verb("train", "train a transducer from a YAML config")
-    train.add_argument("--config", required=True)
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in train.exp_dir")
-
-    dec = verb("decode", "decode a cut manifest and write recogs/errs/wer files")
-    dec.add_argument("--checkpoint", required=True)
-    dec.add_argument("--cuts", required=True)
-    dec.add_argument("--out", required=True)
-    dec.add_argument("--method", default="greedy", choices=["greedy", "modified_beam_search"])
-    dec.add_argument("--beam", type=int, default=4)
-    dec.add_argument("--bpe-model", default=None, help="default: the one named in the checkpoint's config")
-    dec.add_argument("--results-json", default=None, help="merge test_wer, params, train_minutes, decode_rtf into this JSON")
-    dec.add_argument("--delay-reference", default=None, metavar="CKPT",
-                     help="also report the symbol delay against this full-context model's forced alignment "
-                          "(a Conformer checkpoint is run with full context)")
-
-    tr = verb("transcribe", "decode one audio file (prints partial results with --streaming)")
-    tr.add_argument("audio")
-    tr.add_argument("--checkpoint", required=True)
-    tr.add_argument("--streaming", action="store_true", help="stateful chunk-by-chunk decoding with partial results")
-    tr.add_argument("--chunk-frames", type=int, default=None,
-                    help="feature frames per chunk (sherpa-onnx decode_chunk_len; default: a Conformer's own "
-                         "chunk_size x 4, else 32)")
-    tr.add_argument("--method", default="greedy", choices=["greedy", "modified_beam_search"])
-    tr.add_argument("--beam", type=int, default=4)
-    tr.add_argument("--bpe-model", default=None)
-
-    avg = verb("average", "average the weights of several checkpoints")
-    avg.add_argument("--checkpoints", nargs="+", required=True)
-    avg.add_argument("--out", required=True)
+    tr = verb("train", "train a transducer from a YAML config")
+    tr.add_argument("--config", required=True)
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in train.exp_dir")
 
     comp = verb("compress", "fine-tune a float checkpoint into a compressed one (sub-8-bit, int8 QAT, pruning) "
                             "through the training loop; writes final.pt with the converted model")
-    comp.add_argument("--method", required=True, help="s8bqat | gq | qat | aat | csp | magnitude (asr.compression.METHODS)")
-    comp.add_argument("--from", dest="init_from", required=True, metavar="CKPT", help="the float checkpoint (e.g. exp/demo/final.pt)")
+    comp.add_argument("--method", required=True, help=f"the compression method: {' | '.join(sorted(METHODS))}")
+    comp.add_argument("--checkpoint", required=True, metavar="CKPT", help="the float checkpoint (e.g. exp/demo/final.pt)")
     comp.add_argument("--config", default=None, help="YAML with a compression: section and train/optim overrides; "
                       "without it: 15 %% of the float run's steps at 0.1x its learning rate")
     comp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value, e.g. compression.bits=3")
     comp.add_argument("--exp-dir", default=None, help="output folder (default: train.exp_dir, else <CKPT dir>/compress-<method>)")
     comp.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output folder")
 
+    dec = verb("decode", "decode a cut manifest and write recogs/errs/wer files")
+    dec.add_argument("--checkpoint", required=True)
+    dec.add_argument("--cuts", required=True)
+    dec.add_argument("--out", required=True)
+    _search_options(dec)
+    _threads_option(dec)
+    dec.add_argument("--bpe-model", default=None, help="default: the tokenizer the checkpoint carries")
+    dec.add_argument("--results-json", default=None, help="merge test_wer, params, train_minutes, decode_rtf into this JSON")
+    dec.add_argument("--delay-reference", default=None, metavar="CKPT",
+                     help="also report the symbol delay against this model's forced alignment in full context")
+
+    trn = verb("transcribe", "decode one audio file (prints partial results with --streaming)")
+    trn.add_argument("audio")
+    trn.add_argument("--checkpoint", required=True)
+    trn.add_argument("--streaming", action="store_true", help="stateful chunk-by-chunk decoding with partial results")
+    trn.add_argument("--chunk-feature-frames", type=int, default=None,
+                     help="feature frames per chunk (sherpa-onnx's decode_chunk_len; default: a Conformer's own chunk, "
+                          "else 32)")
+    _search_options(trn)
+    _threads_option(trn)
+    trn.add_argument("--bpe-model", default=None, help="default: the tokenizer the checkpoint carries")
+
+    avg = verb("average", "average the weights of several checkpoints")
+    avg.add_argument("--checkpoints", nargs="+", required=True)
+    avg.add_argument("--out", required=True)
+
     emu = verb("emulate", "lower an LSTM transducer to the int8 NNA emulator and compare its WER with float")
     emu.add_argument("--checkpoint", required=True)
-    emu.add_argument("--data", required=True, help="cut manifest to decode (e.g. the test split)")
+    emu.add_argument("--cuts", required=True, help="cut manifest to decode (e.g. the test split)")
     emu.add_argument("--calib", default=None, help="cut manifest for activation ranges (default: the config's dev cuts)")
     emu.add_argument("--num-calib", type=int, default=100, help="calibration utterances (default: %(default)s)")
     emu.add_argument("--profile", default="fixed_point", choices=["fixed_point", "onnxruntime"],
                      help="requantization rule of the target NNA (default: %(default)s)")
     emu.add_argument("--backend", default="numba", choices=["numba", "reference"])
-    emu.add_argument("--method", default="greedy", choices=["greedy", "modified_beam_search"])
-    emu.add_argument("--beam", type=int, default=4)
-    emu.add_argument("--chunk-frames", type=int, default=32, help="feature frames per streaming chunk (0 = whole utterance)")
+    _search_options(emu)
+    _threads_option(emu)
+    emu.add_argument("--chunk-feature-frames", type=int, default=32,
+                     help="feature frames per streaming chunk (0 = whole utterance)")
     emu.add_argument("--logits-bits", type=int, default=8, choices=[8, 16], help="joiner output format")
     emu.add_argument("--out", default=None, help="folder for recogs/errs files (default: <checkpoint dir>/emulate)")
-    emu.add_argument("--bpe-model", default=None)
+    emu.add_argument("--bpe-model", default=None, help="default: the tokenizer the checkpoint carries")
     emu.add_argument("--results-json", default=None, help="merge nna_wer and float_wer into this JSON")
 
     exp = verb("export", "export a transducer to ONNX for sherpa-onnx and onnxruntime (checked against PyTorch)")
     exp.add_argument("--checkpoint", required=True)
     exp.add_argument("--out", required=True, help="folder for encoder/decoder/joiner.onnx, tokens.txt, bpe.model")
-    exp.add_argument("--chunk-frames", type=int, default=None,
+    exp.add_argument("--chunk-feature-frames", type=int, default=None,
                      help="feature frames the stream advances per encoder call (decode_chunk_len; default: 32, "
-                          "a Conformer's own chunk_size x 4)")
-    exp.add_argument("--bpe-model", default=None, help="default: the one named in the checkpoint's config")
+                          "a Conformer's own chunk)")
+    exp.add_argument("--bpe-model", default=None, help="default: the tokenizer the checkpoint carries")
     exp.add_argument("--int8", nargs="+", default=[], choices=["dynamic", "static", "accelerator"],
                      help="also write these int8 flavours, each a complete model folder OUT/int8-<flavour> "
                           "(see export/int8.py)")
@@ -150,127 +223,100 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--num-calib", type=int, default=50,
                      help="calibration utterances; the last 20%% only measure the encoder SNR (default %(default)s)")
 
-    bench = verb("bench", "benchmarks that run several engines side by side and print one table")
+    st = verb("stream", "streaming recognition of audio files or live raw PCM on stdin with an exported model (JSON lines)")
+    st.add_argument("model_dir", help="folder written by 'asr export' (encoder/decoder/joiner.onnx, tokens.txt, bpe.model)")
+    st.add_argument("inputs", nargs="+", metavar="INPUT",
+                    help=f"wav/flac files (16 kHz, mono), decoded together; or '-' for {RAW_FORMAT} on stdin, e.g. "
+                         "'arecord -q -f S16_LE -r 16000 -c 1 -t raw | asr stream MODEL_DIR -'")
+    _search_options(st)
+    st.add_argument("--hotwords-file", default=None,
+                    help="one phrase per line, optionally followed by ':SCORE' (sherpa-onnx's format); "
+                         "needs --decoding-method modified_beam_search")
+    st.add_argument("--hotwords-score", type=float, default=1.5,
+                    help="per-token bonus of phrases without their own score (default %(default)s)")
+    st.add_argument("--endpoint", action=argparse.BooleanOptionalAction, default=True,
+                    help="split the stream into segments at trailing silence (default: on)")
+    st.add_argument("--rule1-min-trailing-silence", type=float, default=2.4, metavar="SECONDS",
+                    help="rule1: end a segment after this much trailing silence, even if nothing was decoded "
+                         "(default %(default)s)")
+    st.add_argument("--rule2-min-trailing-silence", type=float, default=1.2, metavar="SECONDS",
+                    help="rule2: end a segment after this much trailing silence once something was decoded "
+                         "(default %(default)s)")
+    st.add_argument("--rule3-min-utterance-length", type=float, default=20.0, metavar="SECONDS",
+                    help="rule3: end a segment when it is this long (default %(default)s)")
+    st.add_argument("--tail-padding", type=float, default=TAIL_PADDING_S, metavar="SECONDS",
+                    help="zeros appended to each input, as sherpa-onnx's examples do (default %(default)s)")
+    _threads_option(st)
+    st.add_argument("--partials", action=argparse.BooleanOptionalAction, default=True,
+                    help="print partial results as they change (default: on)")
+
+    bench = verb("bench", "benchmarks that run several engines or methods side by side and print one table")
     kinds = bench.add_subparsers(dest="benchmark", metavar="<benchmark>", required=True)
-    lat = kinds.add_parser(
-        "latency", formatter_class=fmt,
-        help="real-time factor, per-chunk, first-token and user-perceived latency: PyTorch, ONNX fp32, int8, sherpa-onnx",
-        description="Replays each test utterance as a live microphone session (100 ms pieces, then silence until "
-                    "an endpoint) on every engine; see asr/streaming/latency.py for the definitions.",
-        epilog="example:\n  asr bench latency --model-dir exp/demo/onnx --data data/synth-small/test "
-               "--checkpoint exp/demo/final.pt --json exp/demo/latency.json --plot exp/demo/latency.png")
-    lat.add_argument("--model-dir", required=True, help="what 'asr export' wrote (int8-* subfolders are benchmarked too)")
-    lat.add_argument("--data", required=True, help="LibriSpeech-layout folder of flac files and transcripts")
-    lat.add_argument("--checkpoint", default=None, help="also run this checkpoint in PyTorch (pytorch-fp32)")
-    lat.add_argument("--max-utts", type=int, default=100, help="first N utterances (default %(default)s)")
-    lat.add_argument("--method", default="greedy", choices=["greedy", "modified_beam_search"])
-    lat.add_argument("--beam", type=int, default=4)
-    lat.add_argument("--threads", type=int, nargs="+", default=[1, 2],
-                     help="thread counts for the RTF columns; latency percentiles use the first (default 1 2)")
-    lat.add_argument("--max-silence", type=float, default=3.0, help="seconds of silence fed after each utterance")
-    lat.add_argument("--engines", nargs="+", default=None, help="a subset, e.g. onnx-fp32 sherpa-onnx-fp32")
-    lat.add_argument("--json", default=None, help="write one object per engine to this JSON file")
-    lat.add_argument("--plot", default=None, help="write box plots of the latency distributions to this PNG")
-    lat.add_argument("--results-json", default=None,
-                     help="merge onnx_fp32_wer, onnx_int8_wer, int8/fp32_encoder_bytes, stream_rtf, sherpa_rtf, "
-                          "sherpa_tokens_match into this JSON")
+    for name, module in BENCHES.items():
+        sub = kinds.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
+                               epilog=module.EXAMPLE, formatter_class=fmt)
+        module.add_arguments(sub)
 
-    from asr.streaming import stream_cli
-
-    EXAMPLES.setdefault("stream", stream_cli.EXAMPLES)
-    stream_cli.add_arguments(verb("stream", stream_cli.HELP))
-
-    verb("models", "list the named model presets")
+    verb("models", "list the named model presets and the encoder types")
     return p
+
+
+def _threads(n: int) -> None:
+    if n < 1:
+        raise UserError(f"--threads {n}: must be >= 1")
+    torch.set_num_threads(n)
 
 
 def _cmd_prepare(args) -> None:
     if args.corpus == "synth":
-        from asr.data.synth import prepare_synth
-
         summary = prepare_synth(args.out, size=args.size, seed=args.seed)
     else:
-        from asr.data.librispeech import prepare_librispeech
-
         summary = prepare_librispeech(args.root, args.out, args.parts)
     print(json.dumps(summary))
 
 
 def _cmd_features(args) -> None:
-    from asr.data.fbank import compute_fbank
-
     print(json.dumps(compute_fbank(args.manifests, args.out, args.parts, args.speed_perturb)))
 
 
 def _cmd_bpe(args) -> None:
-    from asr.data.dataset import read_texts
-    from asr.tokenizer import Tokenizer, train_bpe
-
     path = train_bpe(read_texts(args.cuts), args.out, args.vocab_size)
     print(f"wrote {path} ({Tokenizer(path).vocab_size} ids) and {path.parent / 'tokens.txt'}")
 
 
 def _cmd_train(args) -> None:
-    from asr.config import load_config
-    from asr.train import train
-
     result = train(load_config(args.config, args.set), resume=args.resume)
     print(f"final checkpoint: {result.final_checkpoint}")
 
 
 def _cmd_compress(args) -> None:
-    from asr.config import compress_config
-    from asr.train import train
-
-    result = train(compress_config(args.init_from, args.method, args.config, args.set, args.exp_dir), resume=args.resume)
+    result = compress(args.checkpoint, args.method, args.config, args.set, args.exp_dir, resume=args.resume)
     print(f"final checkpoint: {result.final_checkpoint}")
 
 
 def _cmd_decode(args) -> None:
-    from asr.decode import decode, update_results
-
-    r = decode(args.checkpoint, args.cuts, args.out, args.method, args.beam, bpe_model=args.bpe_model,
+    _threads(args.threads)
+    r = decode(args.checkpoint, args.cuts, args.out, args.decoding_method, args.beam, bpe_model=args.bpe_model,
                delay_reference=args.delay_reference)
-    delay_head, delay_cell = ("", "") if r.symbol_delay_ms is None else (" symbol delay ms |", f" {r.symbol_delay_ms:.1f} |")
-    print("| checkpoint | method | utts | WER % | params | train min | decode RTF |" + delay_head)
-    print("|---|---|---|---|---|---|---|" + ("---|" if delay_head else ""))
-    label = args.method if args.method == "greedy" else f"{args.method}, beam {args.beam}"
-    print(f"| {args.checkpoint} | {label} | {r.num_utts} | {r.wer:.2f} | {r.params / 1e6:.2f} M | {r.train_minutes:.1f} | {r.rtf:.4f} |" + delay_cell)
+    print(r.table(args.checkpoint))
     if args.results_json:
-        values = {"test_wer": round(r.wer, 3), "params": r.params, "train_minutes": round(r.train_minutes, 2),
-                  "decode_rtf": round(r.rtf, 5), "decode_method": args.method}
-        if args.method != "greedy":
-            values["decode_beam"] = args.beam
-        if r.symbol_delay_ms is not None:
-            values["symbol_delay_ms"] = round(r.symbol_delay_ms, 1)
-        update_results(args.results_json, values)
+        update_json(args.results_json, r.results())
         print(f"updated {args.results_json}")
 
 
 def _cmd_transcribe(args) -> None:
-    import torch
-
-    from asr.checkpoint import load_model
-    from asr.decoding.search import search
-    from asr.features import fbank, load_audio
-    from asr.streaming.recognizer import StreamingRecognizer
-    from asr.tokenizer import Tokenizer
-
-    model, cfg, _ = load_model(args.checkpoint)
-    tokenizer = Tokenizer(args.bpe_model or cfg.data.bpe_model)
+    _threads(args.threads)
+    model, cfg, ckpt = load_model(args.checkpoint)
+    tokenizer = checkpoint_tokenizer(ckpt, cfg, args.checkpoint, args.bpe_model)
     samples = load_audio(args.audio)
     if not args.streaming:
         x = fbank(samples).unsqueeze(0)
         with torch.no_grad():
             enc, enc_lens = model.encode(x, torch.tensor([x.size(1)]))
-        print(tokenizer.decode(search(model, enc, enc_lens, args.method, args.beam).hyps[0]))
+        print(tokenizer.decode(search(model, enc, enc_lens, args.decoding_method, args.beam).hyps[0]))
         return
-    # a Conformer streams as its chunk-masked forward only at the chunk it attends in
-    chunk = args.chunk_frames or (getattr(model.encoder.cfg, "chunk_size", 0) * model.encoder.subsampling_factor or 32)
-    try:
-        rec = StreamingRecognizer(model, tokenizer, chunk, args.method, args.beam)
-    except ValueError as e:
-        raise UserError(f"--chunk-frames {chunk}: {e}") from None
+    rec = StreamingRecognizer(model, tokenizer, chunking_for(model.encoder, args.chunk_feature_frames, args.checkpoint),
+                              args.decoding_method, args.beam)
     step = 1600  # feed 100 ms at a time, as a microphone would
     last = ""
     for start in range(0, samples.numel(), step):
@@ -283,99 +329,72 @@ def _cmd_transcribe(args) -> None:
 
 
 def _cmd_average(args) -> None:
-    from asr.checkpoint import average_checkpoints, save_checkpoint
-
     save_checkpoint(average_checkpoints(args.checkpoints), args.out)
     print(f"wrote {args.out} (average of {len(args.checkpoints)})")
 
 
 def _cmd_emulate(args) -> None:
-    from pathlib import Path
-
-    from asr.decode import update_results
-    from export.nna import emulate
-
+    _threads(args.threads)
     out = args.out or str(Path(args.checkpoint).parent / "emulate")
-    r = emulate(args.checkpoint, args.data, out, args.calib, args.num_calib, args.profile, args.backend, args.method,
-                args.beam, args.chunk_frames, args.logits_bits, args.bpe_model)
-    print("| model | method | utts | WER % | weight bytes | decode RTF |")
-    print("|---|---|---|---|---|---|")
-    print(f"| float32 | {args.method} | {r['num_utts']} | {r['float_wer']:.2f} | {r['fp32_bytes']} | {r['float_rtf']:.4f} |")
-    print(f"| NNA int8 ({args.profile}, emulated) | {args.method} | {r['num_utts']} | {r['nna_wer']:.2f} | "
-          f"{r['nna_bytes']} | {r['nna_rtf']:.4f} |")
-    print(f"calibrated on {r['calib_utts']} utterances; NNA weights + biases {r['nna_bytes']} bytes, activation tables "
-          f"{r['nna_table_bytes']} bytes (float32: encoder, predictor, joiner only); per-utterance errors in {out}")
+    r = emulate(args.checkpoint, args.cuts, out, args.calib, args.num_calib, args.profile, args.backend,
+                args.decoding_method, args.beam, args.chunk_feature_frames, args.logits_bits, args.bpe_model)
+    print(emulate_table(r, out))
     if args.results_json:
-        update_results(args.results_json, {"nna_wer": round(r["nna_wer"], 3), "nna_float_wer": round(r["float_wer"], 3),
-                                           "nna_bytes": r["nna_bytes"], "nna_profile": args.profile})
+        update_json(args.results_json, emulate_results(r))
         print(f"updated {args.results_json}")
 
 
 def _cmd_export(args) -> None:
-    from export.onnx import export_onnx
-
-    r = export_onnx(args.checkpoint, args.out, args.chunk_frames, args.bpe_model, tuple(args.int8), args.calib,
+    r = export_onnx(args.checkpoint, args.out, args.chunk_feature_frames, args.bpe_model, tuple(args.int8), args.calib,
                     args.num_calib)
-    print("| file | bytes |\n|---|---|")
-    for name, size in r["files"].items():
-        print(f"| {name} | {size} |")
-    for flavour, info in r["int8"].items():
-        ratio = r["files"]["encoder.onnx"] / info["bytes"]["encoder.onnx"]
-        calibrated = "no calibration" if flavour == "dynamic" else f"calibrated on {info['calib_utts']}"
-        snr = ("SNR not measured (no calibration manifest)" if info["encoder_snr_db"] is None else
-               f"encoder_out SNR {info['encoder_snr_db']:.1f} dB per chunk (float32 states) on {info['snr_utts']} "
-               "held-out utterances")
-        print(f"int8-{flavour}: encoder {ratio:.2f}x smaller than float32, {snr} ({calibrated})")
-    errs = ", ".join(f"{k} {v:.2g}" for k, v in r["max_abs_diff"].items())
-    print(f"T={r['T']} decode_chunk_len={r['decode_chunk_len']}; onnxruntime vs PyTorch max |diff|: {errs}; "
-          f"wrote {r['out']}")
-
-
-def _cmd_bench(args) -> None:
-    from pathlib import Path
-
-    from asr.decode import update_results
-    from asr.streaming.latency import bench_latency, table
-
-    chosen = set(args.engines or [])
-    if args.results_json and args.engines and not ({"onnx-fp32", "sherpa-onnx-fp32"} <= chosen
-                                                   and any(e.startswith("onnx-int8-") for e in chosen)):
-        raise UserError("--results-json needs the engines onnx-fp32, sherpa-onnx-fp32 and an onnx-int8-* one in the run")
-    rows, summary = bench_latency(args.model_dir, args.data, args.checkpoint, args.max_utts, args.method, args.beam,
-                                  tuple(args.threads), args.max_silence, args.engines, args.json, args.plot)
-    label = args.method if args.method == "greedy" else f"{args.method}, beam {args.beam}"
-    print(f"{rows[0]['utts']} utterances, {label}; latency columns at {args.threads[0]} thread(s)")
-    print(table(rows))
-    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
-    if args.results_json and "onnx_int8_wer" in summary and "sherpa_rtf" in summary:
-        best = Path(args.model_dir) / summary["best_int8"].replace("onnx-", "")
-        update_results(args.results_json, {
-            "onnx_fp32_wer": round(summary["onnx_fp32_wer"], 3), "onnx_int8_wer": round(summary["onnx_int8_wer"], 3),
-            "onnx_int8_flavour": summary["best_int8"], "int8_encoder_bytes": (best / "encoder.onnx").stat().st_size,
-            "fp32_encoder_bytes": (Path(args.model_dir) / "encoder.onnx").stat().st_size,
-            "stream_rtf": round(summary["stream_rtf"], 5), "sherpa_rtf": round(summary["sherpa_rtf"], 5),
-            "sherpa_tokens_match": summary["sherpa_tokens_match"], "latency_utts": summary["utts"],
-            "latency_method": args.method if args.method == "greedy" else f"{args.method}, beam {args.beam}"})
-        print(f"updated {args.results_json}")
-    elif args.results_json:
-        raise UserError("--results-json needs the onnx-fp32, sherpa-onnx-fp32 and at least one int8 engine in the run")
+    print(export_summary(r))
 
 
 def _cmd_stream(args) -> None:
-    from asr.streaming import stream_cli
+    stdin = args.inputs == ["-"]
+    if "-" in args.inputs and not stdin:
+        raise UserError("'-' (stdin) must be the only input; decode files and stdin in separate 'asr stream' runs")
+    if stdin and sys.stdin.isatty():
+        raise UserError(f"stdin is a terminal; pipe {RAW_FORMAT} into it, e.g. "
+                        "'arecord -q -f S16_LE -r 16000 -c 1 -t raw | asr stream MODEL_DIR -'")
+    jsonl.check_options(args.decoding_method, args.beam, args.hotwords_file, args.hotwords_score, args.threads,
+                        args.tail_padding)
+    endpoint = None
+    if args.endpoint:
+        for option in ("rule1_min_trailing_silence", "rule2_min_trailing_silence", "rule3_min_utterance_length"):
+            value = getattr(args, option)
+            if not math.isfinite(value) or value <= 0:
+                raise UserError(f"--{option.replace('_', '-')} {value}: must be a number of seconds > 0 (0 would end a "
+                                "segment at nearly every encoder call; --no-endpoint turns endpointing off)")
+        endpoint = EndpointConfig(EndpointRule(False, args.rule1_min_trailing_silence, 0.0),
+                                  EndpointRule(True, args.rule2_min_trailing_silence, 0.0),
+                                  EndpointRule(False, 0.0, args.rule3_min_utterance_length))
+    audio = None if stdin else [read_audio(path) for path in args.inputs]
+    rec = jsonl.build_recognizer(args.model_dir, args.decoding_method, args.beam, args.hotwords_file, args.hotwords_score,
+                                 endpoint, args.threads, args.tail_padding)
+    if stdin:
+        jsonl.stream_stdin(rec, sys.stdin.buffer.fileno(), jsonl.print_line, args.partials)
+    else:
+        jsonl.stream_audio(rec, args.inputs, audio, jsonl.print_line, args.partials)
 
-    stream_cli.run(args)
+
+def _cmd_bench(args) -> None:
+    BENCHES[args.benchmark].run(args)
 
 
 def _cmd_models(args) -> None:
-    from asr.models.registry import ENCODERS, list_models
-
-    print("presets: " + ", ".join(list_models()))
-    print("encoder types: " + ", ".join(sorted(ENCODERS)))
+    print("| preset | encoder | parameters (vocabulary 500) | recipe |\n|---|---|---|---|")
+    for name, preset in sorted(PRESETS.items()):
+        cfg = preset(vocab_size=500)
+        params = sum(p.numel() for p in build_model(cfg).parameters())
+        print(f"| {name} | {cfg.encoder.type} | {params / 1e6:.2f} M | {PRESET_RECIPES.get(name, '(tests)')} |")
+    print("encoder types: " + ", ".join(sorted(ENCODER_CONFIGS)))
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
+    args.argv = argv  # a benchmark that must restart itself with another environment needs them
     warnings.filterwarnings("ignore", message=".*LSTM with projections is not supported with oneDNN.*")
     try:
         globals()[f"_cmd_{args.verb}"](args)

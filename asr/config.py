@@ -1,15 +1,23 @@
-"""Configs: one nested dataclass per component, defaults only here, strict YAML loading.
+"""Configs: one nested dataclass per component, defaults only there, strict YAML loading, versions.
 
 A training run is described by :class:`TrainConfig` (``model``, ``data``, ``optim``, ``train``
-sections). ``load_config(path, overrides)`` reads YAML, applies ``--set a.b=value`` overrides and
-rejects any key the dataclasses do not define, naming the file and the valid keys.
+sections, and ``compression`` for ``asr compress``). ``load_config(path, overrides)`` reads YAML,
+applies ``--set a.b=value`` overrides and rejects any key the dataclasses do not define, naming the
+file and the valid keys. The model's dataclasses are in :mod:`asr.models.config`, each compression
+method's in its module of :mod:`asr.compression`.
 
-Polymorphic sections (``model.encoder``, ``model.predictor``) pick their dataclass from their
-``type`` field through the registry in :mod:`asr.models.registry`.
+Polymorphic sections (``model.encoder``, ``compression``) pick their dataclass from one of their
+keys (``type``, ``method``): the field's metadata names the key and the lookup function.
+
+Versions: a checkpoint stores its config as a dict with the ``config_version`` it was written at.
+:func:`migrate_config` brings an older dict up to :data:`CONFIG_VERSION` step by step (renamed keys),
+so checkpoints of earlier releases keep loading; a YAML file that still uses an old key gets an
+error naming the new one.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from dataclasses import dataclass, field
@@ -18,8 +26,9 @@ from typing import Any
 
 import yaml
 
+from asr.compression import config_class as compression_config_class
 from asr.errors import UserError
-
+from asr.models.config import ModelConfig
 
 @dataclass
 class DataConfig:
@@ -92,81 +101,6 @@ class LoopConfig:
 
 
 @dataclass
-class PredictorConfig:
-    """Prediction network: ``stateless`` (embedding + a conv over the last ``context_size``
-    tokens) or ``lstm`` (embedding + LSTM)."""
-
-    type: str = "stateless"
-    embed_dim: int = 256
-    context_size: int = 2  # stateless only
-    # stateless only: "depthwise" (icefall's conv, one filter per embedding channel) or "full"
-    # (a conv that also mixes channels: a small n-gram model over the context; same export contract)
-    context_mixing: str = "depthwise"
-    hidden_dim: int = 320  # lstm only
-    num_layers: int = 1  # lstm only
-    dropout: float = 0.1
-
-    def __post_init__(self):
-        if self.type not in ("stateless", "lstm"):
-            raise UserError(f"model.predictor.type={self.type!r}: use 'stateless' or 'lstm'")
-        if self.type == "stateless" and self.context_size < 1:
-            raise UserError(f"model.predictor.context_size={self.context_size}: must be >= 1")
-        if self.context_mixing not in ("depthwise", "full"):
-            raise UserError(f"model.predictor.context_mixing={self.context_mixing!r}: use 'depthwise' or 'full'")
-
-
-@dataclass
-class LossConfig:
-    """The transducer loss. ``full``: torchaudio's RNN-T loss on the whole N x T x (U+1) lattice.
-    ``pruned`` (``asr.losses.pruned``, as icefall trains): a linear "simple" joiner's loss picks
-    ``prune_range`` symbols per frame, the real joiner runs on those only, and the training loss is
-    ``simple_scale * simple + pruned``, with the scales ramped over ``warmup_steps`` from
-    (1.0, 0.1) as icefall does (the simple loss guides the ranges while the joiner is untrained).
-    ``rnnt_type``: "regular" (Graves; several symbols may share a frame) or "modified" (at most one
-    symbol per frame, the lattice our and sherpa-onnx's searches walk; utterances with more tokens
-    than encoder frames are then left out of training, and the count is logged). The full loss runs
-    on torchaudio's kernel when it can (regular, no delay penalty or FastEmit), else on
-    ``asr.losses.pruned.rnnt_loss_lattice``."""
-
-    type: str = "full"
-    rnnt_type: str = "regular"
-    prune_range: int = 5
-    simple_scale: float = 0.5
-    lm_scale: float = 0.25  # pruned only: k2's lm_only_scale of the smoothed simple loss
-    am_scale: float = 0.0  # pruned only: k2's am_only_scale
-    warmup_steps: int = 2000
-    delay_penalty: float = 0.0  # k2's delay penalty (rewards earlier symbols)
-    fastemit_lambda: float = 0.0  # FastEmit's scale on the symbol-arc gradients
-
-    def __post_init__(self):
-        if self.type not in ("full", "pruned"):
-            raise UserError(f"model.loss.type={self.type!r}: use 'full' or 'pruned'")
-        if self.rnnt_type not in ("regular", "modified"):
-            raise UserError(f"model.loss.rnnt_type={self.rnnt_type!r}: use 'regular' or 'modified'")
-        if self.prune_range < 2:
-            raise UserError(f"model.loss.prune_range={self.prune_range}: must be >= 2")
-
-
-@dataclass
-class ModelConfig:
-    """A transducer: encoder (chosen by ``encoder.type``), predictor, joiner."""
-
-    encoder: Any = None  # an encoder config dataclass, see asr.models.registry.ENCODERS
-    predictor: PredictorConfig = field(default_factory=PredictorConfig)
-    joiner_dim: int = 320
-    ctc_weight: float = 0.0  # > 0 adds a training-only CTC head on the encoder (see Transducer)
-    loss: LossConfig = field(default_factory=LossConfig)
-    vocab_size: int = 0  # 0 = take it from the tokenizer at training time
-    num_mel_bins: int = 80
-
-    def __post_init__(self):
-        if self.encoder is None:
-            from asr.models.registry import encoder_config
-
-            self.encoder = encoder_config("lstm")
-
-
-@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -174,7 +108,8 @@ class TrainConfig:
     train: LoopConfig = field(default_factory=LoopConfig)
     # None: train a float model. Otherwise the config of a compression method (chosen by its
     # ``method`` field, see asr.compression.METHODS) that fine-tunes ``init_from`` (``asr compress``).
-    compression: Any = None
+    compression: Any = field(default=None, metadata={"choose": "method", "default": None,
+                                                     "lookup": compression_config_class})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -182,17 +117,10 @@ class TrainConfig:
 
 
 def _polymorphic(cls, name: str):
-    """(choosing key, its default, registry lookup) for fields typed ``Any`` that hold a config
-    chosen by one of their keys; None for other fields."""
-    if cls is ModelConfig and name == "encoder":
-        from asr.models.registry import encoder_config_class
-
-        return "type", "lstm", encoder_config_class
-    if cls is TrainConfig and name == "compression":
-        from asr.compression import config_class
-
-        return "method", None, config_class
-    return None
+    """(choosing key, its default, lookup) for a field whose dataclass is chosen by one of its keys
+    (``metadata={"choose": ..., "default": ..., "lookup": ...}``); None for other fields."""
+    meta = next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+    return (meta["choose"], meta["default"], meta["lookup"]) if "choose" in meta else None
 
 
 def _yaml_fields(cls) -> dict:
@@ -209,6 +137,10 @@ def from_dict(cls, data: dict, where: str, prefix: str = ""):
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
+            renamed = RENAMED_KEYS.get(f"{prefix}{key}")
+            if renamed:
+                raise UserError(f"{where}: config key '{prefix}{key}' was renamed to '{renamed}' "
+                                f"(config_version {_renamed_in(prefix + key)}); rename it in the file")
             valid = ", ".join(sorted(fields))
             raise UserError(f"{where}: unknown config key '{prefix}{key}'; valid keys here: {valid}")
         hint = hints[key]
@@ -259,7 +191,7 @@ def to_dict(cfg) -> dict:
     return out
 
 
-def _apply_override(data: dict, assignment: str) -> None:
+def apply_override(data: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise UserError(f"--set {assignment!r}: expected key=value, e.g. --set optim.lr=1e-3")
     key, raw = assignment.split("=", 1)
@@ -274,7 +206,7 @@ def _apply_override(data: dict, assignment: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw)
 
 
-def _read_yaml(path: str) -> dict:
+def read_yaml(path: str) -> dict:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{path}: config file not found; pass a YAML file such as recipes/synth/lstm.yaml")
@@ -293,68 +225,48 @@ def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
     where = "config"
     if path is not None:
         where = str(path)
-        data = _read_yaml(path)
+        data = read_yaml(path)
     for assignment in overrides:
         where = f"{where} (with --set)" if "--set" not in where else where
-        _apply_override(data, assignment)
+        apply_override(data, assignment)
     return from_dict(TrainConfig, data, where)
 
 
-def _merge(base: dict, update: dict) -> dict:
-    out = dict(base)
-    for key, value in update.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+# ----------------------------------------------------------------------------------------------
+# versions and migrations
+
+# The version of the config dict this code writes. Bump it with every change that would make an
+# older checkpoint's config fail to load, and add the step from the previous version below.
+CONFIG_VERSION = 2
+
+# Keys renamed by each version (dotted paths), which the migrations and the YAML error messages use.
+_RENAMES = {
+    # 2: the Conformer's chunk arithmetic names its unit (encoder frames of 40 ms)
+    2: {"model.encoder.chunk_size": "model.encoder.chunk_encoder_frames",
+        "model.encoder.left_context": "model.encoder.left_context_encoder_frames",
+        "model.encoder.train_chunk_sizes": "model.encoder.train_chunk_encoder_frames",
+        "compression.chunk_frames": "compression.chunk_feature_frames"},
+}
+RENAMED_KEYS = {old: new for renames in _RENAMES.values() for old, new in renames.items()}
 
 
-# A fine-tuning run's schedule when the compression config does not set it (the reference's
-# "QAT fine-tunes for ~10-20 % of the original steps at ~0.1x the peak learning rate").
-FINE_TUNE_STEPS_FRACTION = 0.15
-FINE_TUNE_LR_FRACTION = 0.1
+def _renamed_in(old_key: str) -> int:
+    return next(version for version, renames in _RENAMES.items() if old_key in renames)
 
 
-def compress_config(checkpoint: str, method: str, path: str | None = None, overrides: list[str] = (),
-                    exp_dir: str | None = None) -> TrainConfig:
-    """The TrainConfig of ``asr compress``: the float checkpoint's own config (model, data, optim,
-    train), then the sections of the YAML file ``path`` (its ``compression:`` section holds the
-    method's fields; a ``model:`` section is refused: the model is the checkpoint's), then ``--set``
-    overrides. Unless they set them: ``train.max_steps`` is 15 % of the float run's, ``optim.lr``
-    0.1x its learning rate with no warm-up, ``train.average_last`` 1, ``train.max_minutes`` 0 and
-    ``train.exp_dir`` ``<checkpoint folder>/compress-<method>``."""
-    from asr.checkpoint import read_checkpoint
-
-    ckpt = read_checkpoint(checkpoint)
-    base = dict(ckpt["config"])
-    if base.get("compression"):
-        raise UserError(f"{checkpoint}: is already compressed ({base['compression'].get('method')}); "
-                        "pass the float checkpoint it was made from")
-    update: dict = _read_yaml(path) if path else {}
-    where = str(path) if path else "asr compress"
-    if "model" in update:
-        raise UserError(f"{where}: has a model section; asr compress takes the model from --from {checkpoint}, drop the section")
-    for assignment in overrides:
-        _apply_override(update, assignment)
-    section = update.get("compression") or {}
-    for key in ("compression", "train", "optim"):
-        if not isinstance(update.get(key) or {}, dict):
-            raise UserError(f"{where}: '{key}' must be a mapping of fields, got {update[key]!r}")
-    if section.get("method", method) != method:
-        raise UserError(f"{where}: compression.method={section['method']!r} but --method {method}; make them agree")
-    section.update(method=method, init_from=str(checkpoint))
-    update["compression"] = section
-    train, optim = update.get("train") or {}, update.get("optim") or {}
-    update["train"], update["optim"] = train, optim
-    if "max_steps" not in train:
-        train["max_steps"] = max(1, round(FINE_TUNE_STEPS_FRACTION * base["train"]["max_steps"]))
-    if "lr" not in optim:
-        optim["lr"] = FINE_TUNE_LR_FRACTION * base["optim"]["lr"]
-        optim.setdefault("warmup_steps", 0)
-    if exp_dir:
-        train["exp_dir"] = exp_dir
-    elif "exp_dir" not in train:
-        train["exp_dir"] = str(Path(checkpoint).parent / f"compress-{method}")
-    train.setdefault("max_minutes", 0.0)
-    # the converted model is the last checkpoint's: an average would mix phases of the method
-    # (soft and hard GQ, snapped and free S8BQAT weights, different pruning masks)
-    train.setdefault("average_last", 1)
-    return from_dict(TrainConfig, _merge(base, update), where)
+def migrate_config(data: dict, version: int, where: str) -> dict:
+    """A config dict written at ``version`` brought up to :data:`CONFIG_VERSION` (a new dict).
+    Version 1 is every checkpoint written before versions were recorded."""
+    if version > CONFIG_VERSION:
+        raise UserError(f"{where}: written with config_version {version} by a newer ondevice-asr than this one "
+                        f"(config_version {CONFIG_VERSION}); upgrade ondevice-asr to read it")
+    data = copy.deepcopy(data)
+    for step in range(version + 1, CONFIG_VERSION + 1):
+        for old, new in _RENAMES.get(step, {}).items():
+            *path, leaf = old.split(".")
+            node = data
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and leaf in node:
+                node[new.rsplit(".", 1)[1]] = node.pop(leaf)
+    return data

@@ -2,27 +2,29 @@
 
 Writes into ``out_dir``: ``recogs-<tag>.txt`` (``id ref=... hyp=...``), ``errs-<tag>.txt``
 (WER summary, then per-utterance alignments with errors marked ``(ref->hyp)``, errors first) and
-``wer-<tag>.txt`` (one line). Decode RTF = decoding wall time / audio duration, features cached. With ``delay_reference`` (a
-checkpoint of a model that sees the whole utterance; a Conformer is run with full context) it also
-reports the symbol delay: the mean frame at which the search emits a token minus the frame of that
-token in the reference model's forced alignment (``asr.decoding.align``), in ms.
+``wer-<tag>.txt`` (one line). Decode RTF = decoding wall time / audio duration, features cached. With
+``delay_reference`` (a checkpoint of a model that sees the whole utterance; every encoder is run with
+full context) it also reports the symbol delay: the mean frame at which the search emits a token
+minus the frame of that token in the reference model's forced alignment (``asr.decoding.align``), in ms.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from lhotse.dataset import SimpleCutSampler
 
-from asr.checkpoint import load_model
+from asr.checkpoint import checkpoint_tokenizer, load_model
+from asr.chunking import ENCODER_FRAME_MS
 from asr.data.dataset import collate, load_cuts
+from asr.decoding.align import forced_align, symbol_delay
 from asr.decoding.search import search
+from asr.errors import UserError
 from asr.fileio import write_text_atomic
 from asr.metrics import alignment, word_errors
-from asr.tokenizer import Tokenizer
 
 
 @dataclass
@@ -34,37 +36,55 @@ class DecodeResult:
     num_utts: int
     params: int
     train_minutes: float
+    method: str
+    beam: int
     symbol_delay_ms: float | None = None  # with a delay reference only
+
+    @property
+    def search_label(self) -> str:
+        return self.method if self.method == "greedy" else f"{self.method}, beam {self.beam}"
+
+    def table(self, checkpoint: str) -> str:
+        """One markdown table row (with its header) for the checkpoint."""
+        delay_head, delay_cell = ("", "") if self.symbol_delay_ms is None else (" symbol delay ms |", f" {self.symbol_delay_ms:.1f} |")
+        return "\n".join([
+            "| checkpoint | method | utts | WER % | params | train min | decode RTF |" + delay_head,
+            "|---|---|---|---|---|---|---|" + ("---|" if delay_head else ""),
+            f"| {checkpoint} | {self.search_label} | {self.num_utts} | {self.wer:.2f} | {self.params / 1e6:.2f} M | "
+            f"{self.train_minutes:.1f} | {self.rtf:.4f} |" + delay_cell])
+
+    def results(self) -> dict:
+        """The keys ``asr decode --results-json`` merges into a results file."""
+        values = {"test_wer": round(self.wer, 3), "params": self.params, "train_minutes": round(self.train_minutes, 2),
+                  "decode_rtf": round(self.rtf, 5), "decode_method": self.method}
+        if self.method != "greedy":
+            values["decode_beam"] = self.beam
+        if self.symbol_delay_ms is not None:
+            values["symbol_delay_ms"] = round(self.symbol_delay_ms, 1)
+        return values
 
 
 def decode(checkpoint: str, cuts_path: str, out_dir: str, method: str = "greedy", beam: int = 4,
            max_duration_s: float = 300.0, bpe_model: str | None = None, tag: str | None = None,
            delay_reference: str | None = None) -> DecodeResult:
-    from asr.errors import UserError
-
     model, cfg, ckpt = load_model(checkpoint)
-    tokenizer = Tokenizer(bpe_model or cfg.data.bpe_model)
-    delay = None
+    tokenizer = checkpoint_tokenizer(ckpt, cfg, checkpoint, bpe_model)
+    ref_model = None
     if delay_reference:
         ref_model, ref_cfg, _ = load_model(delay_reference)
         if ref_cfg.model.vocab_size != cfg.model.vocab_size:
             raise UserError(f"{delay_reference}: vocabulary {ref_cfg.model.vocab_size} differs from {checkpoint}'s "
                             f"{cfg.model.vocab_size}; the delay reference must use the same tokenizer")
-        delay = (ref_model, {"chunk_size": 0} if ref_cfg.model.encoder.type == "conformer" else {})
-    result = decode_model(model, tokenizer, cuts_path, out_dir, method, beam, max_duration_s, tag, delay)
+    result = decode_model(model, tokenizer, cuts_path, out_dir, method, beam, max_duration_s, tag, ref_model)
     result.params, result.train_minutes = ckpt.get("params", 0), ckpt.get("train_seconds", 0.0) / 60
     return result
 
 
 def decode_model(model, tokenizer, cuts_path: str, out_dir: str, method: str = "greedy", beam: int = 4,
-                 max_duration_s: float = 300.0, tag: str | None = None, delay=None) -> DecodeResult:
-    """Decode and score with any object that has the search interface (``encode``, ``predict``,
-    ``join``, ``blank_id``, ``predictor.context_size``): a ``Transducer`` or an emulated one
-    (``export.nna.NNATransducer``). ``delay``: (reference model, its forced-alignment kwargs)."""
-    from lhotse.dataset import SimpleCutSampler
-
-    from asr.decoding.align import forced_align, symbol_delay
-
+                 max_duration_s: float = 300.0, tag: str | None = None, delay_reference=None) -> DecodeResult:
+    """Decode and score with any model that implements ``asr.decoding.search.SearchModel`` and
+    ``encode(x, x_lens)``: a ``Transducer`` or the emulated NNA (``export.nna.NNATransducer``).
+    ``delay_reference``: a model whose full-context forced alignment the symbol delay is measured against."""
     cuts = load_cuts(cuts_path)
     delay_sum, delay_count = 0.0, 0
     tag = tag or f"{Path(cuts_path).name.split('.')[0].removeprefix('cuts_')}-{method}"
@@ -78,9 +98,9 @@ def decode_model(model, tokenizer, cuts_path: str, out_dir: str, method: str = "
             result = search(model, enc, enc_lens, method, beam)
             hyps = result.hyps
         compute_s += time.perf_counter() - t0
-        if delay is not None:
+        if delay_reference is not None:
             refs = [tokenizer.encode(t) for t in batch["texts"]]
-            ref_frames = forced_align(delay[0], batch["x"], batch["x_lens"], refs, **delay[1])
+            ref_frames = forced_align(delay_reference, batch["x"], batch["x_lens"], refs)
             d, count = symbol_delay(hyps, result.timestamps, refs, ref_frames)
             if count:
                 delay_sum, delay_count = delay_sum + d * count, delay_count + count
@@ -97,17 +117,7 @@ def decode_model(model, tokenizer, cuts_path: str, out_dir: str, method: str = "
     by_errors = sorted(rows, key=lambda row: (-row[3], row[0]))
     write_text_atomic(out / f"errs-{tag}.txt", summary + "\n\nPER-UTT DETAILS: errors / words  ref->hyp alignment\n"
            + "".join(f"{u}\t{e}/{n}\t{alignment(r, h)}\n" for u, r, h, e, n in by_errors))
-    frame_ms = 10 * model.encoder.subsampling_factor
-    delay_ms = frame_ms * delay_sum / delay_count if delay_count else None
+    delay_ms = ENCODER_FRAME_MS * delay_sum / delay_count if delay_count else None
     delay_note = "" if delay_ms is None else f", symbol delay {delay_ms:.1f} ms over {delay_count} tokens"
     write_text_atomic(out / f"wer-{tag}.txt", summary + delay_note + "\n")
-    return DecodeResult(wer, errors, words, compute_s / max(audio_s, 1e-9), len(rows), 0, 0.0, delay_ms)
-
-
-def update_results(path: str, values: dict) -> dict:
-    """Merge ``values`` into the JSON object at ``path`` (atomically); later issues add keys."""
-    p = Path(path)
-    data = json.loads(p.read_text()) if p.is_file() else {}
-    data.update(values)
-    write_text_atomic(p, json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return data
+    return DecodeResult(wer, errors, words, compute_s / max(audio_s, 1e-9), len(rows), 0, 0.0, method, beam, delay_ms)

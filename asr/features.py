@@ -11,7 +11,8 @@ Three entry points share the one definition in :func:`fbank`:
   * :class:`StreamingFbank` -- samples in, frames out, chunk by chunk; its frames equal the offline
     frames exactly (each frame depends only on its 400 samples, and the reflections at both ends
     are rebuilt the way ``torchaudio.compliance.kaldi`` builds them);
-  * :class:`KaldiFbank` -- the lhotse feature extractor used to compute and cache training features.
+  * ``asr.data.fbank.KaldiFbank`` -- the lhotse feature extractor that computes and caches training
+    features with :func:`fbank`.
 
 :class:`SherpaFbank` is the same front end computed by kaldi-native-fbank, the library sherpa-onnx
 links: its frames differ from :func:`fbank`'s by float rounding (max |diff| ~7e-4 in log-mel, tested)
@@ -25,8 +26,7 @@ Shape legend: S samples, T frames, F = 80 mel bins.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
+import kaldi_native_fbank as knf
 import numpy as np
 import torch
 import torchaudio.compliance.kaldi as kaldi
@@ -35,6 +35,8 @@ SAMPLE_RATE_HZ = 16000
 NUM_MEL_BINS = 80
 FRAME_SHIFT_MS = 10
 FRAME_LENGTH_MS = 25
+LOW_FREQ_HZ = 20.0
+HIGH_FREQ_HZ = -400.0  # kaldi's convention: a negative value counts down from Nyquist (7600 Hz at 16 kHz)
 WINDOW_SHIFT = SAMPLE_RATE_HZ * FRAME_SHIFT_MS // 1000  # 160 samples
 WINDOW_SIZE = SAMPLE_RATE_HZ * FRAME_LENGTH_MS // 1000  # 400 samples
 # With snip_edges=False frame i covers samples [i*160 - 120, i*160 + 280): the window is centred on
@@ -46,8 +48,8 @@ _KALDI_OPTS = dict(
     frame_length=float(FRAME_LENGTH_MS),
     frame_shift=float(FRAME_SHIFT_MS),
     dither=0.0,
-    low_freq=20.0,
-    high_freq=-400.0,
+    low_freq=LOW_FREQ_HZ,
+    high_freq=HIGH_FREQ_HZ,
     sample_frequency=float(SAMPLE_RATE_HZ),
 )
 
@@ -156,8 +158,6 @@ class SherpaFbank:
     front end, same options). Frames handed out are popped, so memory stays bounded."""
 
     def __init__(self) -> None:
-        import kaldi_native_fbank as knf
-
         opts = knf.FbankOptions()
         opts.frame_opts.samp_freq = SAMPLE_RATE_HZ
         opts.frame_opts.frame_shift_ms = FRAME_SHIFT_MS
@@ -165,8 +165,8 @@ class SherpaFbank:
         opts.frame_opts.dither = 0.0
         opts.frame_opts.snip_edges = False
         opts.mel_opts.num_bins = NUM_MEL_BINS
-        opts.mel_opts.low_freq = 20.0
-        opts.mel_opts.high_freq = -400.0
+        opts.mel_opts.low_freq = LOW_FREQ_HZ
+        opts.mel_opts.high_freq = HIGH_FREQ_HZ
         self._fbank = knf.OnlineFbank(opts)
         self.num_frames_emitted = 0
 
@@ -186,90 +186,3 @@ class SherpaFbank:
         self._fbank.pop(len(new))
         self.num_frames_emitted = ready
         return torch.from_numpy(frames)
-
-
-def load_audio(path: str, *, warn=None) -> torch.Tensor:
-    """Read an audio file as (S,) float32 in [-1, 1] at 16 kHz.
-
-    Another sample rate is resampled and several channels are averaged, each with a warning through
-    ``warn(message)`` (default: print to stderr). Unreadable or empty files raise UserError.
-    """
-    import os
-    import sys
-
-    import soundfile as sf
-
-    from asr.errors import UserError
-
-    if warn is None:
-
-        def warn(message: str) -> None:
-            print(f"warning: {message}", file=sys.stderr)
-
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: no such audio file; pass the path of a wav or flac recording")
-    try:
-        data, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (RuntimeError, ValueError, sf.LibsndfileError) as e:
-        reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{path}: cannot read audio ({reason}); pass a readable wav or flac file") from None
-    if data.shape[0] == 0:
-        raise UserError(f"{path}: the file contains no samples; pass a non-empty recording")
-    if data.shape[1] > 1:
-        warn(f"{path}: {data.shape[1]} channels, averaged to mono")
-    samples = torch.from_numpy(data.mean(axis=1))
-    if rate != SAMPLE_RATE_HZ:
-        import torchaudio.functional as AF
-
-        warn(f"{path}: sample rate {rate} Hz, resampled to {SAMPLE_RATE_HZ} Hz")
-        samples = AF.resample(samples, rate, SAMPLE_RATE_HZ)
-    return samples
-
-
-# ----------------------------------------------------------------------------------------------
-# lhotse extractor: the same fbank, so cached training features equal run-time features.
-
-
-@dataclass
-class KaldiFbankConfig:
-    num_mel_bins: int = NUM_MEL_BINS
-
-
-def _make_lhotse_extractor():
-    from lhotse.features.base import FeatureExtractor, register_extractor
-
-    @register_extractor
-    class KaldiFbank(FeatureExtractor):
-        """lhotse extractor calling :func:`fbank` (the sherpa-onnx front end)."""
-
-        name = "ondevice-asr-kaldi-fbank"
-        config_type = KaldiFbankConfig
-
-        @property
-        def frame_shift(self) -> float:
-            return FRAME_SHIFT_MS / 1000
-
-        def feature_dim(self, sampling_rate: int) -> int:
-            return NUM_MEL_BINS
-
-        def extract(self, samples, sampling_rate: int) -> np.ndarray:
-            if sampling_rate != SAMPLE_RATE_HZ:
-                raise ValueError(f"features need {SAMPLE_RATE_HZ} Hz audio, got {sampling_rate} Hz")
-            x = torch.as_tensor(np.asarray(samples, dtype=np.float32)).reshape(-1)
-            return fbank(x).numpy()
-
-        def to_dict(self):
-            return {"feature_type": self.name, **asdict(self.config)}
-
-    return KaldiFbank
-
-
-_EXTRACTOR_CLASS = None
-
-
-def KaldiFbank():
-    """The lhotse FeatureExtractor (created and registered with lhotse on first use)."""
-    global _EXTRACTOR_CLASS
-    if _EXTRACTOR_CLASS is None:
-        _EXTRACTOR_CLASS = _make_lhotse_extractor()
-    return _EXTRACTOR_CLASS()

@@ -6,6 +6,7 @@ through :func:`atomic_write`, so a file is either complete or absent, and no tem
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,3 +31,14 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_write(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def update_json(path: str | Path, values: dict) -> dict:
+    """Merge ``values`` into the JSON object at ``path`` (created if absent), atomically; returns it.
+    The results files of the recipes (``exp/<run>/results.json``) are built this way, one command's
+    numbers at a time."""
+    p = Path(path)
+    data = json.loads(p.read_text()) if p.is_file() else {}
+    data.update(values)
+    write_text_atomic(p, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return data

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import kaldialign
+import numpy as np
+
+from asr.errors import UserError
+
 
 def word_errors(ref: str, hyp: str) -> tuple[int, int]:
     """(substitutions + deletions + insertions, number of reference words)."""
-    import kaldialign
-
     r, h = ref.split(), hyp.split()
     return kaldialign.edit_distance(r, h)["total"], len(r)
 
 
 def alignment(ref: str, hyp: str) -> str:
     """``REF->HYP`` pairs for the errors file: correct words plain, errors as ``(ref->hyp)``."""
-    import kaldialign
-
     out = []
     for r, h in kaldialign.align(ref.split(), hyp.split(), "*"):
         out.append(r if r == h else f"({r}->{h})")
@@ -23,10 +26,6 @@ def alignment(ref: str, hyp: str) -> str:
 
 def read_recogs(path) -> dict[str, tuple[str, str]]:
     """{utterance: (ref, hyp)} from a ``recogs-*.txt`` file of ``asr decode`` / ``asr emulate``."""
-    from pathlib import Path
-
-    from asr.errors import UserError
-
     out: dict[str, list[str]] = {}
     for i, line in enumerate(Path(path).read_text().splitlines(), 1):
         utt, sep, text = line.partition(":\t")
@@ -43,10 +42,6 @@ def paired_bootstrap(a: dict[str, tuple[str, str]], b: dict[str, tuple[str, str]
     difference over ``resamples`` resamplings of the utterances with replacement, each system
     scored on the same resampled set (Bisani & Ney, "Bootstrap estimates for confidence intervals
     in ASR performance evaluation", ICASSP 2004)."""
-    import numpy as np
-
-    from asr.errors import UserError
-
     if set(a) != set(b) or not a:
         raise UserError(f"paired_bootstrap: the two systems scored different utterances ({len(set(a) ^ set(b))} "
                         "differ); compare decodes of the same test set")

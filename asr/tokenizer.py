@@ -11,14 +11,14 @@ import os
 import tempfile
 from pathlib import Path
 
+import sentencepiece as spm
+
 from asr.errors import UserError
-from asr.fileio import write_text_atomic
+from asr.fileio import atomic_write, write_text_atomic
 
 
 def train_bpe(texts: list[str], out_dir: str, vocab_size: int = 256) -> Path:
     """Train ``<out_dir>/bpe.model`` on ``texts`` and write ``tokens.txt`` next to it."""
-    import sentencepiece as spm
-
     if not texts:
         raise UserError("no training transcripts to train the BPE model on; prepare the training part first")
     out = Path(out_dir)
@@ -48,21 +48,44 @@ def train_bpe(texts: list[str], out_dir: str, vocab_size: int = 256) -> Path:
 
 
 class Tokenizer:
-    """Text <-> ids. ``blank_id`` is 0; ``vocab_size`` counts every id (blank included)."""
+    """Text <-> ids. ``blank_id`` is 0; ``vocab_size`` counts every id (blank included).
+
+    Made from a ``bpe.model`` file, or from the model's bytes (:meth:`from_bytes`: the copy a
+    checkpoint carries, so that it decodes wherever it is copied). ``where`` names the source in
+    messages; :meth:`save` writes the model to a file (an export's ``bpe.model``)."""
 
     blank_id = 0
 
     def __init__(self, model_path: str | Path) -> None:
-        import sentencepiece as spm
-
         path = Path(model_path)
         if not path.is_file():
             raise UserError(f"{path}: BPE model not found; run 'asr bpe' (or stage 'bpe' of the recipe) first")
-        self.path = path
-        self.sp = spm.SentencePieceProcessor(model_file=str(path))
-        if self.sp.piece_to_id("<blk>") != 0:
-            raise UserError(f"{path}: not an ondevice-asr BPE model ('<blk>' must be id 0); train it with 'asr bpe'")
-        self.vocab_size = self.sp.get_piece_size()
+        try:
+            sp = spm.SentencePieceProcessor(model_file=str(path))
+        except (RuntimeError, OSError) as e:
+            raise UserError(f"{path}: not a sentencepiece model ({str(e).splitlines()[0][:120]}); "
+                            "pass the bpe.model written by 'asr bpe'") from None
+        self._set(sp, str(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> Tokenizer:
+        tokenizer = cls.__new__(cls)
+        tokenizer._set(spm.SentencePieceProcessor(model_proto=data), where)
+        return tokenizer
+
+    def _set(self, sp, where: str) -> None:
+        if sp.piece_to_id("<blk>") != 0:
+            raise UserError(f"{where}: not an ondevice-asr BPE model ('<blk>' must be id 0); train it with 'asr bpe'")
+        self.sp, self.where = sp, where
+        self.vocab_size = sp.get_piece_size()
+
+    def to_bytes(self) -> bytes:
+        """The serialized sentencepiece model (what ``bpe.model`` holds)."""
+        return self.sp.serialized_model_proto()
+
+    def save(self, path: str | Path) -> None:
+        with atomic_write(path) as tmp:
+            tmp.write_bytes(self.to_bytes())
 
     def encode(self, text: str) -> list[int]:
         return self.sp.encode(text.upper())
@@ -110,8 +133,6 @@ class Tokenizer:
 
 
 def write_tokens(model_path: Path, tokens_path: Path) -> None:
-    import sentencepiece as spm
-
     sp = spm.SentencePieceProcessor(model_file=str(model_path))
     lines = [f"{sp.id_to_piece(i)} {i}" for i in range(sp.get_piece_size())]
     write_text_atomic(tokens_path, "\n".join(lines) + "\n")
@@ -123,8 +144,6 @@ def write_bpe_vocab(bpe_model: str | Path, path: str | Path) -> None:
     hotwords into pieces. Byte for byte the file ``train_bpe`` leaves beside the model. sherpa-onnx
     splits words by the largest summed score, not by BPE merges: :meth:`Tokenizer.encode_max_score`
     is that split, which our decoder must use to match it."""
-    import sentencepiece as spm
-
     sp = spm.SentencePieceProcessor(model_file=str(bpe_model))
     # "%g" is C++'s default float formatting, which the trainer uses ("-0", "-12", ...).
     lines = [f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}" for i in range(sp.get_piece_size())]

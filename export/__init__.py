@@ -1,8 +1,9 @@
-"""export: ONNX export (fp32 and int8) of trained transducers, with parity checks, and the lowering
-to the emulated NNA.
+"""export: what leaves PyTorch. May import ``asr`` and ``nna_emulator``; nothing in ``asr`` imports it
+except the composition root (``asr/cli.py``) and the benchmarks (``asr/bench/``).
 
-May import ``asr`` and ``nna_emulator``. Here so far: ``nna`` (calibrate and lower an LSTM
-transducer to ``nna_emulator.runtime`` programs; ``asr emulate``) and ``nna_torch`` (autograd
-Functions that run the emulated integer ops forward with a straight-through backward). The ONNX
-exporters arrive with issue 5.
+* ``onnx``: the fp32 ONNX graphs in sherpa-onnx's streaming layout, their metadata and the
+  onnxruntime-vs-PyTorch checks; ``int8``: the int8 flavours; ``folder``: ``asr export``, a whole
+  sherpa-onnx model folder written only after every check passed;
+* ``nna``: the transducer lowered to the emulated int8 NNA (``asr emulate``), the autograd bridge to
+  its kernels and accelerator-aware training.
 """

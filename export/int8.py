@@ -1,14 +1,14 @@
 """int8 flavours of an exported model folder (``asr export --int8 dynamic|static|accelerator``).
 
 Each flavour is a complete sherpa-onnx model folder (``encoder/decoder/joiner.onnx``, ``tokens.txt``,
-``bpe.model``, the same metadata) next to the float32 one. The choices follow the measurements in
-``../shared/reference/sherpa-onnx-and-int8.md`` (section 5):
+``bpe.model``, the same metadata) next to the float32 one. The choices, measured on the demo model
+(``recipes/synth/RESULTS.md``):
 
 * ``dynamic``: onnxruntime ``quantize_dynamic`` of the float32 graphs: ``MatMul``, ``Gemm`` and the
   ``LSTM`` op (which becomes ``DynamicQuantizeLSTM``) in every graph, plus the embedding ``Gather``
   of the decoder; activations are quantized per call. With full-range int8 weights (icefall's
   recipe) x86 CPUs without VNNI saturate in ``VPMADDUBSW`` (uint8 x int8 pairs summed in int16) and
-  lose 20+ dB of encoder SNR. So MatMul/Gemm weights are **uint8** (the best SNR the reference
+  lose 20+ dB of encoder SNR. So MatMul/Gemm weights are **uint8** (the best SNR of the variants
   measured) and the LSTM weights, which onnxruntime always quantizes to int8, are limited to 7 bits
   (``reduce_range``). The subsampling ``Conv`` stays float (``ConvInteger`` was slower than float
   here). onnxruntime CPU only.
@@ -35,9 +35,17 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
+import torch
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from asr.chunking import Chunking
+from asr.data.dataset import load_cuts
+from asr.decoding.search import greedy_search
 from asr.errors import UserError
-from export.onnx import GRAPHS, cpu_session, read_metadata
+from asr.streaming.onnx import OnnxTransducer
+from asr.streaming.pytorch import is_lstm
+from export.onnx import GRAPHS, SIDE_FILES, add_metadata, cpu_session, read_metadata, write_graphs
 
 FLAVOURS = ("dynamic", "static", "accelerator")
 STATIC = ("static", "accelerator")
@@ -46,8 +54,6 @@ HELD_OUT_FRACTION = 0.2  # of the calibration utterances, used only to report th
 
 def calibration_features(cuts: str, num: int) -> list[np.ndarray]:
     """(T, F) float32 features of the first ``num`` cuts of a manifest written by ``asr features``."""
-    from asr.data.dataset import load_cuts
-
     if num < 2:
         raise UserError(f"--num-calib {num}: need at least 2 utterances (one is held out to measure the SNR)")
     feats = [c.load_features().astype(np.float32) for c in islice(load_cuts(cuts), num)]
@@ -57,37 +63,38 @@ def calibration_features(cuts: str, num: int) -> list[np.ndarray]:
     return feats
 
 
+class _Recorder(OnnxTransducer):
+    """A model folder's graphs, noting every input they are given in ``feeds`` (graph -> its inputs,
+    one dict per call)."""
+
+    def __init__(self, model_dir: Path) -> None:
+        super().__init__(model_dir)
+        self.feeds: dict[str, list[dict]] = {g: [] for g in GRAPHS}
+
+    def encode_chunk(self, x, state):
+        self.feeds["encoder.onnx"].append({"x": x, "state0": state[0], "state1": state[1]})
+        return super().encode_chunk(x, state)
+
+    def predict(self, y_ctx, state=None):
+        self.feeds["decoder.onnx"].append({"y": y_ctx.to(torch.int64).numpy()})
+        return super().predict(y_ctx, state)
+
+    def join(self, enc, pred):
+        self.feeds["joiner.onnx"].append({"encoder_out": np.ascontiguousarray(enc.numpy()),
+                                          "decoder_out": np.ascontiguousarray(pred.numpy())})
+        return super().join(enc, pred)
+
+
 def collect_inputs(model_dir: Path, feats: list[np.ndarray]) -> dict[str, list[dict]]:
     """Feeds for each graph of ``model_dir`` as sherpa-onnx would make them at batch 1: encoder
-    chunks of ``T`` frames advancing by ``decode_chunk_len`` with the state carried, and the decoder
+    windows of ``T`` frames advancing by ``decode_chunk_len`` with the state carried, and the decoder
     and joiner inputs of greedy search (``asr.decoding.search``) on the encoder output."""
-    import torch
-
-    from asr.decoding.search import greedy_search
-    from asr.streaming.onnx import OnnxTransducer
-
-    class Recorder(OnnxTransducer):
-        """The folder's graphs, noting every input they are given in ``feeds``."""
-
-        def encode_chunk(self, x, state):
-            self.feeds["encoder.onnx"].append({"x": x, "state0": state[0], "state1": state[1]})
-            return super().encode_chunk(x, state)
-
-        def predict(self, y_ctx, state=None):
-            self.feeds["decoder.onnx"].append({"y": y_ctx.to(torch.int64).numpy()})
-            return super().predict(y_ctx, state)
-
-        def join(self, enc, pred):
-            self.feeds["joiner.onnx"].append({"encoder_out": np.ascontiguousarray(enc.numpy()),
-                                              "decoder_out": np.ascontiguousarray(pred.numpy())})
-            return super().join(enc, pred)
-
-    m = Recorder(model_dir)
-    m.feeds = {g: [] for g in GRAPHS}  # graph -> its inputs, one dict per call
+    m = _Recorder(model_dir)
+    window, chunk = m.chunking.window_feature_frames, m.chunking.chunk_feature_frames
     for x in feats:
         state, search_state = m.init_state(1), None
-        for start in range(0, len(x) - m.T + 1, m.chunk):
-            enc, state = m.encode_chunk(x[None, start : start + m.T], state)
+        for start in range(0, len(x) - window + 1, chunk):
+            enc, state = m.encode_chunk(x[None, start : start + window], state)
             search_state = greedy_search(m, enc, torch.tensor([enc.size(1)]), search_state)
     return m.feeds
 
@@ -104,12 +111,10 @@ class _Reader:
 
 def _preprocess(src: Path, dst: Path) -> None:
     """onnxruntime's quant_pre_process: folds the Identity nodes the exporter puts in front of shared
-    weights (without it the quantizer silently skips those MatMuls; reference 5.3, pitfall 3)."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
+    weights (without it the quantizer silently skips those MatMuls)."""
     try:
         quant_pre_process(str(src), str(dst))
-    except Exception:  # symbolic shape inference asserts on some graphs (reference 5.3, pitfall 4)
+    except Exception:  # symbolic shape inference asserts on some graphs
         quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
 
 
@@ -126,13 +131,9 @@ def encoder_snr(fp32_dir: Path, int8_dir: Path, feeds: list[dict]) -> float:
     return snr_db(ref, got)
 
 
-def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunk_frames: int, calib_x: list[np.ndarray]) -> dict:
+def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunking: Chunking, calib_x: list[np.ndarray]) -> dict:
     """Write the ``flavour`` folder ``out`` from the float32 export in ``fp32_dir`` (and ``model``,
     for the unrolled graphs). Returns bytes per graph and the encoder SNR on held-out utterances."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
-
-    from export.onnx import SIDE_FILES, add_metadata, is_lstm, write_graphs
-
     out.mkdir(parents=True)
     work = out.parent / f".{flavour}-work"
     work.mkdir()
@@ -148,12 +149,12 @@ def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunk_frames: i
         else:
             base = work / "float"
             base.mkdir()
-            write_graphs(model, base, chunk_frames, unrolled=is_lstm(model), fixed_batch=1 if flavour == "accelerator" else None)
+            write_graphs(model, base, chunking, unrolled=is_lstm(model), fixed_batch=1 if flavour == "accelerator" else None)
             shutil.copyfile(fp32_dir / "tokens.txt", base / "tokens.txt")  # OnnxTransducer (collect_inputs) reads it
             calib = collect_inputs(base, fit_x)
             if not calib["encoder.onnx"]:
                 raise UserError(f"calibration: none of the {len(fit_x)} utterances is longer than one encoder call "
-                                f"({chunk_frames} + overlap frames); pass longer or more utterances with --calib/--num-calib")
+                                f"({chunking.window_feature_frames} frames); pass longer or more utterances with --calib/--num-calib")
         for g in GRAPHS:
             pre = work / f"pre-{g}"
             _preprocess(base / g, pre)

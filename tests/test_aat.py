@@ -1,4 +1,4 @@
-"""Accelerator-aware training (``export.aat``): while training, the transducer's encoder, predictor
+"""Accelerator-aware training (``export.nna.aat``): while training, the transducer's encoder, predictor
 and joiner outputs are exactly the emulated NNA programs' (lowered from the current weights), with
 the float model's gradients; in eval mode and after convert the model is the float one."""
 
@@ -12,6 +12,7 @@ import torch
 from asr.compression import handler, quantize_
 from asr.compression.aat import AATConfig
 from asr.errors import UserError
+import export.nna.aat  # noqa: F401  (registers the AAT handler)
 from export import nna
 from tests.test_nna_runtime import _batches, _model
 
@@ -96,7 +97,7 @@ def test_the_transducer_loss_trains_through_the_emulator():
 
 
 def test_refusals():
-    from asr.config import ModelConfig
+    from asr.models.config import ModelConfig
     from asr.models.conformer import ConformerEncoderConfig
     from asr.models.registry import build_model
 

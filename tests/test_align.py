@@ -32,7 +32,7 @@ def test_viterbi_finds_the_best_path(u_len, t_len):
 
 def test_forced_align_follows_a_model_that_knows_the_frames():
     """A joiner whose encoder input says which token is spoken on each frame is aligned exactly."""
-    from asr.config import ModelConfig, PredictorConfig
+    from asr.models.config import ModelConfig, PredictorConfig
     from asr.models.lstm import LSTMEncoderConfig
     from asr.models.registry import build_model
 
@@ -46,7 +46,7 @@ def test_forced_align_follows_a_model_that_knows_the_frames():
     class Oracle(torch.nn.Module):
         output_dim = 6
 
-        def forward(self, x, x_lens):
+        def forward(self, x, x_lens, chunk_encoder_frames=None):  # every encoder's signature
             enc = torch.full((1, 12, 6), -5.0)
             enc[0, :, 0] = 5.0  # blank everywhere ...
             for f, tok in zip(truth, tokens):

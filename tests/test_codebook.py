@@ -1,5 +1,5 @@
-"""S8BQAT's codebook numerics (``asr.compression.codebook``), by the invariants of
-``shared/reference/seed-methods.md`` section 1: Lloyd-Max on N(0, 1), cell means, monotone distortion,
+"""S8BQAT's codebook numerics (``asr.compression.codebook``), by the invariants of the method
+(Zhen et al., Interspeech 2022): Lloyd-Max on N(0, 1), cell means, monotone distortion,
 MRACos zeros/ones/gradient direction, hard compression to at most 2^b centroids, int8-grid snapping."""
 
 from __future__ import annotations

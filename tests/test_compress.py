@@ -30,7 +30,7 @@ def test_every_method_fine_tunes_and_converts(method, asr_cli, tiny_checkpoint, 
              "csp": ["--set", "compression.prune_every=1", "--set", "compression.iters=5"],
              "magnitude": ["--set", "compression.prune_every=1"]}.get(method, [])
     out = tmp_path / "exp"
-    r = asr_cli("compress", "--method", method, "--from", str(tiny_checkpoint.path), "--exp-dir", str(out),
+    r = asr_cli("compress", "--method", method, "--checkpoint", str(tiny_checkpoint.path), "--exp-dir", str(out),
                 "--set", f"train.max_steps={STEPS}", "--set", f"train.save_every={STEPS}", *_data_sets(tiny_fbank), *extra)
     assert r.returncode == 0, r.stderr
     assert "converted" in r.stdout + r.stderr
@@ -90,7 +90,7 @@ def test_resume_a_gq_run(asr_cli, tiny_checkpoint, tiny_fbank, tmp_path):
     from asr.checkpoint import read_checkpoint
 
     out = tmp_path / "exp"
-    args = ["compress", "--method", "gq", "--from", str(tiny_checkpoint.path), "--exp-dir", str(out),
+    args = ["compress", "--method", "gq", "--checkpoint", str(tiny_checkpoint.path), "--exp-dir", str(out),
             "--set", "train.save_every=2", *_data_sets(tiny_fbank)]
     assert asr_cli(*args, "--set", "train.max_steps=2").returncode == 0
     (out / "final.pt").unlink()
@@ -102,36 +102,36 @@ def test_resume_a_gq_run(asr_cli, tiny_checkpoint, tiny_fbank, tmp_path):
 def test_config_assembly_errors(asr_cli, tiny_checkpoint, tiny_fbank, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model:\n  joiner_dim: 8\n")
-    r = asr_cli("compress", "--method", "s8bqat", "--from", str(tiny_checkpoint.path), "--config", str(cfg))
-    assert_user_error(r, "model section", "--from")
+    r = asr_cli("compress", "--method", "s8bqat", "--checkpoint", str(tiny_checkpoint.path), "--config", str(cfg))
+    assert_user_error(r, "model section", "--checkpoint")
     cfg.write_text("compression:\n  method: gq\n")
-    assert_user_error(asr_cli("compress", "--method", "s8bqat", "--from", str(tiny_checkpoint.path), "--config", str(cfg)),
+    assert_user_error(asr_cli("compress", "--method", "s8bqat", "--checkpoint", str(tiny_checkpoint.path), "--config", str(cfg)),
                       "--method s8bqat", "gq")
-    assert_user_error(asr_cli("compress", "--method", "zip", "--from", str(tiny_checkpoint.path)), "unknown compression method", "zip")
-    assert_user_error(asr_cli("compress", "--method", "gq", "--from", str(tmp_path / "none.pt")), "none.pt", "not found")
-    assert_user_error(asr_cli("compress", "--method", "gq", "--from", str(tiny_checkpoint.path),
+    assert_user_error(asr_cli("compress", "--method", "zip", "--checkpoint", str(tiny_checkpoint.path)), "unknown compression method", "zip")
+    assert_user_error(asr_cli("compress", "--method", "gq", "--checkpoint", str(tmp_path / "none.pt")), "none.pt", "not found")
+    assert_user_error(asr_cli("compress", "--method", "gq", "--checkpoint", str(tiny_checkpoint.path),
                               "--set", "compression.bits=9"), "bits=9")
-    assert_user_error(asr_cli("compress", "--method", "csp", "--from", str(tiny_checkpoint.path),
+    assert_user_error(asr_cli("compress", "--method", "csp", "--checkpoint", str(tiny_checkpoint.path),
                               "--set", "compression.filter_fn=x"), "unknown config key", "compression.filter_fn")
     for setting, words in [("compression=gq", ("compression", "mapping")),
                            ("compression.bits_per_layer=[1, 2]", ("bits_per_layer", "mapping")),
                            ("compression.exclude=joiner.*", ("exclude", "list"))]:
-        assert_user_error(asr_cli("compress", "--method", "gq", "--from", str(tiny_checkpoint.path),
+        assert_user_error(asr_cli("compress", "--method", "gq", "--checkpoint", str(tiny_checkpoint.path),
                                   "--exp-dir", str(tmp_path / "x"), "--set", setting), *words)
     cfg.write_text("compression:\ntrain:\noptim:\n")  # empty sections are no sections
-    r = asr_cli("compress", "--method", "gq", "--from", str(tiny_checkpoint.path), "--config", str(cfg),
+    r = asr_cli("compress", "--method", "gq", "--checkpoint", str(tiny_checkpoint.path), "--config", str(cfg),
                 "--exp-dir", str(tmp_path / "x"), "--set", "train.max_steps=1", *_data_sets(tiny_fbank))
     assert r.returncode == 0, r.stderr
     out = tmp_path / "exp"
-    assert asr_cli("compress", "--method", "magnitude", "--from", str(tiny_checkpoint.path), "--exp-dir", str(out),
+    assert asr_cli("compress", "--method", "magnitude", "--checkpoint", str(tiny_checkpoint.path), "--exp-dir", str(out),
                    "--set", "train.max_steps=1", *_data_sets(tiny_fbank)).returncode == 0
-    assert_user_error(asr_cli("compress", "--method", "gq", "--from", str(out / "final.pt"), "--exp-dir", str(tmp_path / "e2")),
+    assert_user_error(asr_cli("compress", "--method", "gq", "--checkpoint", str(out / "final.pt"), "--exp-dir", str(tmp_path / "e2")),
                       "already compressed", "float checkpoint")
 
 
 def test_default_schedule_is_a_short_fine_tune(tiny_checkpoint, tmp_path):
     from asr.checkpoint import read_checkpoint
-    from asr.config import compress_config
+    from asr.compress import compress_config
 
     base = read_checkpoint(tiny_checkpoint.path)["config"]
     cfg = compress_config(str(tiny_checkpoint.path), "s8bqat")

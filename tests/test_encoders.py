@@ -4,7 +4,8 @@ receptive field, padding invariance, and a training step through the registry.""
 import pytest
 import torch
 
-from asr.config import LossConfig, ModelConfig, PredictorConfig
+from asr.chunking import RECEPTIVE_FIELD_FEATURE_FRAMES, Chunking
+from asr.models.config import LossConfig, ModelConfig, PredictorConfig
 from asr.models.conformer import ConformerEncoder, ConformerEncoderConfig
 from asr.models.convrnnt import ConvRNNTEncoder, ConvRNNTEncoderConfig, GlobalBlock
 from asr.models.registry import build_model
@@ -15,7 +16,7 @@ ATOL = 1e-5
 def _conformer(**kw):
     torch.manual_seed(0)
     cfg = ConformerEncoderConfig(**{"num_layers": 2, "d_model": 32, "num_heads": 4, "ffn_dim": 64, "conv_kernel": 5,
-                                    "left_context": 6, "subsampling_channels": 8, "dropout": 0.0, **kw})
+                                    "left_context_encoder_frames": 6, "subsampling_channels": 8, "dropout": 0.0, **kw})
     enc = ConformerEncoder(80, cfg).eval()
     enc.normalize.set_stats(torch.randn(80), torch.rand(80) + 0.5)
     return enc
@@ -35,8 +36,9 @@ def _stream(enc, x, chunk):
     """Feed (N, T, F) in chunks of 4 * chunk + 5 frames advancing by 4 * chunk -> (N, T', D)."""
     n, t, _ = x.shape
     state, outs, start = enc.init_state(n), [], 0
-    step, width = 4 * chunk, 4 * chunk + enc.overlap_frames
-    while start + enc.subsampling.receptive_field <= t:
+    chunking = Chunking.from_encoder_frames(chunk)
+    step, width = chunking.chunk_feature_frames, chunking.window_feature_frames
+    while start + RECEPTIVE_FIELD_FEATURE_FRAMES <= t:
         piece = x[:, start : start + width]
         out, _, state = enc.streaming_forward(piece, torch.full((n,), piece.size(1)), state)
         outs.append(out)
@@ -47,16 +49,16 @@ def _stream(enc, x, chunk):
 @pytest.mark.parametrize("chunk", [1, 2, 4, 8])
 @pytest.mark.parametrize("left_context", [0, 6, 40])
 def test_conformer_streaming_equals_masked_full_forward(chunk, left_context):
-    enc = _conformer(left_context=left_context)
+    enc = _conformer(left_context_encoder_frames=left_context)
     x = torch.randn(2, 157, 80)
-    full, lens = enc(x, torch.tensor([157, 157]), chunk_size=chunk)
+    full, lens = enc(x, torch.tensor([157, 157]), chunk_encoder_frames=chunk)
     streamed = _stream(enc, x, chunk)
     assert streamed.shape == full.shape == (2, int(lens[0]), 32)
     assert (streamed - full).abs().max().item() <= ATOL
 
 
 def test_conformer_chunk_mask_matches_definition():
-    enc = _conformer(left_context=3)
+    enc = _conformer(left_context_encoder_frames=3)
     lens = torch.tensor([10, 7])
     mask = enc.chunk_mask(10, lens, chunk=4)
     for n in range(2):
@@ -80,14 +82,14 @@ def test_padding_does_not_change_valid_frames(make):
 
 
 def test_conformer_dynamic_chunks_in_training_and_latency():
-    enc = _conformer(train_chunk_sizes=(1, 16))
+    enc = _conformer(train_chunk_encoder_frames=(1, 16))
     enc.train()
     x = torch.randn(1, 157, 80)
     torch.manual_seed(1)
     outs = {tuple(enc(x, torch.tensor([157]))[0].flatten()[:4].tolist()) for _ in range(8)}
-    assert len(outs) == 2, "training draws its chunk from train_chunk_sizes"
+    assert len(outs) == 2, "training draws its chunk from train_chunk_encoder_frames"
     cfg = enc.cfg
-    assert cfg.chunk_ms == cfg.chunk_size * 40 and cfg.left_context_ms == cfg.left_context * 40
+    assert cfg.chunk_ms == cfg.chunk_encoder_frames * 40 and cfg.left_context_ms == cfg.left_context_encoder_frames * 40
     assert enc.algorithmic_latency_ms(16) == 16 * 40 + 50
 
 

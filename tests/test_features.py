@@ -49,7 +49,7 @@ def test_streaming_rejects_input_after_finish():
 
 
 # kaldi-native-fbank computes the same features in a different float order; 6.5e-4 was measured on
-# a 3.2 s chirp (sherpa-onnx reference doc, section 7.7), log-mel values are about -15 .. 15
+# a 3.2 s chirp, log-mel values are about -15 .. 15
 KNF_ATOL = 1e-3
 
 

@@ -193,10 +193,10 @@ def test_search_with_context_graph():
 @pytest.fixture(scope="module")
 def model_dir(emitting_checkpoint, tmp_path_factory):
     """The emitting tiny checkpoint (conftest) exported as tests/test_sherpa.py does (with bpe.vocab)."""
-    from export.onnx import export_onnx
+    from export.folder import export_onnx
 
     out = tmp_path_factory.mktemp("hotwords") / "onnx"
-    export_onnx(str(emitting_checkpoint), str(out), chunk_frames=16)
+    export_onnx(str(emitting_checkpoint), str(out), chunk_feature_frames=16)
     return out
 
 
@@ -226,7 +226,7 @@ def test_sherpa_hotwords_tokens_equal_ours(model_dir, tiny_corpus, tmp_path):
     files = sorted(tiny_corpus.glob("*/*/*/*.flac"))[:6]
     hotwords = tmp_path / "hotwords.txt"
     hotwords.write_text(HOTWORDS, encoding="utf-8")
-    p = subprocess.run([sys.executable, "-m", "asr.streaming.sherpa_client", str(model_dir), "modified_beam_search",
+    p = subprocess.run([sys.executable, "-m", "asr.bench.sherpa_client", str(model_dir), "modified_beam_search",
                         "--hotwords-file", str(hotwords), "--hotwords-score", str(HOTWORDS_SCORE), "--modeling-unit", "bpe",
                         "--bpe-vocab", str(model_dir / "bpe.vocab"), *map(str, files)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, f"sherpa-onnx exited with {p.returncode}: {p.stderr[-2000:]}"
@@ -256,13 +256,13 @@ class OracleTransducer:
     step with the reference gets the due token (or the wrong one), anything else gets blank.
     """
 
-    blank_id, unk_id = 0, 2
+    blank_id, unk_id, context_size = 0, 2, 2
 
     def __init__(self, vocab_size: int, wrong_token: int, margin_nats: float) -> None:
-        from types import SimpleNamespace
-
         self.vocab_size, self.wrong, self.margin = vocab_size, wrong_token, margin_nats
-        self.predictor = SimpleNamespace(context_size=2, init_state=lambda n, device="cpu": (torch.full((1, n, 1), -1.0),))
+
+    def init_predictor_state(self, n: int, device="cpu"):
+        return (torch.full((1, n, 1), -1.0),)
 
     def encode(self, tokens: list[int], confused: list[bool]) -> torch.Tensor:
         """(1, T', 3) frames: (token, position, 1 if the model confuses it)."""
@@ -304,7 +304,7 @@ def test_hotwords_raise_entity_recall(tiny_corpus, tiny_checkpoint):
     token), so no bonus can help it."""
     from asr.data.librispeech import read_transcripts
     from asr.tokenizer import Tokenizer
-    from bench.hotwords import entity_phrases, entity_words
+    from asr.bench.hotwords import entity_phrases, entity_words
 
     tok = Tokenizer(tiny_checkpoint.bpe_model)
     refs = read_transcripts(tiny_corpus / "test")

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("sherpa_onnx")
 
-from asr.streaming.latency import JSON_KEYS, replay, speech_end_s  # noqa: E402
+from asr.bench.latency import JSON_KEYS, replay, speech_end_s  # noqa: E402
 from tests.conftest import assert_user_error  # noqa: E402
 
 
@@ -39,11 +39,11 @@ def test_speech_end_is_the_last_loud_frame():
 
 @pytest.fixture(scope="module")
 def bench_run(tiny_checkpoint, tiny_corpus, tiny_fbank, tmp_path_factory):
-    from asr.streaming.latency import bench_latency
-    from export.onnx import export_onnx
+    from asr.bench.latency import bench_latency
+    from export.folder import export_onnx
 
     root = tmp_path_factory.mktemp("latency")
-    export_onnx(str(tiny_checkpoint.path), str(root / "onnx"), chunk_frames=16, int8=("dynamic",),
+    export_onnx(str(tiny_checkpoint.path), str(root / "onnx"), chunk_feature_frames=16, int8=("dynamic",),
                 calib=str(tiny_fbank / "cuts_train.jsonl.gz"), num_calib=4)
     rows, summary = bench_latency(str(root / "onnx"), str(tiny_corpus / "test"), str(tiny_checkpoint.path), max_utts=2,
                                   threads=(1,), max_silence_s=1.5, json_out=str(root / "lat.json"),
@@ -71,4 +71,4 @@ def test_every_engine_reports_every_key(bench_run):
 
 
 def test_cli_bad_input(asr_cli, tmp_path):
-    assert_user_error(asr_cli("bench", "latency", "--model-dir", tmp_path / "none", "--data", tmp_path), "encoder.onnx")
+    assert_user_error(asr_cli("bench", "latency", "--model-dir", tmp_path / "none", "--audio-dir", tmp_path), "encoder.onnx")

@@ -14,7 +14,8 @@ from lhotse import CutSet, RecordingSet, SupervisionSet
 
 from asr.data.fbank import compute_fbank
 from asr.data.librispeech import find_parts, prepare_librispeech
-from asr.features import NUM_MEL_BINS, fbank, load_audio, num_frames
+from asr.audio import load_audio
+from asr.features import NUM_MEL_BINS, fbank, num_frames
 from tests.conftest import assert_user_error
 
 PARTS = ["dev", "test", "train"]

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from asr.config import ModelConfig, PredictorConfig, TrainConfig, from_dict, load_config, to_dict
+from asr.chunking import OVERLAP_FEATURE_FRAMES
+from asr.config import TrainConfig, from_dict, load_config, to_dict
+from asr.models.config import ModelConfig, PredictorConfig
 from asr.errors import UserError
 from asr.models.lstm import LSTMEncoderConfig
 from asr.models.registry import PRESETS, build_model, list_models
@@ -39,7 +41,7 @@ def test_encoder_streaming_equals_full(proj_dim, chunk_frames):
     assert full.shape == (3, int(full_lens[0]), model.encoder.output_dim)
     state = model.encoder.init_state(3)
     assert state[0].shape == (2, 3, proj_dim or 48) and state[1].shape == (2, 3, 48)
-    outs, start, overlap = [], 0, model.encoder.overlap_frames
+    outs, start, overlap = [], 0, OVERLAP_FEATURE_FRAMES
     while x.size(1) - start >= 9:
         chunk = x[:, start : start + chunk_frames + overlap]
         out, lens, state = model.encoder.streaming_forward(chunk, torch.full((3,), chunk.size(1)), state)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from asr.config import ModelConfig, PredictorConfig
+from asr.models.config import ModelConfig, PredictorConfig
 from asr.models.lstm import LSTMEncoderConfig
 from asr.decoding.search import search
 from asr.errors import UserError
@@ -74,10 +74,10 @@ def test_streaming_chunks_equal_the_whole_utterance_bit_for_bit(lowered):
     emu = nna.NNATransducer.from_model(model, ranges)
     x = torch.randn(2, 77, 80)
     lens = torch.tensor([77, 60])
-    whole, out_lens = emu.encode(x, lens, chunk_frames=0)
+    whole, out_lens = emu.encode(x, lens, chunk_feature_frames=0)
     assert whole.shape[1] == out_lens[0] == ((77 - 3) // 2 - 1) // 2
     for chunk in (4, 8, 32):
-        assert torch.equal(emu.encode(x, lens, chunk_frames=chunk)[0], whole)
+        assert torch.equal(emu.encode(x, lens, chunk_feature_frames=chunk)[0], whole)
 
 
 def test_emulated_outputs_track_float(lowered):
@@ -115,7 +115,7 @@ def test_lowered_weights_are_int8_and_sizes_add_up(lowered):
 
 
 def test_unsupported_models_are_refused():
-    from asr.models.registry import encoder_config
+    from asr.models.config import encoder_config
 
     conformer = build_model(ModelConfig(encoder=encoder_config("conformer", num_layers=1, d_model=32, num_heads=2,
                                                                ffn_dim=64, conv_kernel=3), vocab_size=8))
@@ -129,7 +129,7 @@ def test_unsupported_models_are_refused():
 
 def test_asr_emulate_cli(asr_cli, tiny_checkpoint, tiny_fbank, tmp_path):
     test_cuts, dev_cuts = tiny_fbank / "cuts_test.jsonl.gz", tiny_fbank / "cuts_dev.jsonl.gz"
-    r = asr_cli("emulate", "--checkpoint", str(tiny_checkpoint.path), "--data", str(test_cuts), "--calib", str(dev_cuts),
+    r = asr_cli("emulate", "--checkpoint", str(tiny_checkpoint.path), "--cuts", str(test_cuts), "--calib", str(dev_cuts),
                 "--out", str(tmp_path / "emu"), "--results-json", str(tmp_path / "results.json"))
     assert r.returncode == 0, r.stderr
     assert "| float32 | greedy |" in r.stdout and "| NNA int8 (fixed_point, emulated) | greedy |" in r.stdout
@@ -138,7 +138,7 @@ def test_asr_emulate_cli(asr_cli, tiny_checkpoint, tiny_fbank, tmp_path):
 
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results) >= {"nna_wer", "nna_float_wer", "nna_bytes"}
-    r = asr_cli("emulate", "--checkpoint", str(tiny_checkpoint.path), "--data", str(test_cuts), "--num-calib", "0")
+    r = asr_cli("emulate", "--checkpoint", str(tiny_checkpoint.path), "--cuts", str(test_cuts), "--num-calib", "0")
     assert r.returncode == 2 and "--num-calib 0" in r.stderr and "Traceback" not in r.stderr
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from export.nna_torch import nna_linear, qtensor_for
+from export.nna.autograd import nna_linear, qtensor_for
 from nna_emulator import ops, spec
 from nna_emulator.runtime import QTensor
 

@@ -16,7 +16,9 @@ ort = pytest.importorskip("onnxruntime")
 
 from asr.checkpoint import load_model  # noqa: E402
 from asr.errors import UserError  # noqa: E402
-from export.onnx import batch_axes_are_dynamic, check_parity, export_onnx, read_metadata  # noqa: E402
+from asr.chunking import Chunking  # noqa: E402
+from export.folder import export_onnx  # noqa: E402
+from export.onnx import batch_axes_are_dynamic, check_parity, read_metadata  # noqa: E402
 from tests.conftest import assert_user_error  # noqa: E402
 
 ATOL = 1e-4
@@ -25,7 +27,7 @@ ATOL = 1e-4
 @pytest.fixture(scope="module")
 def exported(tiny_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx")
-    result = export_onnx(str(tiny_checkpoint.path), str(out), chunk_frames=16)
+    result = export_onnx(str(tiny_checkpoint.path), str(out), chunk_feature_frames=16)
     return out, result
 
 
@@ -106,7 +108,7 @@ def test_parity_check_catches_a_model_that_differs(exported, tiny_checkpoint):
     with torch.no_grad():
         model.joiner.output.bias.add_(1e-2)
     with pytest.raises(RuntimeError, match="joiner.onnx"):
-        check_parity(model, out, chunk_frames=16)
+        check_parity(model, out, Chunking(16))
 
 
 def _checkpoint_with(tiny_checkpoint, tmp_path, **model_changes):
@@ -129,7 +131,7 @@ def test_refuses_what_it_cannot_export(tiny_checkpoint, tmp_path):
 
     from asr.checkpoint import read_checkpoint
     from asr.config import TrainConfig, from_dict
-    from asr.models.registry import encoder_config
+    from asr.models.config import encoder_config
 
     cfg = from_dict(TrainConfig, read_checkpoint(tiny_checkpoint.path)["config"], "tiny")
     convrnnt = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=encoder_config("convrnnt"))
@@ -143,8 +145,8 @@ def test_refuses_what_it_cannot_export(tiny_checkpoint, tmp_path):
 
 def test_cli_bad_input(asr_cli, tiny_checkpoint, tmp_path):
     out = tmp_path / "o"
-    assert_user_error(asr_cli("export", "--checkpoint", tiny_checkpoint.path, "--out", out, "--chunk-frames", "6"),
-                      "--chunk-frames 6", "multiple of 4")
+    assert_user_error(asr_cli("export", "--checkpoint", tiny_checkpoint.path, "--out", out, "--chunk-feature-frames", "6"),
+                      "--chunk-feature-frames 6", "multiple of 4")
     assert_user_error(asr_cli("export", "--checkpoint", tmp_path / "missing.pt", "--out", out), "missing.pt")
     assert not out.exists()
 
@@ -159,7 +161,7 @@ def test_cli_prints_sizes_and_parity(asr_cli, tiny_checkpoint, tmp_path):
 # small versions of the other encoders (the tiny LSTM's dims), with dropout > 0: the export must
 # leave the model in eval mode (torch.onnx.export restores the wrapper's training mode otherwise)
 OTHER_ENCODERS = {
-    "conformer": dict(num_layers=2, d_model=64, num_heads=4, chunk_size=4, left_context=8, conv_kernel=7, dropout=0.1),
+    "conformer": dict(num_layers=2, d_model=64, num_heads=4, chunk_encoder_frames=4, left_context_encoder_frames=8, conv_kernel=7, dropout=0.1),
     "convrnnt": dict(d_model=64, local_channels=(4, 4), global_blocks=3, num_layers=1, hidden_dim=64, dropout=0.1),
 }
 
@@ -168,14 +170,14 @@ OTHER_ENCODERS = {
 def test_other_encoders_export_with_packed_states_and_stream_like_pytorch(tiny_checkpoint, tmp_path, name):
     """Conformer and ConvRNN-T: sherpa-onnx's lstm contract with their state packed into state0/state1;
     chunk by chunk through onnxruntime == PyTorch's full (for the Conformer: chunk-masked) forward."""
-    from asr.models.registry import encoder_config
+    from asr.models.config import encoder_config
 
     path = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=encoder_config(name, **OTHER_ENCODERS[name]))
     out = tmp_path / "onnx"
     r = export_onnx(str(path), str(out))
     model, _, _ = load_model(path)
     meta = read_metadata(out / "encoder.onnx")
-    chunk = 16 if name == "conformer" else 32  # the Conformer's chunk_size 4 x 4; else the default
+    chunk = 16 if name == "conformer" else 32  # the Conformer's chunk_encoder_frames 4 x 4; else the default
     assert (meta["state_layout"], meta["decode_chunk_len"], r["decode_chunk_len"]) == ("packed", str(chunk), chunk)
     for g in ("encoder.onnx", "decoder.onnx", "joiner.onnx"):
         assert batch_axes_are_dynamic(out / g, {"x": 0, "state0": 1, "state1": 1, "encoder_out": 0, "new_state0": 1,
@@ -197,17 +199,17 @@ def test_other_encoders_export_with_packed_states_and_stream_like_pytorch(tiny_c
 
 
 def test_conformer_chunk_must_match_its_attention_chunk(tiny_checkpoint, tmp_path):
-    from asr.models.registry import encoder_config
+    from asr.models.config import encoder_config
 
     path = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=encoder_config("conformer", **OTHER_ENCODERS["conformer"]))
-    with pytest.raises(UserError, match="--chunk-frames 32: .*--chunk-frames 16"):
-        export_onnx(str(path), str(tmp_path / "o"), chunk_frames=32)
+    with pytest.raises(UserError, match="--chunk-feature-frames 32: .*--chunk-feature-frames 16"):
+        export_onnx(str(path), str(tmp_path / "o"), chunk_feature_frames=32)
 
 
 def test_transcribe_streaming_conformer_uses_its_chunk(asr_cli, tiny_checkpoint, tiny_corpus, tmp_path):
     """Regression: ``asr transcribe --streaming`` chunked a Conformer by 32 frames whatever its
-    chunk_size; at its own chunk the streamed final equals offline decoding (which masks by chunk_size)."""
-    from asr.models.registry import encoder_config
+    chunk_encoder_frames; at its own chunk the streamed final equals offline decoding (which masks by it)."""
+    from asr.models.config import encoder_config
     from tests.conftest import make_emitting
 
     path = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=encoder_config("conformer", **OTHER_ENCODERS["conformer"]))

@@ -21,7 +21,8 @@ from onnx import numpy_helper  # noqa: E402
 from asr.checkpoint import load_model, read_checkpoint, save_checkpoint  # noqa: E402
 from asr.config import TrainConfig, from_dict, to_dict  # noqa: E402
 from asr.models.registry import build_model  # noqa: E402
-from export.onnx import batch_axes_are_dynamic, export_onnx, read_metadata  # noqa: E402
+from export.folder import export_onnx  # noqa: E402
+from export.onnx import batch_axes_are_dynamic, read_metadata  # noqa: E402
 from tests.conftest import assert_user_error  # noqa: E402
 
 ATOL = 1e-4
@@ -33,7 +34,7 @@ AXES = {"x": 0, "state0": 1, "state1": 1, "encoder_out": 0, "new_state0": 1, "ne
 @pytest.fixture(scope="module")
 def exported(tiny_checkpoint, tiny_fbank, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8")
-    r = export_onnx(str(tiny_checkpoint.path), str(out), chunk_frames=16, int8=("dynamic", "static", "accelerator"),
+    r = export_onnx(str(tiny_checkpoint.path), str(out), chunk_feature_frames=16, int8=("dynamic", "static", "accelerator"),
                     calib=str(tiny_fbank / "cuts_train.jsonl.gz"), num_calib=10)
     return out, r
 
@@ -166,7 +167,7 @@ def _lstmp_checkpoint(tiny_checkpoint, tmp_path):
 def test_lstmp_exports_as_unrolled_cells_that_stream_like_pytorch(tiny_checkpoint, tmp_path, batch):
     path = _lstmp_checkpoint(tiny_checkpoint, tmp_path)
     out = tmp_path / "onnx"
-    export_onnx(str(path), str(out), chunk_frames=16)
+    export_onnx(str(path), str(out), chunk_feature_frames=16)
     model = load_model(path)[0]
     meta = read_metadata(out / "encoder.onnx")
     assert (meta["d_model"], meta["rnn_hidden_size"], meta["num_encoder_layers"]) == ("32", "96", "2")
@@ -213,13 +214,13 @@ def test_fixed_batch_graphs_run_row_by_row(exported):
     out, _ = exported
     m = OnnxTransducer(out / "int8-accelerator")
     assert m.fixed_batch == {"encoder": 1, "decoder": 1, "joiner": 1}
-    ctx = m.predictor.context_size
+    ctx = m.context_size
     y = torch.tensor([[-1] * (ctx - 1) + [0], [3] * ctx, [5] * ctx])
     together = m.predict(y)[0]
     assert torch.equal(together, torch.cat([m.predict(y[i : i + 1])[0] for i in range(3)]))
     e = torch.randn(3, together.size(1))
     assert torch.equal(m.join(e, together), torch.cat([m.join(e[i : i + 1], together[i : i + 1]) for i in range(3)]))
-    x = np.random.default_rng(0).standard_normal((2, m.T, 80)).astype(np.float32) * 3 - 8
+    x = np.random.default_rng(0).standard_normal((2, m.chunking.window_feature_frames, 80)).astype(np.float32) * 3 - 8
     state = m.init_state(2)
     enc, (h, c) = m.encode_chunk(x, state)
     for i in range(2):

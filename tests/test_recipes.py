@@ -17,7 +17,7 @@ def test_librispeech_recipe_on_synth_tree(tiny_corpus, tmp_path):
     cmd = [
         "bash", str(REPO / "recipes" / "librispeech" / "run.sh"), "--stage", "1", "--root", str(tiny_corpus),
         "--parts", "train dev test", "--train-part", "train", "--dev-part", "dev", "--test-parts", "test",
-        "--vocab-size", "32", "--tag", "tiny", "--exp", str(tmp_path / "exp"), "--method", "greedy",
+        "--vocab-size", "32", "--tag", "tiny", "--exp", str(tmp_path / "exp"), "--decoding-method", "greedy",
         "--config", str(REPO / "recipes" / "librispeech" / "lstm.yaml"),
         "--set", "train.max_steps=2", "--set", "train.progress=false", "--set", "data.max_duration_s=20",
         "--set", "model.encoder.num_layers=1", "--set", "model.encoder.hidden_dim=64", "--set", "model.encoder.proj_dim=32",
@@ -80,7 +80,8 @@ def test_librispeech_compression_configs_build_and_step(name, tmp_path):
     (vocabulary 500), prepares the method and takes two fine-tuning steps through its hooks."""
     from asr.checkpoint import save_checkpoint
     from asr.compression import handler, masks
-    from asr.config import compress_config, load_config, to_dict
+    from asr.compress import compress_config
+    from asr.config import load_config, to_dict
     from asr.models.registry import build_model
 
     cfg = load_config(str(REPO / "recipes" / "librispeech" / "lstm.yaml"))
@@ -118,15 +119,12 @@ def test_librispeech_compression_configs_build_and_step(name, tmp_path):
 
 
 def test_bench_compression_runs_name_valid_synth_configs(tiny_checkpoint):
-    """Every run of bench/compression.py points at a synth recipe that assembles with a float
+    """Every run of ``asr bench compression`` points at a synth recipe that assembles with a float
     checkpoint and whose compression section is its method's config."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_compression", REPO / "bench" / "compression.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    import export.nna.aat  # noqa: F401  (registers the AAT handler)
+    from asr.bench import compression as bench
     from asr.compression import handler
-    from asr.config import compress_config
+    from asr.compress import compress_config
 
     assert set(bench.RUNS.values()) <= {f"recipes/synth/{p.name}" for p in (REPO / "recipes" / "synth").glob("compress-*.yaml")}
     for run, config in bench.RUNS.items():

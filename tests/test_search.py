@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from asr.config import ModelConfig, PredictorConfig
+from asr.chunking import Chunking
 from asr.decoding.search import greedy_search, modified_beam_search
+from asr.models.config import ModelConfig, PredictorConfig
 from asr.models.lstm import LSTMEncoderConfig
 from asr.models.registry import build_model
 
@@ -57,9 +58,9 @@ def test_beam_search_is_no_worse_than_greedy_in_model_score():
     # score the greedy path exactly
     ys, logp, ctx_ys = greedy.hyps[0], 0.0, []
     ts = greedy.timestamps[0]
-    from asr.decoding.search import _context
+    from asr.decoding.search import context
     for t in range(int(enc_lens[0])):
-        pred, _ = model.predict(torch.tensor([_context(model, ctx_ys)]))
+        pred, _ = model.predict(torch.tensor([context(model, ctx_ys)]))
         lp = model.join(enc[0, t : t + 1], pred).log_softmax(-1)[0]
         token = ys[len(ctx_ys)] if len(ctx_ys) < len(ys) and ts[len(ctx_ys)] == t else 0
         logp += float(lp[token].detach())
@@ -82,7 +83,7 @@ def test_streaming_recognizer_equals_offline(tmp_path):
     enc, enc_lens = model.encode(x, torch.tensor([x.size(1)]))
     offline = greedy_search(model, enc, enc_lens).hyps[0]
     for chunk_frames in (16, 32):
-        rec = StreamingRecognizer(model, Tok(), decode_chunk_frames=chunk_frames)
+        rec = StreamingRecognizer(model, Tok(), Chunking(chunk_frames))
         for start in range(0, samples.numel(), 1234):
             rec.accept_waveform(samples[start : start + 1234])
         rec.input_finished()

@@ -20,19 +20,19 @@ import torch
 pytest.importorskip("sherpa_onnx")
 
 from asr.streaming.onnx import OnnxStream, OnnxTransducer  # noqa: E402
-from export.onnx import export_onnx  # noqa: E402
+from export.folder import export_onnx  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model_dir(emitting_checkpoint, tiny_fbank, tmp_path_factory):
     out = tmp_path_factory.mktemp("sherpa") / "onnx"
-    export_onnx(str(emitting_checkpoint), str(out), chunk_frames=16, int8=("dynamic", "static", "accelerator"),
+    export_onnx(str(emitting_checkpoint), str(out), chunk_feature_frames=16, int8=("dynamic", "static", "accelerator"),
                 calib=str(tiny_fbank / "cuts_train.jsonl.gz"), num_calib=10)
     return out
 
 
 def _sherpa(model_dir, method: str, files, *extra) -> list[list[str]]:
-    p = subprocess.run([sys.executable, "-m", "asr.streaming.sherpa_client", str(model_dir), method, *extra,
+    p = subprocess.run([sys.executable, "-m", "asr.bench.sherpa_client", str(model_dir), method, *extra,
                         *map(str, files)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, f"sherpa-onnx exited with {p.returncode}: {p.stderr[-2000:]}"
     return json.loads(p.stdout)["tokens"]
@@ -87,7 +87,7 @@ def test_incomplete_model_folder(model_dir, tmp_path):
 @pytest.mark.parametrize("name", ["conformer", "convrnnt"])
 def test_other_encoders_tokens_equal_sherpa(tiny_checkpoint, tiny_corpus, tmp_path, name):
     """The Conformer and ConvRNN-T with packed states: sherpa-onnx's tokens == ours, greedy and beam."""
-    from asr.models.registry import encoder_config
+    from asr.models.config import encoder_config
     from tests.conftest import make_emitting
     from tests.test_onnx_export import OTHER_ENCODERS, _checkpoint_with
 

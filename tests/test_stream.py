@@ -24,7 +24,7 @@ import torch
 
 from asr.streaming.endpoint import EndpointConfig, EndpointRule, trailing_blanks
 from asr.streaming.onnx import ENCODER_FRAME_S, OnnxRecognizer, OnnxStream, OnnxTransducer
-from export.onnx import export_onnx
+from export.folder import export_onnx
 from tests.conftest import _SUBPROCESS_ENV, assert_user_error, run_asr_subprocess
 
 RATE = 16000
@@ -37,7 +37,7 @@ SILENCE_LOG_MEL = -15.9
 def model_dir(emitting_checkpoint, tmp_path_factory):
     """The emitting tiny checkpoint (conftest) exported with decode_chunk_len 16 (4 encoder frames per call)."""
     out = tmp_path_factory.mktemp("stream") / "onnx"
-    export_onnx(str(emitting_checkpoint), str(out), chunk_frames=16)
+    export_onnx(str(emitting_checkpoint), str(out), chunk_feature_frames=16)
     return out
 
 
@@ -73,7 +73,7 @@ class GatedTransducer(OnnxTransducer):
     def encode_chunk(self, x, state):
         enc, state = super().encode_chunk(x, state)  # (N, T', J)
         n, t = enc.shape[:2]
-        new = x[:, self.T - self.chunk :]  # (N, decode_chunk_len, F): the frames this call advances over
+        new = x[:, self.chunking.window_feature_frames - self.chunking.chunk_feature_frames :]  # (N, decode_chunk_len, F)
         silent = (new.max(axis=2) < SILENCE_LOG_MEL).reshape(n, t, -1).all(axis=2)  # (N, T')
         enc = enc.clone()
         enc[torch.from_numpy(silent)] = 0.0
@@ -106,7 +106,7 @@ def test_cli_finals_equal_onnx_stream(asr_cli, model_dir, wavs, method):
     """Three files decoded together by 'asr stream' (100 ms pieces, batched) give each file the
     tokens OnnxStream gives it alone, fed at once: the tokens tests/test_sherpa.py checks against
     sherpa-onnx."""
-    r = asr_cli("stream", model_dir, *wavs, "--method", method, "--no-endpoint")
+    r = asr_cli("stream", model_dir, *wavs, "--decoding-method", method, "--no-endpoint")
     assert r.returncode == 0, r.stderr
     lines = _lines(r.stdout)
     model = OnnxTransducer(model_dir)
@@ -196,7 +196,7 @@ def test_stdin_pipe_fresh_interpreter(model_dir, wavs):
 def test_json_lines_schema_and_word_timestamps(asr_cli, model_dir, wavs, tmp_path, monkeypatch):
     """Two segments per file (speech, 3 s of silence, speech): every line has the documented keys;
     partials come before their final; words are ordered and inside their segment, across segments."""
-    monkeypatch.setattr("asr.streaming.onnx.OnnxTransducer", GatedTransducer)
+    monkeypatch.setattr("asr.streaming.jsonl.OnnxTransducer", GatedTransducer)  # what asr stream loads
     files = []
     for w in wavs[:2]:
         x = _read(w)
@@ -306,7 +306,7 @@ def test_endpoint_after_speech(gated, wavs, rule):
     first = s.finals[0]
     assert first.reason == rule and first.segment == 0 and len(first.tokens) >= 10
     assert s.endpoints[0].rule == rule and s.endpoints[0].had_tokens
-    frames_per_call = gated.chunk // 4
+    frames_per_call = gated.chunking.chunk_encoder_frames
     assert first.end_s == pytest.approx(_expected_endpoint_s(first.frames[-1], trailing_s, frames_per_call), abs=1e-9)
     speech_s = len(x) / RATE
     assert speech_s + trailing_s - 0.1 <= first.end_s <= speech_s + trailing_s + frames_per_call * ENCODER_FRAME_S + 0.1
@@ -325,7 +325,7 @@ def test_rule1_on_silence_only_after_2_4_s(gated):
         s.accept_waveform(silence)
         rec.decode([s])
     assert [(e.rule, e.time_s, e.had_tokens) for e in s.endpoints] == [("rule1", 2.4, False)]
-    assert 2.4 < s.endpoints[0].received_s <= 2.4 + (gated.T + 1) * 0.01 + PIECE / RATE
+    assert 2.4 < s.endpoints[0].received_s <= 2.4 + (gated.chunking.window_feature_frames + 1) * 0.01 + PIECE / RATE
     s.input_finished()
     rec.decode([s])
     assert s.finished and [(r.segment, r.reason, r.text) for r in s.finals] == [(0, "end", "")]
@@ -410,7 +410,7 @@ def test_hotwords_reach_the_search(model_dir, wavs, tmp_path):
     """--hotwords-file builds a context graph from the folder's bpe.model and every stream's beam
     search uses it (the graph itself is tested with asr.decoding.context_graph)."""
     from asr.decoding.context_graph import ContextGraph
-    from asr.streaming.stream_cli import build_recognizer
+    from asr.streaming.jsonl import build_recognizer
 
     hotwords = tmp_path / "hotwords.txt"
     hotwords.write_text("PLAY MUSIC\nCALL MOM :4.0\n")
@@ -429,8 +429,8 @@ def test_hotwords_reach_the_search(model_dir, wavs, tmp_path):
 def test_cli_hotwords(asr_cli, model_dir, wavs, tmp_path):
     hotwords = tmp_path / "hotwords.txt"
     hotwords.write_text("PLAY MUSIC :20\n")
-    with_hw = asr_cli("stream", model_dir, wavs[0], "--method", "modified_beam_search", "--hotwords-file", hotwords)
-    plain = asr_cli("stream", model_dir, wavs[0], "--method", "modified_beam_search")
+    with_hw = asr_cli("stream", model_dir, wavs[0], "--decoding-method", "modified_beam_search", "--hotwords-file", hotwords)
+    plain = asr_cli("stream", model_dir, wavs[0], "--decoding-method", "modified_beam_search")
     assert with_hw.returncode == 0 and plain.returncode == 0, with_hw.stderr
     assert _finals(_lines(with_hw.stdout), wavs[0]) != _finals(_lines(plain.stdout), wavs[0])
 

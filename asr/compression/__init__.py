@@ -4,35 +4,37 @@ per config type, ``quantize_(model, config, step="prepare")`` / ``step="convert"
 ``filter_fn(module, name)``. ``asr compress`` fine-tunes a float checkpoint with a method through
 the one training loop (``asr.train``), which calls the handler's hooks (:mod:`.common`).
 
-Methods (``shared/reference/seed-methods.md`` sections 1-4): ``s8bqat`` (:mod:`.s8bqat`), ``gq``
-(:mod:`.gq`), ``qat`` (int8 QAT on the NNA's arithmetic, :mod:`.qat`), ``aat`` (accelerator-aware
-training, ``export.aat``), ``csp`` and ``magnitude`` (:mod:`.pruning`). The device storage of a
-converted model: :mod:`.packing`.
+Methods (each module cites its paper): ``s8bqat`` (:mod:`.s8bqat`), ``gq`` (:mod:`.gq`), ``qat`` (int8
+QAT on the NNA's arithmetic, :mod:`.qat`), ``aat`` (accelerator-aware training; its handler is
+``export.nna.aat``), ``csp`` and ``magnitude`` (:mod:`.pruning`). The device storage of a converted
+model: :mod:`.packing`.
 """
 
 from __future__ import annotations
 
-from asr.compression.common import CompressionMethod, MethodConfig, attach_buffers, codebooks, fp32_bytes, masks, model_bytes
-from asr.compression.gq import GQ, GQConfig
 from asr.compression.aat import AATConfig
-from asr.compression.qat import Int8QAT, Int8QATConfig
-from asr.compression.pruning import CSP, CSPConfig, Magnitude, MagnitudeConfig
-from asr.compression.s8bqat import S8BQAT, S8BQATConfig
+from asr.compression.common import (CompressionMethod, MethodConfig, attach_buffers, codebooks, fp32_bytes, handler, masks,
+                                    model_bytes, register_handler)
+from asr.compression.gq import GQConfig
+from asr.compression.pruning import CSPConfig, MagnitudeConfig
+from asr.compression.qat import Int8QATConfig
+from asr.compression.s8bqat import S8BQATConfig
 from asr.errors import UserError
 
-# method name -> (config dataclass, handler class); ``kind`` says which API verb applies
+# method name -> (config dataclass, the API verb that applies it); each method's handler registers
+# itself for its config type (``register_handler``): S8BQAT, GQ, int8 QAT and the pruning methods
+# in their modules here, AAT in ``export.aat`` (it runs the emulator's kernels)
 METHODS = {
-    "s8bqat": (S8BQATConfig, S8BQAT, "quantize"),
-    "gq": (GQConfig, GQ, "quantize"),
-    "qat": (Int8QATConfig, Int8QAT, "quantize"),
-    # its handler runs the emulator's kernels, so it lives in export/ and is imported when used
-    "aat": (AATConfig, "export.aat:AAT", "quantize"),
-    "csp": (CSPConfig, CSP, "prune"),
-    "magnitude": (MagnitudeConfig, Magnitude, "prune"),
+    "s8bqat": (S8BQATConfig, "quantize"),
+    "gq": (GQConfig, "quantize"),
+    "qat": (Int8QATConfig, "quantize"),
+    "aat": (AATConfig, "quantize"),
+    "csp": (CSPConfig, "prune"),
+    "magnitude": (MagnitudeConfig, "prune"),
 }
 
 __all__ = ["METHODS", "CompressionMethod", "MethodConfig", "attach_buffers", "codebooks", "config_class", "fp32_bytes",
-           "handler", "masks", "model_bytes", "prune_", "quantize_"]
+           "handler", "masks", "model_bytes", "prune_", "quantize_", "register_handler"]
 
 
 def config_class(name: str, where: str = "compression.method"):
@@ -41,25 +43,12 @@ def config_class(name: str, where: str = "compression.method"):
     return METHODS[name][0]
 
 
-def handler(config: MethodConfig) -> CompressionMethod:
-    for cls, method, _ in METHODS.values():
-        if type(config) is cls:
-            if isinstance(method, str):
-                import importlib
-
-                module, _, name = method.partition(":")
-                method = getattr(importlib.import_module(module), name)
-            return method(config)
-    raise UserError(f"{type(config).__name__}: not a compression config; use one of "
-                    f"{', '.join(c.__name__ for c, _, _ in METHODS.values())}")
-
-
 def _apply(model, config, step: str, verb: str):
     # prepare and convert of one model share one handler (AAT keeps its hooks on it)
     h = getattr(model, "_compression_handler", None)
     if step == "prepare" or h is None or h.config is not config:
         h = handler(config)
-    if METHODS[config.method][2] != verb:
+    if METHODS[config.method][1] != verb:
         other = "prune_" if verb == "quantize" else "quantize_"
         raise UserError(f"{verb}_ with a {type(config).__name__}: {config.method} is applied with {other}")
     if step == "prepare":

@@ -1,6 +1,6 @@
-"""The config of accelerator-aware training (AAT; ``shared/reference/seed-methods.md`` section 4).
+"""The config of accelerator-aware training (AAT; Shakiah et al., SLT 2022, arXiv 2305.07778).
 Its handler runs the emulator's kernels, so it lives in ``export/aat.py`` (``asr.compression``
-imports the NNA spec, never the kernels); ``asr.compression.handler`` imports it when AAT is used.
+imports the NNA spec, never the kernels) and registers itself for :class:`AATConfig` there.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ class AATConfig(MethodConfig):
     num_calib: int = 100  # dev utterances that calibrate the activation ranges (asr emulate's default)
     recalibrate_every: int = 50  # steps between recalibrations as the weights move (0: once, at the start)
     profile: str = "fixed_point"
-    chunk_frames: int = 32  # the encoder runs streaming, as deployed
+    chunk_feature_frames: int = 32  # the encoder runs streaming, as deployed (0: the whole utterance at once)
 
     def __post_init__(self):
         self.check_method("aat")
-        if self.num_calib < 1 or self.recalibrate_every < 0 or self.chunk_frames < 0:
+        if self.num_calib < 1 or self.recalibrate_every < 0 or self.chunk_feature_frames < 0:
             raise UserError(f"aat num_calib={self.num_calib}, recalibrate_every={self.recalibrate_every}, "
-                            f"chunk_frames={self.chunk_frames}: need >= 1, >= 0, >= 0")
+                            f"chunk_feature_frames={self.chunk_feature_frames}: need >= 1, >= 0, >= 0")
         if self.profile not in spec.PROFILES:
             raise UserError(f"aat profile={self.profile!r}: use one of {', '.join(spec.PROFILES)}")

@@ -1,6 +1,6 @@
 """Per-tensor codebooks for sub-8-bit weights: the numerical core of S8BQAT (Zhen et al., "Sub-8-Bit
 Quantization Aware Training for 8-Bit Neural Network Accelerator with On-Device Speech Recognition",
-Interspeech 2022), as specified in ``shared/reference/seed-methods.md`` section 1.
+Interspeech 2022), reconstructed from the paper's description.
 
 * :func:`lloyd_max`: the K = 2^b Lloyd-Max (1-D k-means) levels of a weight tensor, fitted once on the
   float32 baseline: quantile initialisation, boundaries at midpoints, centroids at cell means (an

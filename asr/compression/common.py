@@ -125,6 +125,36 @@ class CompressionMethod:
         return model_bytes(model)
 
 
+# config dataclass -> its handler class; filled by ``register_handler`` where each handler is defined
+_HANDLERS: dict[type, type] = {}
+
+
+def register_handler(config_type: type):
+    """Class decorator: ``config_type``'s handler (torchao's ``register_quantize_module_handler``).
+    Each method's module registers its own handler; AAT's lives in ``export.aat`` (it runs the
+    emulator's kernels) and is registered when that module is imported."""
+
+    def register(cls: type) -> type:
+        if config_type in _HANDLERS and _HANDLERS[config_type] is not cls:
+            raise ValueError(f"{config_type.__name__} already has the handler {_HANDLERS[config_type].__name__}")
+        _HANDLERS[config_type] = cls
+        return cls
+
+    return register
+
+
+def handler(config: MethodConfig) -> CompressionMethod:
+    """A new handler for ``config`` (the class registered for its type)."""
+    cls = _HANDLERS.get(type(config))
+    if cls is None:
+        if isinstance(config, MethodConfig):
+            raise UserError(f"compression method {config.method!r}: no handler registered for {type(config).__name__}; "
+                            "import the module that defines it (the aat handler is export.aat, which 'asr' imports)")
+        raise UserError(f"{type(config).__name__}: not a compression config; use one of "
+                        f"{', '.join(sorted(c.__name__ for c in _HANDLERS))}")
+    return cls(config)
+
+
 def selected(model: nn.Module, config: MethodConfig):
     """(qualified name, module, parameter name) of every weight ``config`` compresses: ``filter_fn``
     says yes, the name matches no ``exclude`` pattern, it is 2-D or more and not a training-only head."""

@@ -1,5 +1,5 @@
 """General Quantizer (GQ; Zhen et al., "Sub-8-bit quantization for on-device speech recognition: a
-regularization-free approach", SLT 2022; ``shared/reference/seed-methods.md`` section 2).
+regularization-free approach", SLT 2022; the annealing schedule and initialisations are reconstructed).
 
 Each selected weight W gets a b-bit codebook on a mu-law curve with a trainable range s and a
 trainable density mu (a ``MuLawQuantizer`` parametrization, so the forward pass sees the quantized
@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from asr.compression.codebook import hard_compress, nearest_index
-from asr.compression.common import CODEBOOK_SUFFIX, CompressionMethod, MethodConfig, check_names
+from asr.compression.common import CODEBOOK_SUFFIX, CompressionMethod, MethodConfig, check_names, register_handler
 from asr.errors import UserError
 from nna_emulator import spec
 
@@ -206,6 +206,7 @@ def quantizers(model: nn.Module):
                         yield (f"{module_name}.{name}" if module_name else name), module, name, p
 
 
+@register_handler(GQConfig)
 class GQ(CompressionMethod):
     config: GQConfig
 

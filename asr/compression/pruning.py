@@ -1,6 +1,7 @@
 """Sparse pruning: compressed-sensing pruning (CSP; Zhen et al., "Sparsification via Compressed
-Sensing for Automatic Speech Recognition", ICASSP 2021; ``shared/reference/seed-methods.md``
-section 3) and the gradual magnitude-pruning baseline (Zhu & Gupta 2017) it is compared with.
+Sensing for Automatic Speech Recognition", ICASSP 2021; its equations are reconstructed, the paper's
+method section not being public) and the gradual magnitude-pruning baseline (Zhu & Gupta 2017) it is
+compared with.
 
 Both prune every selected weight W to a sparsity that grows during fine-tuning,
 
@@ -35,7 +36,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from asr.compression.common import MASK_SUFFIX, CompressionMethod, MethodConfig, check_names, masks, no_embedding_filter
+from asr.compression.common import (MASK_SUFFIX, CompressionMethod, MethodConfig, check_names, masks, no_embedding_filter,
+                                     register_handler)
 from asr.errors import UserError
 
 CODE_SUFFIX = "_cs_code"  # CSP's sparse reconstruction X of a weight, refreshed at every event
@@ -274,10 +276,12 @@ def _drop_codes(model: nn.Module) -> None:
             delattr(module, name + CODE_SUFFIX)
 
 
+@register_handler(MagnitudeConfig)
 class Magnitude(Pruning):
     config: MagnitudeConfig
 
 
+@register_handler(CSPConfig)
 class CSP(Pruning):
     config: CSPConfig
 

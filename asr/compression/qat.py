@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from asr.compression.common import CompressionMethod, MethodConfig, check_names, int8_bytes
+from asr.compression.common import CompressionMethod, MethodConfig, check_names, int8_bytes, register_handler
 from asr.errors import UserError
 from nna_emulator import spec
 
@@ -235,6 +235,7 @@ def _parent(model: nn.Module, qualified_module: str):
     return (model.get_submodule(parent_name) if parent_name else model), child
 
 
+@register_handler(Int8QATConfig)
 class Int8QAT(CompressionMethod):
     config: Int8QATConfig
 

@@ -1,4 +1,5 @@
-"""S8BQAT (sub-8-bit QAT for an 8-bit NNA; ``shared/reference/seed-methods.md`` section 1):
+"""S8BQAT (Zhen et al., "Sub-8-Bit Quantization Aware Training for 8-Bit Neural Network Accelerator with
+On-Device Speech Recognition", Interspeech 2022; the equations are reconstructed from the paper):
 ``quantize_(model, S8BQATConfig(...), step="prepare")`` fits a frozen Lloyd-Max codebook to every
 selected float32 weight (a ``<weight>_codebook`` buffer); fine-tuning adds ``lambda(t) * R(W)``
 (MRACos, :func:`regularizer`) to the task loss and snaps the float master weights onto their
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from asr.compression.codebook import hard_compress, lloyd_max, mracos
-from asr.compression.common import CODEBOOK_SUFFIX, CompressionMethod, MethodConfig, check_names, codebooks
+from asr.compression.common import CODEBOOK_SUFFIX, CompressionMethod, MethodConfig, check_names, codebooks, register_handler
 from asr.errors import UserError
 
 
@@ -60,6 +61,7 @@ def regularizer(model: nn.Module) -> torch.Tensor:
     return torch.stack(terms).sum() if terms else torch.zeros(())
 
 
+@register_handler(S8BQATConfig)
 class S8BQAT(CompressionMethod):
     config: S8BQATConfig
 

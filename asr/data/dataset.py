@@ -5,20 +5,17 @@ Shape legend: N batch, T frames, F mel bins, U tokens.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+from lhotse import load_manifest_lazy
 
-
-class TransducerBatches(torch.utils.data.Dataset):
-    """Maps a CutSet (one sampler batch) to ``{"x", "x_lens", "y", "y_lens", "texts", "ids"}``."""
-
-    def __init__(self, tokenizer) -> None:
-        self.tokenizer = tokenizer
-
-    def __getitem__(self, cuts) -> dict:
-        return collate(cuts, self.tokenizer)
+from asr.errors import UserError
 
 
 def collate(cuts, tokenizer) -> dict:
+    """A list of cuts -> ``{"x", "x_lens", "y", "y_lens", "texts", "ids"}`` (features zero padded,
+    tokens padded with blank)."""
     feats = [torch.from_numpy(c.load_features()) for c in cuts]
     x_lens = torch.tensor([f.size(0) for f in feats])
     x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)  # (N, T, F), zero padded
@@ -30,12 +27,6 @@ def collate(cuts, tokenizer) -> dict:
 
 
 def load_cuts(path: str):
-    from pathlib import Path
-
-    from lhotse import load_manifest_lazy
-
-    from asr.errors import UserError
-
     if not Path(path).is_file():
         raise UserError(f"{path}: no such cut manifest; run 'asr features' first (or fix data.*_cuts in the config)")
     cuts = load_manifest_lazy(path)
@@ -49,12 +40,6 @@ def load_cuts(path: str):
 
 def read_texts(path: str) -> list[str]:
     """Supervision texts of a cut manifest (features not needed), e.g. to train the BPE model."""
-    from pathlib import Path
-
-    from lhotse import load_manifest_lazy
-
-    from asr.errors import UserError
-
     if not Path(path).is_file():
         raise UserError(f"{path}: no such cut manifest; run 'asr prepare ...' first")
     return [s.text for c in load_manifest_lazy(path) for s in c.supervisions]

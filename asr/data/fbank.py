@@ -19,11 +19,52 @@ from __future__ import annotations
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
+import torch
+from lhotse import CutSet, LilcomChunkyWriter
+from lhotse.features import Features
+from lhotse.features.base import FeatureExtractor, register_extractor, store_feature_array
+from lhotse.utils import fastcopy
+from tqdm import tqdm
+
+from asr.audio import BadAudio, check_audio
 from asr.errors import UserError
+from asr.features import FRAME_SHIFT_MS, NUM_MEL_BINS, SAMPLE_RATE_HZ, fbank
 from asr.fileio import atomic_write
+
+
+@dataclass
+class KaldiFbankConfig:
+    num_mel_bins: int = NUM_MEL_BINS
+
+
+@register_extractor  # lhotse's registry of feature types, as lhotse's own extractors register
+class KaldiFbank(FeatureExtractor):
+    """lhotse extractor calling :func:`asr.features.fbank` (the sherpa-onnx front end), so cached
+    training features equal the features computed at run time."""
+
+    name = "ondevice-asr-kaldi-fbank"
+    config_type = KaldiFbankConfig
+
+    @property
+    def frame_shift(self) -> float:
+        return FRAME_SHIFT_MS / 1000
+
+    def feature_dim(self, sampling_rate: int) -> int:
+        return NUM_MEL_BINS
+
+    def extract(self, samples, sampling_rate: int) -> np.ndarray:
+        if sampling_rate != SAMPLE_RATE_HZ:
+            raise ValueError(f"features need {SAMPLE_RATE_HZ} Hz audio, got {sampling_rate} Hz")
+        x = torch.as_tensor(np.asarray(samples, dtype=np.float32)).reshape(-1)
+        return fbank(x).numpy()
+
+    def to_dict(self):
+        return {"feature_type": self.name, **asdict(self.config)}
 
 
 def _cut_source(cut) -> str:
@@ -36,8 +77,6 @@ def _cut_source(cut) -> str:
 def _decode_error(cut, message: str) -> UserError:
     """One line naming the audio file. lhotse's AudioLoadingError spans a dozen lines (every backend
     it tried), so the reason comes from decoding the file again with :func:`check_audio`."""
-    from asr.data.librispeech import BadAudio, check_audio
-
     source = _cut_source(cut)
     reason = message
     if Path(source).is_file():
@@ -56,8 +95,6 @@ BATCH_CUTS = 32  # cuts per worker task: small enough to balance, large enough t
 
 def _extract_batch(cuts: list) -> list:
     """Per cut ``(features, num_samples, None)`` or ``(None, 0, error line)``."""
-    from asr.features import KaldiFbank
-
     extractor = KaldiFbank()
     results = []
     for cut in cuts:
@@ -70,18 +107,12 @@ def _extract_batch(cuts: list) -> list:
 
 
 def _init_worker() -> None:
-    import torch
-
     torch.set_num_threads(1)
 
 
 def _store(cut, feats, num_samples: int, extractor, writer):
     """``cut`` with ``feats`` written to ``writer`` and attached (what lhotse's
     ``compute_and_store_features`` does, with the features computed elsewhere)."""
-    from lhotse.features import Features
-    from lhotse.features.base import store_feature_array
-    from lhotse.utils import fastcopy
-
     manifest = Features(
         start=cut.start,
         duration=round(num_samples / cut.sampling_rate, ndigits=8),
@@ -102,11 +133,6 @@ def compute_fbank(manifest_dir: str, out_dir: str, parts: list[str], speed_pertu
                   progress: bool = True, num_workers: int | None = None) -> dict:
     """Features for each part; ``speed_perturb`` lists the parts that get 0.9x/1.1x copies.
     ``num_workers``: feature processes, default ``min(os.cpu_count(), 8)``; 1 computes in-process."""
-    from lhotse import CutSet, LilcomChunkyWriter
-    from tqdm import tqdm
-
-    from asr.features import KaldiFbank
-
     if num_workers is None:
         num_workers = min(os.cpu_count() or 1, 8)
     if num_workers < 1:
@@ -165,8 +191,6 @@ def compute_fbank(manifest_dir: str, out_dir: str, parts: list[str], speed_pertu
 def _at_16k(cuts, src: Path):
     """``cuts`` with every recording at another rate resampled (lazily, by lhotse) to 16 kHz, which
     the features are defined at; one warning line on stderr says how many."""
-    from asr.features import SAMPLE_RATE_HZ
-
     rates = sorted({c.sampling_rate for c in cuts} - {SAMPLE_RATE_HZ})
     if not rates:
         return cuts
@@ -177,6 +201,4 @@ def _at_16k(cuts, src: Path):
 
 
 def _with_storage(cut, storage_path: str):
-    from lhotse.utils import fastcopy
-
     return fastcopy(cut, features=fastcopy(cut.features, storage_path=storage_path))

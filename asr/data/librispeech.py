@@ -20,6 +20,10 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+from lhotse.audio import AudioSource
+
+from asr.audio import check_audio
 from asr.errors import UserError
 from asr.fileio import atomic_write
 
@@ -62,36 +66,6 @@ def read_transcripts(part_dir: Path) -> dict[str, str]:
     return texts
 
 
-class BadAudio(UserError):
-    """An unreadable, corrupt, truncated or empty audio file; ``reason`` says which."""
-
-    def __init__(self, path, reason: str, fix: str = "re-extract or re-download this file") -> None:
-        self.path, self.reason = path, reason
-        super().__init__(f"{path}: {reason}; {fix}")
-
-
-def check_audio(path: Path) -> tuple[int, int, int]:
-    """(sample rate, samples, channels) of ``path`` after decoding all of it; :class:`BadAudio` if
-    it is unreadable, corrupt, truncated or empty."""
-    import soundfile as sf
-
-    try:
-        with sf.SoundFile(str(path)) as f:
-            info = (f.samplerate, f.frames, f.channels)
-            if f.frames == 0:
-                raise BadAudio(path, "the audio file holds no samples", "delete it and its transcript line")
-            # int16 blocks: the cheapest decode, and memory stays bounded on long files.
-            decoded = sum(len(block) for block in f.blocks(blocksize=1 << 16, dtype="int16"))
-    except BadAudio:
-        raise
-    except Exception as e:  # libsndfile raises several types for corrupt data
-        reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise BadAudio(path, f"corrupt or truncated audio ({reason})") from None
-    if decoded != info[1]:
-        raise BadAudio(path, f"truncated audio (the header promises {info[1]} samples, {decoded} decode)")
-    return info
-
-
 def _check_all(paths: list[Path]) -> list[tuple[int, int, int]]:
     """:func:`check_audio` of every path, in threads; the first bad file (in ``paths`` order) raises."""
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -114,9 +88,6 @@ def prepare_librispeech(root: str, out_dir: str = "data/manifests", parts: list[
 
     Returns ``{part: number of utterances}``.
     """
-    from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
-    from lhotse.audio import AudioSource
-
     root_p = Path(root)
     if not root_p.is_dir():
         raise UserError(f"{root}: no such directory; pass --root the folder that holds train-clean-100/, dev-clean/, ...")

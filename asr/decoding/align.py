@@ -10,14 +10,16 @@ reference frame) over paired equal tokens, in encoder frames. Multiply by the fr
 milliseconds.
 
 The reference alignment should come from a model that sees the whole utterance (a "full-context"
-model, e.g. a Conformer run with ``chunk_size=0``, full context): its emissions are not
-delayed by waiting for context, so the difference measures how late a streaming model emits.
+model: ``forced_align`` runs every encoder with ``chunk_encoder_frames=0``, which a Conformer reads
+as full context and the causal encoders ignore): its emissions are not delayed by waiting for
+context, so the difference measures how late a streaming model emits.
 
 Shape legend: N batch, T' encoder frames, U tokens, V vocabulary.
 """
 
 from __future__ import annotations
 
+import kaldialign
 import numpy as np
 import torch
 
@@ -46,11 +48,10 @@ def _viterbi(px: np.ndarray, py: np.ndarray) -> list[int]:
 
 
 @torch.no_grad()
-def forced_align(model, x: torch.Tensor, x_lens: torch.Tensor, ys: list[list[int]], **encoder_kwargs) -> list[list[int]]:
-    """Encoder frame of every reference token, per utterance. x (N, T, F); ``encoder_kwargs`` go to
-    the encoder (e.g. ``chunk_size=0``, a Conformer's full context). Utterances with more
-    tokens than encoder frames get an empty list."""
-    enc, enc_lens = model.encoder(x, x_lens, **encoder_kwargs)
+def forced_align(model, x: torch.Tensor, x_lens: torch.Tensor, ys: list[list[int]]) -> list[list[int]]:
+    """Encoder frame of every reference token, per utterance, with the encoder run in full context.
+    x (N, T, F). Utterances with more tokens than encoder frames get an empty list."""
+    enc, enc_lens = model.encoder(x, x_lens, chunk_encoder_frames=0)
     enc = model.joiner.encoder_proj(enc)  # (N, T', J)
     out = []
     for n, y in enumerate(ys):
@@ -76,8 +77,6 @@ def _predictor_outputs(model, y: list[int]) -> torch.Tensor:
 def symbol_delay(hyp_tokens: list[list[int]], hyp_frames: list[list[int]], ref_tokens: list[list[int]],
                  ref_frames: list[list[int]]) -> tuple[float, int]:
     """(mean delay in encoder frames, number of paired tokens) over a set of utterances."""
-    import kaldialign
-
     total, count = 0.0, 0
     for h, hf, r, rf in zip(hyp_tokens, hyp_frames, ref_tokens, ref_frames):
         if not rf:

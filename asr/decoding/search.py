@@ -1,11 +1,16 @@
 """Transducer search: batched greedy and modified beam search, both resumable chunk by chunk.
 
+What a search needs from a transducer is :class:`SearchModel`; three engines implement it: the
+PyTorch ``Transducer`` (``asr.models.transducer``), an exported folder on onnxruntime
+(``asr.streaming.onnx.OnnxTransducer``) and the lowered programs on the emulated NNA
+(``export.nna.NNATransducer``).
+
 Both follow sherpa-onnx: **at most one symbol per encoder frame**; the predictor starts from the
-context ``[-1] * (C - 1) + [blank]`` and is re-run only after an emission. A model with an
-``unk_id`` attribute (the onnxruntime models of ``asr.streaming.onnx``) has ``<unk>`` treated like
-blank, as sherpa-onnx and icefall do: it is never emitted and does not change the context. Each
-search takes a state (``None`` to start) and returns it, so feeding an utterance's encoder output in
-chunks gives exactly the result of feeding it at once; the streaming recognizer relies on this.
+context ``[-1] * (C - 1) + [blank]`` and is re-run only after an emission. A model whose ``unk_id`` is
+not None (the onnxruntime models) has ``<unk>`` treated like blank, as sherpa-onnx and icefall do: it
+is never emitted and does not change the context. Each search takes a state (``None`` to start) and
+returns it, so feeding an utterance's encoder output in chunks gives exactly the result of feeding it
+at once; the streaming recognizers rely on this.
 
 Hotwords (``asr.decoding.context_graph``): modified beam search takes an optional ``context_graph``,
 as sherpa-onnx's does. Each hypothesis carries its state in the graph; an emitted token adds the
@@ -22,6 +27,7 @@ Shape legend: N streams, T' encoder frames, J joiner dim, V vocabulary, B beam.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -29,14 +35,34 @@ import torch
 from asr.decoding.context_graph import ContextGraph
 
 
-def _context(model, ys: list[int] | tuple) -> list[int]:
+class SearchModel(Protocol):
+    """What greedy and modified beam search need from a transducer, whatever runs it.
+
+    ``predict`` and ``join`` take and return the joiner's inputs already projected (J): the searches
+    never see the encoder or predictor outputs before the joiner's projections."""
+
+    blank_id: int
+    unk_id: int | None  # a token decoded like blank (sherpa-onnx's <unk>), or None
+    context_size: int  # the predictor's input: the last ``context_size`` tokens
+
+    def init_predictor_state(self, batch: int, device: torch.device | str = "cpu") -> object:
+        """The predictor's state before any token (None for a stateless predictor)."""
+
+    def predict(self, y_ctx: torch.Tensor, state: object) -> tuple[torch.Tensor, object]:
+        """(N, C) token contexts (-1: no token yet), state -> (N, J) projected predictor outputs, new state."""
+
+    def join(self, enc: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """Projected encoder and predictor outputs (..., J), broadcastable -> raw logits (..., V)."""
+
+
+def context(model: SearchModel, ys: list[int] | tuple) -> list[int]:
     """The predictor input for a hypothesis: its last C tokens, left-padded as sherpa-onnx does."""
-    c = model.predictor.context_size
+    c = model.context_size
     return ([-1] * (c - 1) + [model.blank_id] + list(ys))[-c:]
 
 
-def _is_blank(model, token: int) -> bool:
-    return token == model.blank_id or token == getattr(model, "unk_id", None)
+def _is_blank(model: SearchModel, token: int) -> bool:
+    return token == model.blank_id or token == model.unk_id
 
 
 def _select_state(state, idx: torch.Tensor):
@@ -70,14 +96,14 @@ class GreedyState:
     frames_done: list[int] = field(default_factory=list)
 
 
-def greedy_init(model, batch: int, device="cpu") -> GreedyState:
-    ctx = torch.tensor([_context(model, [])] * batch, device=device)
-    pred_out, pred_state = model.predict(ctx, model.predictor.init_state(batch, device))
+def greedy_init(model: SearchModel, batch: int, device="cpu") -> GreedyState:
+    ctx = torch.tensor([context(model, [])] * batch, device=device)
+    pred_out, pred_state = model.predict(ctx, model.init_predictor_state(batch, device))
     return GreedyState([[] for _ in range(batch)], [[] for _ in range(batch)], pred_out, pred_state, [0] * batch)
 
 
 @torch.no_grad()
-def greedy_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, state: GreedyState | None = None) -> GreedyState:
+def greedy_search(model: SearchModel, enc: torch.Tensor, enc_lens: torch.Tensor, state: GreedyState | None = None) -> GreedyState:
     """enc: (N, T', J) projected encoder output; frames t >= enc_lens[n] are ignored for stream n.
 
     One joiner call per frame, with the N streams' rows, as sherpa-onnx calls it. Running the
@@ -90,7 +116,7 @@ def greedy_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, state: Greed
     # per-frame decisions on Python lists: N is small, and a streaming chunk makes this loop the
     # per-chunk overhead that sits on top of the encoder (tensor ops cost microseconds each)
     lens = enc_lens.tolist()
-    skip = {model.blank_id, getattr(model, "unk_id", None)}
+    skip = {model.blank_id, model.unk_id}
     for t in range(min(enc.size(1), max(lens, default=0))):
         logits = model.join(enc[:, t], state.pred_out)  # (N, V)
         tokens = logits.argmax(dim=-1).tolist()
@@ -100,7 +126,7 @@ def greedy_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, state: Greed
         for i in idx:
             state.hyps[i].append(tokens[i])
             state.timestamps[i].append(state.frames_done[i] + t)
-        ctx = torch.tensor([_context(model, state.hyps[i]) for i in idx], device=enc.device)
+        ctx = torch.tensor([context(model, state.hyps[i]) for i in idx], device=enc.device)
         rows = torch.tensor(idx, device=enc.device)
         out, new_state = model.predict(ctx, _select_state(state.pred_state, rows))
         state.pred_out = state.pred_out.clone()
@@ -145,16 +171,16 @@ class BeamState:
         return [list(self.best(s).timestamps) for s in range(len(self.beams))]
 
 
-def beam_init(model, batch: int, device="cpu", context_graph: ContextGraph | None = None) -> BeamState:
-    ctx = torch.tensor([_context(model, [])], device=device)
-    pred_out, pred_state = model.predict(ctx, model.predictor.init_state(1, device))
+def beam_init(model: SearchModel, batch: int, device="cpu", context_graph: ContextGraph | None = None) -> BeamState:
+    ctx = torch.tensor([context(model, [])], device=device)
+    pred_out, pred_state = model.predict(ctx, model.init_predictor_state(1, device))
     root = None if context_graph is None else context_graph.root
     return BeamState([[Hyp((), 0.0, (), pred_out[0], pred_state, root)] for _ in range(batch)], [0] * batch,
-                     model.predictor.context_size, context_graph)
+                     model.context_size, context_graph)
 
 
 @torch.no_grad()
-def modified_beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = 4, state: BeamState | None = None,
+def modified_beam_search(model: SearchModel, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = 4, state: BeamState | None = None,
                          context_graph: ContextGraph | None = None) -> BeamState:
     """Beam search with at most one symbol per frame (sherpa-onnx's ``modified_beam_search``).
 
@@ -197,7 +223,7 @@ def modified_beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam:
                     if new.pred_out is None:
                         extend.append((key, new))
             if extend:
-                ctx = torch.tensor([_context(model, h.ys) for _, h in extend], device=enc.device)
+                ctx = torch.tensor([context(model, h.ys) for _, h in extend], device=enc.device)
                 out, new_state = model.predict(ctx, _cat_states([h.pred_state for _, h in extend]))
                 for i, (_, h) in enumerate(extend):
                     h.pred_out = out[i]
@@ -226,7 +252,7 @@ def finalize_context(state: BeamState) -> BeamState:
     return BeamState(beams, list(state.frames_done), state.context_size, graph)
 
 
-def search(model, enc, enc_lens, method: str = "greedy", beam: int = 4, state=None, context_graph: ContextGraph | None = None):
+def search(model: SearchModel, enc, enc_lens, method: str = "greedy", beam: int = 4, state=None, context_graph: ContextGraph | None = None):
     """Dispatch by name: ``greedy`` or ``modified_beam_search``; hotwords (``context_graph``) need the latter."""
     if method == "greedy":
         if context_graph is not None:

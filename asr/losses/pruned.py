@@ -22,8 +22,12 @@ cannot follow (measured on the synth corpus: bursts of 4-8 characters on one fra
 It is computed by the same kernels on a sheared lattice: with u = t - s (blanks so far), the
 modified lattice in (s, u) is a regular one whose symbol arcs may also leave its last column.
 
+Every loss takes ``(logits or encoder/predictor outputs, targets, logit_lengths, target_lengths)`` in
+that order, as ``asr.losses.rnnt_loss`` (torchaudio's order); ``logit_lengths`` are the T_n and
+``target_lengths`` the S_n below.
+
 Steps of one training loss (``Transducer`` in ``asr.models.transducer`` does this):
-1. ``rnnt_loss_simple(lm, am, ...)``: the loss of a *linear* joiner ``logits = am[t] + lm[s]``
+1. ``rnnt_loss_simple(am, lm, ...)``: the loss of a *linear* joiner ``logits = am[t] + lm[s]``
    (am (N, T, V), lm (N, S + 1, V)), cheap because the normaliser over V is one matmul. With
    ``return_grad=True`` it also returns the occupation probabilities of every px / py arc.
 2. ``get_prune_ranges(px_grad, py_grad, ...)``: for each frame, the R consecutive symbols
@@ -39,7 +43,7 @@ Steps of one training loss (``Transducer`` in ``asr.models.transducer`` does thi
 The recursion (``lattice_logprob``) is a ``torch.autograd.Function`` whose backward is the
 analytic forward-backward gradient (the arc occupation probabilities). Two kernels compute it:
 PyTorch, vectorised over anti-diagonals (any device), and Numba (CPU tensors; faster there, see
-``bench/loss.py``). Both give the same numbers (tested).
+``asr bench loss``). Both give the same numbers (tested).
 
 Options, as in k2/icefall:
 - ``delay_penalty`` (k2's, from Kang et al., "Delay-penalized transducer for low-latency streaming
@@ -52,12 +56,14 @@ Options, as in k2/icefall:
 
 Reconstructed choices: reductions are "sum", "mean" (over utterances) and "none", as in
 ``asr.losses.rnnt``; lengths are passed as (S_n, T_n) vectors instead of k2's ``boundary`` (our
-lattices always start at (0, 0)).
+lattices always start at (0, 0)); k2's ``(lm, am, symbols, ...)`` order is ``(am, lm, targets, ...)`` here.
 """
 
 from __future__ import annotations
 
 import torch
+
+from asr.losses._lattice_numba import alpha_beta
 
 _NEG_INF = float("-inf")
 _REDUCTIONS = ("none", "sum", "mean")
@@ -117,8 +123,6 @@ def _alpha_beta_torch(px, py, s_lens, t_lens):
 
 
 def _alpha_beta_numba(px, py, s_lens, t_lens):
-    from asr.losses._lattice_numba import alpha_beta  # compiled on first use, cached on disk
-
     n, s1, t = py.shape
     alpha = torch.empty(n, s1, t + 1, dtype=px.dtype)
     beta = torch.empty_like(alpha)
@@ -189,8 +193,8 @@ def _unshear(xs: torch.Tensor, t: int) -> torch.Tensor:
 def lattice_logprob(
     px: torch.Tensor,
     py: torch.Tensor,
-    s_lens: torch.Tensor,
-    t_lens: torch.Tensor,
+    logit_lengths: torch.Tensor,
+    target_lengths: torch.Tensor,
     backend: str = "auto",
     fastemit_lambda: float = 0.0,
     return_occupation: bool = False,
@@ -201,7 +205,9 @@ def lattice_logprob(
 
     Regular: px (N, S, T+1), py (N, S+1, T). Modified: px (N, S, T), py (N, S+1, T), S_n <= T_n.
     ``backend``: "torch" (anti-diagonals, any device), "numba" (CPU only) or "auto" (numba on CPU).
-    Arcs outside an utterance's (S_n, T_n) lattice are ignored (masked to -inf here)."""
+    ``logit_lengths`` (N,) are the T_n, ``target_lengths`` (N,) the S_n; arcs outside an utterance's
+    (S_n, T_n) lattice are ignored (masked to -inf here)."""
+    s_lens, t_lens = target_lengths, logit_lengths
     n, s, tx = px.shape
     t = py.size(2)
     if rnnt_type not in ("regular", "modified"):
@@ -295,11 +301,11 @@ def simple_logprobs(lm, am, symbols, blank, lm_only_scale=0.0, am_only_scale=0.0
 
 
 def rnnt_loss_simple(
-    lm: torch.Tensor,
     am: torch.Tensor,
-    symbols: torch.Tensor,
-    s_lens: torch.Tensor,
-    t_lens: torch.Tensor,
+    lm: torch.Tensor,
+    targets: torch.Tensor,
+    logit_lengths: torch.Tensor,
+    target_lengths: torch.Tensor,
     blank: int = 0,
     lm_only_scale: float = 0.0,
     am_only_scale: float = 0.0,
@@ -309,16 +315,19 @@ def rnnt_loss_simple(
     backend: str = "auto",
     rnnt_type: str = "regular",
 ):
-    """Loss of the linear joiner. lm (N, S+1, V), am (N, T, V), symbols (N, S) -> loss, and with
-    ``return_grad`` also ``(px_grad (N, S, T+1) (modified: T), py_grad (N, S+1, T))``, the arc
-    occupation probabilities that ``get_prune_ranges`` needs (no graph is kept for them)."""
+    """Loss of the linear joiner. am (N, T, V) from the encoder, lm (N, S+1, V) from the predictor,
+    targets (N, S) -> loss, and with ``return_grad`` also ``(px_grad (N, S, T+1) (modified: T),
+    py_grad (N, S+1, T))``, the arc occupation probabilities that ``get_prune_ranges`` needs (no graph
+    is kept for them)."""
+    symbols, s_lens, t_lens = targets, target_lengths, logit_lengths
     n, t, v = am.shape
     if lm.shape != (n, symbols.size(1) + 1, v):
         raise ValueError(f"lm has shape {tuple(lm.shape)}; expected (N, S + 1, V) = {(n, symbols.size(1) + 1, v)}")
     _check_lengths(symbols, s_lens, t_lens, t)
     px, py = simple_logprobs(lm, am, symbols, blank, lm_only_scale, am_only_scale, rnnt_type)
     px = _delay_penalty(px, t_lens, delay_penalty)
-    logprob, occupation = lattice_logprob(px, py, s_lens, t_lens, backend, return_occupation=True, rnnt_type=rnnt_type)
+    logprob, occupation = lattice_logprob(px, py, logit_lengths=t_lens, target_lengths=s_lens, backend=backend,
+                                          return_occupation=True, rnnt_type=rnnt_type)
     loss = _reduce(-logprob, reduction)
     return (loss, occupation) if return_grad else loss
 
@@ -342,7 +351,7 @@ def _adjust_lower_bound(s_begin: torch.Tensor, s_range: int) -> torch.Tensor:
 
 
 def get_prune_ranges(
-    px_grad: torch.Tensor, py_grad: torch.Tensor, s_lens: torch.Tensor, t_lens: torch.Tensor, s_range: int,
+    px_grad: torch.Tensor, py_grad: torch.Tensor, logit_lengths: torch.Tensor, target_lengths: torch.Tensor, s_range: int,
     rnnt_type: str = "regular",
 ) -> torch.Tensor:
     """Occupation probabilities -> ranges (N, T, R): the symbols kept at each frame, R = min(s_range, S + 1).
@@ -350,6 +359,7 @@ def get_prune_ranges(
     For each frame t, s_begin(t) maximises the blank occupation inside the window s_begin ..
     s_begin + R - 1 minus the symbol occupation entering it from s_begin - 1 (k2's rule). Windows
     move on by at most R - 1 symbols per frame (modified: by at most 1)."""
+    s_lens, t_lens = target_lengths, logit_lengths
     n, s1, t = py_grad.shape
     if s_range < 2:
         raise ValueError(f"s_range={s_range}: must be >= 2 (a frame must be able to move on by one symbol)")
@@ -398,10 +408,10 @@ def pruned_logprobs(logits, symbols, ranges, blank, rnnt_type="regular"):
 
 def rnnt_loss_pruned(
     logits: torch.Tensor,
-    symbols: torch.Tensor,
+    targets: torch.Tensor,
+    logit_lengths: torch.Tensor,
+    target_lengths: torch.Tensor,
     ranges: torch.Tensor,
-    s_lens: torch.Tensor,
-    t_lens: torch.Tensor,
     blank: int = 0,
     delay_penalty: float = 0.0,
     fastemit_lambda: float = 0.0,
@@ -410,7 +420,8 @@ def rnnt_loss_pruned(
     rnnt_type: str = "regular",
 ) -> torch.Tensor:
     """RNN-T loss on the pruned lattice. logits (N, T, R, V) from the joiner on ``do_pruning``'s
-    output, symbols (N, S), ranges (N, T, R) from ``get_prune_ranges``."""
+    output, targets (N, S), ranges (N, T, R) from ``get_prune_ranges``."""
+    symbols, s_lens, t_lens = targets, target_lengths, logit_lengths
     n, t, r, v = logits.shape
     if ranges.shape != (n, t, r):
         raise ValueError(f"ranges has shape {tuple(ranges.shape)}; expected (N, T, R) = {(n, t, r)} from logits")
@@ -428,7 +439,9 @@ def rnnt_loss_pruned(
 
 def _lattice_loss(px, py, s_lens, t_lens, delay_penalty, fastemit_lambda, reduction, backend, rnnt_type):
     px = _delay_penalty(px, t_lens, delay_penalty)
-    return _reduce(-lattice_logprob(px, py, s_lens, t_lens, backend, fastemit_lambda, rnnt_type=rnnt_type), reduction)
+    logprob = lattice_logprob(px, py, logit_lengths=t_lens, target_lengths=s_lens, backend=backend,
+                              fastemit_lambda=fastemit_lambda, rnnt_type=rnnt_type)
+    return _reduce(-logprob, reduction)
 
 
 # ---- the full lattice through the same recursion -----------------------------------------------
@@ -436,9 +449,9 @@ def _lattice_loss(px, py, s_lens, t_lens, delay_penalty, fastemit_lambda, reduct
 
 def rnnt_loss_lattice(
     logits: torch.Tensor,
-    symbols: torch.Tensor,
-    s_lens: torch.Tensor,
-    t_lens: torch.Tensor,
+    targets: torch.Tensor,
+    logit_lengths: torch.Tensor,
+    target_lengths: torch.Tensor,
     blank: int = 0,
     delay_penalty: float = 0.0,
     fastemit_lambda: float = 0.0,
@@ -449,6 +462,7 @@ def rnnt_loss_lattice(
     """The unpruned loss from logits (N, T, S+1, V) through ``lattice_logprob``: torchaudio's loss
     for the regular lattice (tested equal), plus what torchaudio lacks (modified lattice, delay
     penalty, FastEmit). Memory as the full loss: it is for modest lattices."""
+    symbols, s_lens, t_lens = targets, target_lengths, logit_lengths
     n, t, s1, v = logits.shape
     _check_lengths(symbols, s_lens, t_lens, t)
     lp = logits.log_softmax(dim=3)

@@ -56,7 +56,9 @@ def rnnt_loss(
     Raises:
         ValueError: naming the argument whose shape, dtype, device or values are wrong.
     """
-    import torchaudio.functional  # imported on use: importing asr.losses stays cheap
+    # lazy: torchaudio takes over a second to import and only this kernel needs it, so importing
+    # asr.losses (and the pruned loss) stays cheap
+    import torchaudio.functional
 
     blank = _validate(logits, targets, logit_lengths, target_lengths, blank, reduction)
     costs = torchaudio.functional.rnnt_loss(

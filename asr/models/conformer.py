@@ -13,14 +13,14 @@ ConformerBlock (macaron): x + 1/2 FFN(x) -> x + MHSA(x) -> x + Conv(x) -> x + 1/
 - Conv module: pre-norm, pointwise conv to 2 x d + GLU, *causal* depthwise conv (kernel K, left
   padding K - 1), LayerNorm (not BatchNorm: no train/inference or padding mismatch), Swish, pointwise.
 - Attention mask (chunk-wise): frames are grouped in chunks of C encoder frames; a frame sees every
-  frame of its own chunk and of earlier chunks back to ``left_context`` frames before its chunk's
-  start, and no padding. Training draws C per batch from ``train_chunk_sizes`` (dynamic chunk
-  training), so one model serves several latencies; ``chunk_size`` is the decoding chunk. C = 0
-  means full context (every frame sees the whole utterance, left context unlimited): a
+  frame of its own chunk and of earlier chunks back to ``left_context_encoder_frames`` frames before
+  its chunk's start, and no padding. Training draws C per batch from ``train_chunk_encoder_frames``
+  (dynamic chunk training), so one model serves several latencies; ``chunk_encoder_frames`` is the
+  decoding chunk. C = 0 means full context (every frame sees the whole utterance, left context unlimited): a
   non-streaming pass, e.g. for the reference alignments of ``asr.decoding.align``.
 
 Shape legend: N batch, T input frames, T' = ((T - 3) // 2 - 1) // 2 encoder frames, F mel bins,
-D = d_model, H heads, L = ``left_context`` (encoder frames), C chunk (encoder frames), K conv kernel,
+D = d_model, H heads, L = ``left_context_encoder_frames``, C chunk (encoder frames), K conv kernel,
 B = ``num_layers``.
 
 Streaming: ``streaming_forward`` takes one chunk of 4C + 5 feature frames (C outputs; the 5 overlap
@@ -33,7 +33,8 @@ atol 1e-5).
 
 Latency: a frame waits for the end of its chunk, so the algorithmic latency is the chunk
 (C x 40 ms) plus the subsampling's lookahead (the last output frame of a chunk needs 5 feature frames
-past the chunk: 50 ms); see ``algorithmic_latency_ms``.
+past the chunk: 50 ms); see ``algorithmic_latency_ms`` and ``asr.chunking``. The encoder streams
+exactly only at its own chunk: ``required_chunk_encoder_frames``.
 """
 
 from __future__ import annotations
@@ -45,11 +46,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from asr.chunking import ENCODER_FRAME_MS, Chunking
 from asr.errors import UserError
 from asr.modules.normalize import GlobalCMVN
 from asr.modules.subsampling import Conv2dSubsampling
 
-FRAME_MS = 10  # feature frame shift
 NEG_INF = -1e4  # masked attention score (finite, so fully masked rows give a uniform softmax, not NaN)
 
 
@@ -61,31 +62,33 @@ class ConformerEncoderConfig:
     num_heads: int = 4
     ffn_dim: int = 576
     conv_kernel: int = 15  # causal depthwise conv, encoder frames
-    chunk_size: int = 16  # decoding chunk, encoder frames (x 40 ms = 640 ms); 0 = full context
-    left_context: int = 64  # attention history, encoder frames (x 40 ms = 2.56 s)
-    train_chunk_sizes: tuple = (4, 8, 16, 32)  # dynamic chunk training: one drawn per batch (0 = full context)
+    chunk_encoder_frames: int = 16  # decoding chunk (x 40 ms = 640 ms); 0 = full context
+    left_context_encoder_frames: int = 64  # attention history (x 40 ms = 2.56 s)
+    train_chunk_encoder_frames: tuple = (4, 8, 16, 32)  # dynamic chunk training: one drawn per batch (0 = full context)
     subsampling_channels: int = 64
     dropout: float = 0.1
 
     def __post_init__(self):
-        self.train_chunk_sizes = tuple(int(c) for c in self.train_chunk_sizes)
+        self.train_chunk_encoder_frames = tuple(int(c) for c in self.train_chunk_encoder_frames)
         if self.d_model % self.num_heads or self.d_model % 2:
             raise UserError(f"model.encoder.d_model={self.d_model}: must be even and divisible by num_heads={self.num_heads}")
-        if self.chunk_size < 0 or self.left_context < 0 or not self.train_chunk_sizes or min(self.train_chunk_sizes) < 0:
+        chunks = self.train_chunk_encoder_frames
+        if self.chunk_encoder_frames < 0 or self.left_context_encoder_frames < 0 or not chunks or min(chunks) < 0:
             raise UserError(
-                f"model.encoder: chunk_size={self.chunk_size}, train_chunk_sizes={list(self.train_chunk_sizes)} and "
-                f"left_context={self.left_context} must be >= 0 (encoder frames of 40 ms; chunk 0 = full context)"
+                f"model.encoder: chunk_encoder_frames={self.chunk_encoder_frames}, train_chunk_encoder_frames="
+                f"{list(chunks)} and left_context_encoder_frames={self.left_context_encoder_frames} must be >= 0 "
+                "(encoder frames of 40 ms; chunk 0 = full context)"
             )
         if self.conv_kernel < 1:
             raise UserError(f"model.encoder.conv_kernel={self.conv_kernel}: must be >= 1")
 
     @property
     def chunk_ms(self) -> int:
-        return self.chunk_size * Conv2dSubsampling.factor * FRAME_MS
+        return self.chunk_encoder_frames * ENCODER_FRAME_MS
 
     @property
     def left_context_ms(self) -> int:
-        return self.left_context * Conv2dSubsampling.factor * FRAME_MS
+        return self.left_context_encoder_frames * ENCODER_FRAME_MS
 
 
 def rel_positions(d_model: int, distances: torch.Tensor) -> torch.Tensor:
@@ -197,18 +200,20 @@ class ConformerEncoder(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.num_layers))
         self.output_dim = cfg.d_model
-        self.subsampling_factor = Conv2dSubsampling.factor
-        self.overlap_frames = Conv2dSubsampling.overlap_frames
 
-    def algorithmic_latency_ms(self, chunk_size: int | None = None) -> int:
+    @property
+    def required_chunk_encoder_frames(self) -> int:
+        """The only chunk it streams at exactly (its chunk-masked forward); 0: full context, no streaming."""
+        return self.cfg.chunk_encoder_frames
+
+    def algorithmic_latency_ms(self, chunk_encoder_frames: int | None = None) -> int:
         """Chunk + the subsampling's lookahead (5 feature frames), in ms."""
-        chunk = chunk_size or self.cfg.chunk_size
-        return chunk * self.subsampling_factor * FRAME_MS + self.overlap_frames * FRAME_MS
+        return Chunking.from_encoder_frames(chunk_encoder_frames or self.cfg.chunk_encoder_frames).algorithmic_latency_ms
 
     def init_state(self, batch: int, device: torch.device | str = "cpu"):
         """Zero state ``(cached_key, cached_val, cached_conv, processed)``, see the module docstring."""
         c, b = self.cfg, len(self.layers)
-        key = torch.zeros(b, batch, c.left_context, c.d_model, device=device)
+        key = torch.zeros(b, batch, c.left_context_encoder_frames, c.d_model, device=device)
         conv = torch.zeros(b, batch, c.d_model, c.conv_kernel - 1, device=device)
         return key, key.clone(), conv, torch.zeros(batch, dtype=torch.long, device=device)
 
@@ -216,25 +221,28 @@ class ConformerEncoder(nn.Module):
         """(N, T, T) True where frame i may attend to frame j (chunk-wise, left context, no padding)."""
         idx = torch.arange(t, device=lens.device)
         start = idx // chunk * chunk  # (T,) first frame of each frame's chunk
-        allowed = (idx.view(1, t) < (start + chunk).view(t, 1)) & (idx.view(1, t) >= (start - self.cfg.left_context).view(t, 1))
+        left = self.cfg.left_context_encoder_frames
+        allowed = (idx.view(1, t) < (start + chunk).view(t, 1)) & (idx.view(1, t) >= (start - left).view(t, 1))
         return allowed.unsqueeze(0) & (idx.view(1, 1, t) < lens.view(-1, 1, 1))
 
-    def forward(self, x: torch.Tensor, x_lens: torch.Tensor, chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (N, T, F), x_lens: (N,) -> (N, T', D), (N,). The chunk is ``chunk_size``, else a random
-        ``train_chunk_sizes`` entry in training, else ``cfg.chunk_size``."""
-        if chunk_size is None:
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor,
+                chunk_encoder_frames: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (N, T, F), x_lens: (N,) -> (N, T', D), (N,). The chunk is ``chunk_encoder_frames`` (0: full
+        context), else a random ``train_chunk_encoder_frames`` entry in training, else the config's."""
+        chunk = chunk_encoder_frames
+        if chunk is None:
             if self.training:
-                sizes = self.cfg.train_chunk_sizes
-                chunk_size = sizes[int(torch.randint(len(sizes), (1,)))]
+                sizes = self.cfg.train_chunk_encoder_frames
+                chunk = sizes[int(torch.randint(len(sizes), (1,)))]
             else:
-                chunk_size = self.cfg.chunk_size
+                chunk = self.cfg.chunk_encoder_frames
         x, lens = self.subsampling(self.normalize(x), x_lens)  # (N, T', D)
         n, t, d = x.shape
         if t == 0:
             return x, lens
         x = self.dropout(x)
-        if chunk_size > 0:
-            mask = self.chunk_mask(t, lens, chunk_size)  # (N, T', T')
+        if chunk > 0:
+            mask = self.chunk_mask(t, lens, chunk)  # (N, T', T')
         else:  # full context
             mask = (torch.arange(t, device=x.device).view(1, 1, t) < lens.view(-1, 1, 1)).expand(n, t, t)
         valid = (torch.arange(t, device=x.device).view(1, t) < lens.view(-1, 1)).to(x.dtype)
@@ -251,7 +259,7 @@ class ConformerEncoder(nn.Module):
         n, t, d = x.shape
         if t == 0:
             return x, lens, state
-        ctx = self.cfg.left_context
+        ctx = self.cfg.left_context_encoder_frames
         # keys: [cache (L), chunk (C)]; cache slot j holds frame processed - L + j (absent if < 0)
         slot = torch.arange(ctx, device=x.device).view(1, ctx)
         cache_ok = slot >= (ctx - processed).view(-1, 1)  # (N, L)

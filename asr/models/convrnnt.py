@@ -1,6 +1,7 @@
 """ConvRNN-T encoder: Radfar et al., "ConvRNN-T: Convolutional Augmented Recurrent Neural Network
 Transducers for Streaming Speech Recognition", Interspeech 2022 (arXiv 2209.14868). Layer shapes
-follow the public icefall re-implementation described in ``shared/reference/seed-methods.md`` s. 5.
+follow a public third-party re-implementation on icefall's ``EncoderInterface`` (not the authors'
+code): the conv subsampling before the CNN encoders, the local and global CNN shapes.
 
 Input normalisation -> conv subsampling x4 to ``d_model`` = C -> two causal CNN encoders in parallel:
 - local: 4 Conv2d layers over the (time, channel) plane, kernel ``local_kernel`` (5x5), causal in
@@ -134,8 +135,6 @@ class ConvRNNTEncoder(nn.Module):
         self.fuse = nn.Linear(2 * c, c)
         self.stack = LSTMStack(c, cfg.num_layers, cfg.hidden_dim, cfg.proj_dim, cfg.dropout)
         self.output_dim = self.stack.output_dim
-        self.subsampling_factor = Conv2dSubsampling.factor
-        self.overlap_frames = Conv2dSubsampling.overlap_frames
         self.global_pads = [b.pad for b in self.blocks]
 
     def receptive_field_frames(self) -> int:
@@ -150,8 +149,13 @@ class ConvRNNTEncoder(nn.Module):
         se_sum = torch.zeros(len(self.blocks), batch, c, device=device)
         return (h, cc, *local, glob, se_sum, torch.zeros(batch, dtype=torch.long, device=device))
 
-    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (N, T, F), x_lens: (N,) -> (N, T', P), (N,)."""
+    # causal after the subsampling: it streams exactly at any chunk (asr.chunking)
+    required_chunk_encoder_frames = None
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor,
+                chunk_encoder_frames: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (N, T, F), x_lens: (N,) -> (N, T', P), (N,). ``chunk_encoder_frames`` is accepted as every
+        encoder takes it and changes nothing: the encoder is causal, so every chunking gives this output."""
         out, out_lens, _ = self.streaming_forward(x, x_lens, self.init_state(x.size(0), x.device))
         return out, out_lens
 

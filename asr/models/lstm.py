@@ -11,8 +11,8 @@ L LSTM layers, H LSTM hidden size, P LSTM output size (projection size, or H wit
 
 Streaming: the state is ``(h, c)`` with ``h: (L, N, P)`` and ``c: (L, N, H)``, zeros at the
 start; this is exactly sherpa-onnx's ``model_type=lstm`` state layout (batch on axis 1). Each
-chunk carries ``overlap_frames = 5`` frames of the previous one (see the subsampling docstring),
-so chunk-by-chunk output equals the full forward exactly.
+chunk carries the 5 overlap frames of the previous one (``asr.chunking``), so chunk-by-chunk output
+equals the full forward exactly.
 """
 
 from __future__ import annotations
@@ -93,11 +93,14 @@ class LSTMEncoder(nn.Module):
         self.subsampling = Conv2dSubsampling(num_mel_bins, cfg.subsampling_dim, cfg.subsampling_channels)
         self.stack = LSTMStack(cfg.subsampling_dim, cfg.num_layers, cfg.hidden_dim, cfg.proj_dim, cfg.dropout)
         self.output_dim = self.stack.output_dim
-        self.subsampling_factor = Conv2dSubsampling.factor
-        self.overlap_frames = Conv2dSubsampling.overlap_frames
 
-    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (N, T, F), x_lens: (N,) -> (N, T', P), (N,)."""
+    # causal after the subsampling: it streams exactly at any chunk (asr.chunking)
+    required_chunk_encoder_frames = None
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor,
+                chunk_encoder_frames: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (N, T, F), x_lens: (N,) -> (N, T', P), (N,). ``chunk_encoder_frames`` is accepted as every
+        encoder takes it and changes nothing: the encoder is causal, so every chunking gives this output."""
         out, out_lens, _ = self.streaming_forward(x, x_lens, self.init_state(x.size(0), x.device))
         return out, out_lens
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from asr.losses import rnnt_loss
 from asr.losses.pruned import do_pruning, get_prune_ranges, rnnt_loss_lattice, rnnt_loss_pruned, rnnt_loss_simple
+from asr.models.config import LossConfig
 
 
 class Joiner(nn.Module):
@@ -34,15 +35,19 @@ class Transducer(nn.Module):
     encoder a direct, alignment-free acoustic target and speeds up convergence from scratch.
     Decoding and export never use it.
 
-    ``loss`` (an ``asr.config.LossConfig``) picks the full or the pruned RNN-T loss; the pruned one
-    adds two training-only linear heads (``simple_am``, ``simple_lm``) for its simple loss."""
+    ``loss`` (an ``asr.models.config.LossConfig``) picks the full or the pruned RNN-T loss; the pruned
+    one adds two training-only linear heads (``simple_am``, ``simple_lm``) for its simple loss.
+
+    For decoding it implements ``asr.decoding.search.SearchModel`` (``blank_id``, ``unk_id``,
+    ``context_size``, ``init_predictor_state``, ``predict``, ``join``) and ``encode``."""
+
+    unk_id = None  # the PyTorch model emits every token it was trained on; onnxruntime folders skip <unk>
 
     def __init__(
-        self, encoder: nn.Module, predictor: nn.Module, joiner: Joiner, blank_id: int = 0, ctc_weight: float = 0.0, loss=None
+        self, encoder: nn.Module, predictor: nn.Module, joiner: Joiner, blank_id: int = 0, ctc_weight: float = 0.0,
+        loss: LossConfig | None = None,
     ) -> None:
         super().__init__()
-        from asr.config import LossConfig
-
         self.encoder = encoder
         self.predictor = predictor
         self.joiner = joiner
@@ -71,11 +76,13 @@ class Transducer(nn.Module):
                 self.joiner.predictor_proj(pred).unsqueeze(1),  # (N, 1, U+1, J)
             )  # (N, T', U+1, V)
             if cfg.rnnt_type == "regular" and not cfg.delay_penalty and not cfg.fastemit_lambda:
-                loss = rnnt_loss(logits, y, enc_lens, y_lens, blank=self.blank_id, reduction="sum")
+                loss = rnnt_loss(logits, y, logit_lengths=enc_lens, target_lengths=y_lens, blank=self.blank_id,
+                                 reduction="sum")
             else:
                 loss = rnnt_loss_lattice(
-                    logits, y, y_lens, enc_lens, blank=self.blank_id, delay_penalty=cfg.delay_penalty,
-                    fastemit_lambda=cfg.fastemit_lambda, reduction="sum", rnnt_type=cfg.rnnt_type,
+                    logits, y, logit_lengths=enc_lens, target_lengths=y_lens, blank=self.blank_id,
+                    delay_penalty=cfg.delay_penalty, fastemit_lambda=cfg.fastemit_lambda, reduction="sum",
+                    rnnt_type=cfg.rnnt_type,
                 )
         if self.ctc_output is not None:
             log_probs = self.ctc_output(enc).log_softmax(-1).transpose(0, 1)  # (T', N, V)
@@ -86,14 +93,15 @@ class Transducer(nn.Module):
     def _pruned_loss(self, enc, enc_lens, pred, y, y_lens, warmup: float) -> torch.Tensor:
         cfg = self.loss_cfg
         simple, (px_occ, py_occ) = rnnt_loss_simple(
-            self.simple_lm(pred), self.simple_am(enc), y, y_lens, enc_lens, blank=self.blank_id,
-            lm_only_scale=cfg.lm_scale, am_only_scale=cfg.am_scale, delay_penalty=cfg.delay_penalty,
+            self.simple_am(enc), self.simple_lm(pred), y, logit_lengths=enc_lens, target_lengths=y_lens,
+            blank=self.blank_id, lm_only_scale=cfg.lm_scale, am_only_scale=cfg.am_scale, delay_penalty=cfg.delay_penalty,
             reduction="sum", return_grad=True, rnnt_type=cfg.rnnt_type,
         )
-        ranges = get_prune_ranges(px_occ, py_occ, y_lens, enc_lens, cfg.prune_range, cfg.rnnt_type)  # (N, T', R)
+        ranges = get_prune_ranges(px_occ, py_occ, logit_lengths=enc_lens, target_lengths=y_lens, s_range=cfg.prune_range,
+                                  rnnt_type=cfg.rnnt_type)  # (N, T', R)
         am, lm = do_pruning(self.joiner.encoder_proj(enc), self.joiner.predictor_proj(pred), ranges)  # (N, T', R, J)
         pruned = rnnt_loss_pruned(
-            self.joiner(am, lm), y, ranges, y_lens, enc_lens, blank=self.blank_id,
+            self.joiner(am, lm), y, logit_lengths=enc_lens, target_lengths=y_lens, ranges=ranges, blank=self.blank_id,
             delay_penalty=cfg.delay_penalty, fastemit_lambda=cfg.fastemit_lambda, reduction="sum",
             rnnt_type=cfg.rnnt_type,
         )
@@ -106,6 +114,15 @@ class Transducer(nn.Module):
         """Full-utterance encoder output, projected for the joiner: (N, T', J), (N,)."""
         enc, enc_lens = self.encoder(x, x_lens)
         return self.joiner.encoder_proj(enc), enc_lens
+
+    @property
+    def context_size(self) -> int:
+        """Tokens the predictor sees (its last ``context_size`` ids; 1 for the LSTM predictor)."""
+        return self.predictor.context_size
+
+    def init_predictor_state(self, batch: int, device: torch.device | str = "cpu"):
+        """The predictor's state before any token: None (stateless) or the LSTM's zero (h, c)."""
+        return self.predictor.init_state(batch, device)
 
     def predict(self, y_ctx: torch.Tensor, state=None):
         """One predictor step, projected for the joiner: (N, C) -> (N, J), new state."""

@@ -8,7 +8,7 @@ recognizer measures, for the current segment:
   ``decode_chunk_len`` (sherpa-onnx's ``num_processed_frames``, zeroed at every endpoint);
 * ``trailing_blanks``: encoder frames of the best hypothesis since its last token, or since the
   segment start if it has none (sherpa-onnx's ``num_trailing_blanks``). Like sherpa-onnx, an encoder
-  frame counts as 4 feature frames (``subsampling_factor``), whatever the model's real factor.
+  frame counts as 4 feature frames (40 ms, ``asr.chunking.ENCODER_FRAME_MS``).
 
 A rule fires when ``trailing silence >= min_trailing_silence_s`` and ``segment length >=
 min_utterance_length_s`` and, if ``must_contain_nonsilence``, the segment is longer than its trailing
@@ -32,10 +32,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from asr.chunking import ENCODER_FRAME_MS, FEATURE_FRAME_MS
 from asr.errors import UserError
-
-FRAME_SHIFT_MS = 10  # fbank frame shift, the unit of segment_frames
-SUBSAMPLING_FACTOR = 4  # feature frames per encoder frame, as sherpa-onnx hard-codes it
 
 
 @dataclass
@@ -77,8 +75,8 @@ class EndpointConfig:
 
         segment_frames: feature frames consumed in the segment; trailing_blanks: encoder frames
         since the best hypothesis's last token in the segment."""
-        utterance_length_ms = segment_frames * FRAME_SHIFT_MS
-        trailing_silence_ms = trailing_blanks * SUBSAMPLING_FACTOR * FRAME_SHIFT_MS
+        utterance_length_ms = segment_frames * FEATURE_FRAME_MS
+        trailing_silence_ms = trailing_blanks * ENCODER_FRAME_MS
         for name in ("rule1", "rule2", "rule3"):
             if getattr(self, name).activated(trailing_silence_ms, utterance_length_ms):
                 return name

@@ -1,13 +1,15 @@
-"""Streaming recognition on onnxruntime from a sherpa-onnx model folder (what ``asr export`` writes).
+"""Streaming recognition with sherpa-onnx's loop, on onnxruntime from a sherpa-onnx model folder (what
+``asr export`` writes) or on any other :class:`StreamingTransducer`.
 
-:class:`OnnxTransducer` loads ``encoder.onnx``, ``decoder.onnx``, ``joiner.onnx`` and ``tokens.txt``
-and offers the interface ``asr.decoding.search`` decodes with (``predict``, ``join``,
-``predictor.context_size``, ``blank_id``), so greedy and modified beam search are the same code as
-for PyTorch models. :class:`OnnxStream` runs sherpa-onnx's loop exactly, so that both give the same
-tokens (tests): streaming fbank, an encoder call on ``T`` frames whenever ``processed + T <
-frames ready`` (strict), the stream advancing by ``decode_chunk_len``, and at the end
-``tail_padding_s`` seconds of zeros appended before the features are flushed (the last partial chunk
-is never decoded, as in sherpa-onnx).
+:class:`StreamingTransducer` is what the loop needs from a model, whatever runs it: the chunking
+(``asr.chunking.Chunking``), sherpa-onnx's two-tensor encoder state, the symbols, and the search
+interface ``asr.decoding.search.SearchModel``. :class:`OnnxTransducer` implements it on the three
+graphs of an exported folder; ``asr.streaming.pytorch.TorchTransducer`` on a checkpoint, eagerly.
+:class:`OnnxStream` runs sherpa-onnx's loop exactly, so that both give the same tokens (tests):
+streaming fbank, an encoder call on ``T`` frames whenever ``processed + T < frames ready`` (strict),
+the stream advancing by ``decode_chunk_len``, and at the end ``tail_padding_s`` seconds of zeros
+appended before the features are flushed (the last partial chunk is never decoded, as in
+sherpa-onnx).
 
 On top of that loop, as sherpa-onnx's ``OnlineRecognizer`` does (``online-recognizer-transducer-impl.h``):
 
@@ -53,22 +55,23 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
-from asr.decoding.search import GreedyState, _context, beam_init, greedy_init, search
+from asr.chunking import ENCODER_FRAME_MS, FEATURE_FRAME_MS, TAIL_PADDING_S, Chunking
+from asr.decoding.search import GreedyState, beam_init, context, greedy_init, search
 from asr.errors import UserError
-from asr.features import FRAME_SHIFT_MS, NUM_MEL_BINS, SAMPLE_RATE_HZ, SherpaFbank
-from asr.streaming.endpoint import SUBSAMPLING_FACTOR, EndpointConfig, trailing_blanks
-from asr.streaming.sherpa_client import TAIL_PADDING_S
+from asr.features import NUM_MEL_BINS, SAMPLE_RATE_HZ, SherpaFbank
+from asr.streaming.endpoint import EndpointConfig, trailing_blanks
 
 MODEL_FILES = ("encoder.onnx", "decoder.onnx", "joiner.onnx", "tokens.txt")
 LSTM_META = ("model_type", "decode_chunk_len", "T", "num_encoder_layers", "d_model", "rnn_hidden_size")
 METHODS = ("greedy", "modified_beam_search")
-# sherpa-onnx's timestamps: encoder frame f is at f * 4 * 10 ms, whatever the model's real factor.
-ENCODER_FRAME_S = SUBSAMPLING_FACTOR * FRAME_SHIFT_MS / 1000
+# sherpa-onnx's timestamps: encoder frame f is at f * 40 ms (it hard-codes the subsampling factor 4,
+# which every encoder here has).
+ENCODER_FRAME_S = ENCODER_FRAME_MS / 1000
 
 
 def read_tokens(path: Path) -> list[str]:
@@ -87,27 +90,35 @@ def read_tokens(path: Path) -> list[str]:
 
 
 class StreamingTransducer:
-    """What the streaming loop needs from a model, whatever runs it: sherpa-onnx's chunking (``T``
-    frames per encoder call, advancing ``chunk``), state layout ``h (L, N, P)``, ``c (L, N, H)``,
-    symbols, and the search interface (``predict``, ``join``, ``predictor.context_size``,
-    ``blank_id``, ``unk_id``). Subclasses set the attributes and implement :meth:`encode_chunk`,
-    :meth:`predict` and :meth:`join`: :class:`OnnxTransducer` here, ``TorchTransducer`` in
-    ``asr.streaming.latency``."""
+    """What the streaming loop needs from a model, whatever runs it: its chunking (an encoder call
+    takes ``chunking.window_feature_frames`` frames and the stream advances by
+    ``chunking.chunk_feature_frames``), sherpa-onnx's encoder state layout (two tensors ``(L, N, P)``
+    and ``(L, N, H)``, batch on axis 1), the symbols, and ``asr.decoding.search.SearchModel``
+    (``blank_id``, ``unk_id``, ``context_size``, ``init_predictor_state``, ``predict``, ``join``).
+    Subclasses set the attributes and implement :meth:`encode_chunk`, :meth:`predict` and
+    :meth:`join`: :class:`OnnxTransducer` here, ``asr.streaming.pytorch.TorchTransducer``."""
 
-    chunk: int  # decode_chunk_len
-    T: int
+    chunking: Chunking
     layers: int
     d_model: int
     hidden: int
     symbols: list[str]
     blank_id: int = 0
     unk_id: int | None = None
-    predictor: SimpleNamespace
+    context_size: int
 
     def _set_symbols(self, symbols: list[str], context_size: int) -> None:
         self.symbols = symbols
         self.unk_id = symbols.index("<unk>") if "<unk>" in symbols else None  # decoded like blank
-        self.predictor = SimpleNamespace(context_size=context_size, init_state=lambda batch, device="cpu": None)
+        self.context_size = context_size
+
+    def init_predictor_state(self, batch: int, device="cpu") -> None:
+        """The decoder graph is stateless (sherpa-onnx's contract): no state."""
+        return None
+
+    def encode_chunk(self, x: np.ndarray, state: tuple[np.ndarray, np.ndarray]):
+        """(N, T, F) features of one window, state -> (N, T', J) projected encoder output, new state."""
+        raise NotImplementedError
 
     def init_state(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
         return (np.zeros((self.layers, batch, self.d_model), np.float32),
@@ -146,8 +157,6 @@ class OnnxTransducer(StreamingTransducer):
     on them too (sherpa-onnx runs them with greedy search on one stream only)."""
 
     def __init__(self, model_dir: str | Path, num_threads: int = 1) -> None:
-        import onnxruntime as ort
-
         d = Path(model_dir)
         missing = [f for f in MODEL_FILES if not (d / f).is_file()]
         if missing:
@@ -171,7 +180,10 @@ class OnnxTransducer(StreamingTransducer):
         if absent or meta["model_type"] != "lstm":
             raise UserError(f"{d}: not a model_type=lstm streaming transducer (missing metadata "
                             f"{', '.join(absent) or 'model_type=lstm'}); re-export it with 'asr export'")
-        self.chunk, self.T = int(meta["decode_chunk_len"]), int(meta["T"])
+        self.chunking = Chunking(int(meta["decode_chunk_len"]))
+        if int(meta["T"]) != self.chunking.window_feature_frames:
+            raise UserError(f"{d}: encoder metadata T={meta['T']} with decode_chunk_len={meta['decode_chunk_len']}; "
+                            "T must be decode_chunk_len + 5; re-export it with 'asr export'")
         self.layers, self.d_model, self.hidden = int(meta["num_encoder_layers"]), int(meta["d_model"]), int(meta["rnn_hidden_size"])
         self._set_symbols(read_tokens(d / "tokens.txt"), int(dec_meta["context_size"]))
         # batch axis of x / y / encoder_out: a number (not a symbol) means every call takes that batch
@@ -283,7 +295,7 @@ class OnnxStream:
     decoded nothing at all ends with one empty final (so every stream ends with a final).
     """
 
-    def __init__(self, model: OnnxTransducer, method: str = "greedy", beam: int = 4, tail_padding_s: float = TAIL_PADDING_S,
+    def __init__(self, model: StreamingTransducer, method: str = "greedy", beam: int = 4, tail_padding_s: float = TAIL_PADDING_S,
                  *, context_graph=None, endpoint: EndpointConfig | None = None, auto_decode: bool = True) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown decoding method {method!r}; use 'greedy' or 'modified_beam_search'")
@@ -339,7 +351,7 @@ class OnnxStream:
     @property
     def is_ready(self) -> bool:
         """sherpa-onnx's IsReady: processed + T < frames ready (strict)."""
-        return self.model.T < len(self.frames)
+        return self.model.chunking.window_feature_frames < len(self.frames)
 
     @property
     def received_s(self) -> float:
@@ -361,7 +373,7 @@ class OnnxStream:
     def _result(self, final: bool, reason: str | None = None, wall_time: float | None = None) -> SegmentResult:
         tokens, frames = self._segment_tokens()
         return SegmentResult(self.segment, final, tokens, frames, self.model.text(tokens), self.model.words(tokens, frames),
-                             self.segment_start_frame * FRAME_SHIFT_MS / 1000, self.processed_frames * FRAME_SHIFT_MS / 1000,
+                             self.segment_start_frame * FEATURE_FRAME_MS / 1000, self.processed_frames * FEATURE_FRAME_MS / 1000,
                              reason, wall_time, self.received_s if final else None)
 
     @property
@@ -385,8 +397,8 @@ class OnnxStream:
         """Book-keeping after this stream's share of an encoder call: advance by decode_chunk_len,
         note the first token, check the endpoint rules, close the stream at the end of input."""
         self.state, self.search_state = state, search_state
-        self.frames = self.frames[self.model.chunk :]
-        self.processed_frames += self.model.chunk
+        self.frames = self.frames[self.model.chunking.chunk_feature_frames :]
+        self.processed_frames += self.model.chunking.chunk_feature_frames
         self.encoder_frames += num_encoder_frames
         tokens, frames = self._segment_tokens()
         if self.first_token is None and tokens:
@@ -402,7 +414,7 @@ class OnnxStream:
         """sherpa-onnx's Reset: keep the encoder state; carry the decoder context if the segment
         decoded something, else start from the initial (blank) context."""
         tokens, _ = self._segment_tokens()
-        self.endpoints.append(EndpointEvent(rule, self.processed_frames * FRAME_SHIFT_MS / 1000, now, self.received_s,
+        self.endpoints.append(EndpointEvent(rule, self.processed_frames * FEATURE_FRAME_MS / 1000, now, self.received_s,
                                             self.segment, bool(tokens)))
         if tokens:
             self.finals.append(self._result(final=True, reason=rule, wall_time=now))
@@ -419,10 +431,10 @@ class OnnxStream:
         """Cut every hypothesis to its decoder context (its last context_size entries, left-padded as
         the search pads them); those entries become the next segment's ``prefix``. Hotword matches
         start again from the graph's root, as in sherpa-onnx."""
-        m, c = self.model, self.model.predictor.context_size
+        m, c = self.model, self.model.context_size
         st = self.search_state
         if isinstance(st, GreedyState):
-            st.hyps[0] = _context(m, st.hyps[0])
+            st.hyps[0] = context(m, st.hyps[0])
             st.timestamps[0] = [-1] * c  # placeholders, never reported
         else:
             # sherpa-onnx starts from an empty result, whose one hypothesis is the initial (blank)
@@ -433,7 +445,7 @@ class OnnxStream:
             root = empty.context_state
             merged = {}
             for h in [empty] + st.beams[0]:
-                ys = tuple(_context(m, h.ys))
+                ys = tuple(context(m, h.ys))
                 if ys in merged:
                     merged[ys].log_prob = float(np.logaddexp(merged[ys].log_prob, h.log_prob))
                 else:
@@ -474,7 +486,7 @@ def decode_streams(streams: list[OnnxStream]) -> EncoderCall | None:
     m = s0.model
     if any((s.model, s.method, s.beam, s.context_graph) != (m, s0.method, s0.beam, s0.context_graph) for s in ready):
         raise ValueError("streams decoded together must share model, method, beam and context graph")
-    x = np.stack([s.frames[: m.T] for s in ready])  # (N, T, F)
+    x = np.stack([s.frames[: m.chunking.window_feature_frames] for s in ready])  # (N, T, F)
     t0 = time.perf_counter()
     enc, state = m.encode_chunk(x, m.stack_states([s.state for s in ready]))  # (N, T', J)
     t1 = time.perf_counter()
@@ -496,7 +508,7 @@ class OnnxRecognizer:
     ``keep_calls``: collect every :class:`EncoderCall` in ``calls`` (for benchmarks; a long-running
     service turns it off)."""
 
-    def __init__(self, model: OnnxTransducer, method: str = "greedy", beam: int = 4, tail_padding_s: float = TAIL_PADDING_S,
+    def __init__(self, model: StreamingTransducer, method: str = "greedy", beam: int = 4, tail_padding_s: float = TAIL_PADDING_S,
                  *, context_graph=None, endpoint: EndpointConfig | None = None, keep_calls: bool = True) -> None:
         self.model, self.method, self.beam, self.tail_padding_s = model, method, beam, tail_padding_s
         self.context_graph, self.endpoint, self.keep_calls = context_graph, endpoint, keep_calls

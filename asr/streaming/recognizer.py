@@ -1,10 +1,11 @@
-"""Stateful streaming recognition in PyTorch: samples in, growing partial results out.
+"""Stateful streaming recognition in PyTorch: samples in, growing partial results out
+(``asr transcribe --streaming``).
 
-The loop has sherpa-onnx's chunking semantics: ``decode_chunk_frames`` feature frames per step
-(its ``decode_chunk_len``) plus the encoder's ``overlap_frames`` re-fed from the previous chunk
-(``T = decode_chunk_len + overlap``), streaming fbank in front and a resumable search behind.
-Unlike sherpa-onnx it also decodes the final partial chunk at the end of input, so the final
-result equals offline decoding of the whole utterance exactly.
+The loop has sherpa-onnx's chunking (``asr.chunking``): each encoder call takes a window of
+``chunk_feature_frames + 5`` feature frames, the 5 re-fed from the previous chunk, with streaming
+fbank in front and a resumable search behind. Unlike sherpa-onnx (and ``asr.streaming.onnx``) it
+also decodes the final partial window at the end of input, so the final result equals offline
+decoding of the whole utterance exactly.
 
 Shape legend: T frames, F mel bins.
 """
@@ -13,21 +14,21 @@ from __future__ import annotations
 
 import torch
 
+from asr.chunking import RECEPTIVE_FIELD_FEATURE_FRAMES, Chunking
 from asr.decoding.search import search
-from asr.features import StreamingFbank
+from asr.features import NUM_MEL_BINS, StreamingFbank
 
 
 class StreamingRecognizer:
-    def __init__(self, model, tokenizer, decode_chunk_frames: int = 32, method: str = "greedy", beam: int = 4) -> None:
-        sub = model.encoder.subsampling_factor
-        if decode_chunk_frames <= 0 or decode_chunk_frames % sub:
-            raise ValueError(f"decode_chunk_frames={decode_chunk_frames}: must be a positive multiple of {sub}")
+    """``chunking``: what ``asr.chunking.chunking_for`` gives for the model (a Conformer streams only
+    at its own chunk)."""
+
+    def __init__(self, model, tokenizer, chunking: Chunking, method: str = "greedy", beam: int = 4) -> None:
         self.model, self.tokenizer = model, tokenizer
-        self.chunk = decode_chunk_frames
-        self.overlap = model.encoder.overlap_frames
+        self.chunking = chunking
         self.method, self.beam = method, beam
         self.fbank = StreamingFbank()
-        self.frames = torch.zeros(0, model.encoder.normalize.mean.numel())  # (T, F) not yet consumed
+        self.frames = torch.zeros(0, NUM_MEL_BINS)  # (T, F) not yet consumed
         self.enc_state = model.encoder.init_state(1)
         self.search_state = None
 
@@ -42,15 +43,15 @@ class StreamingRecognizer:
     def accept_waveform(self, samples: torch.Tensor) -> None:
         """Feed (S,) samples in [-1, 1] at 16 kHz; decodes every chunk that became complete."""
         self.frames = torch.cat([self.frames, self.fbank.accept_waveform(samples)])
-        width = self.chunk + self.overlap
+        width, chunk = self.chunking.window_feature_frames, self.chunking.chunk_feature_frames
         while self.frames.size(0) >= width:
             self._run(self.frames[:width])
-            self.frames = self.frames[self.chunk :]  # keep the overlap for the next chunk
+            self.frames = self.frames[chunk:]  # keep the overlap for the next chunk
 
     def input_finished(self) -> None:
         """Flush the feature tail and decode what is left (the last, shorter chunk)."""
         self.frames = torch.cat([self.frames, self.fbank.input_finished()])
-        if self.frames.size(0) >= self.model.encoder.subsampling.receptive_field:
+        if self.frames.size(0) >= RECEPTIVE_FIELD_FEATURE_FRAMES:
             self._run(self.frames)
         self.frames = self.frames[:0]
 

@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     --config) config=$2; shift 2 ;;
     --exp) exp=$2; shift 2 ;;
     --tag) tag=$2; shift 2 ;;
-    --method) method=$2; shift 2 ;;
+    --decoding-method) method=$2; shift 2 ;;
     --set) overrides+=(--set "$2"); shift 2 ;;
     *) echo "error: unknown option $1 (see the usage block at the top of $0)" >&2; exit 2 ;;
   esac
@@ -80,6 +80,6 @@ fi
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   for part in $test_parts; do
     echo "stage 5: decode $part ($method)"
-    asr decode --checkpoint "$exp/final.pt" --cuts "$fbank/cuts_$part.jsonl.gz" --out "$exp/decode" --method "$method"
+    asr decode --checkpoint "$exp/final.pt" --cuts "$fbank/cuts_$part.jsonl.gz" --out "$exp/decode" --decoding-method "$method"
   done
 fi

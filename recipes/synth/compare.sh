@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Encoder comparison on the synth corpus (README "Encoders compared"): LSTM, Conformer and ConvRNN-T
+# Encoder comparison on the synth corpus (recipes/synth/RESULTS.md, "Encoder comparison"): LSTM, Conformer and ConvRNN-T
 # of about 3 M parameters, each trained for the same number of minutes on the `small` corpus with
 # the pruned, modified RNN-T loss, then decoded on the held-out-voice test split. The Conformer is
 # trained first: decoded with full context it gives the reference alignments of the symbol delay.
@@ -47,7 +47,7 @@ print("|---|---|---|---|---|---|---|")
 for model in ("lstm", "conformer", "convrnnt"):
     r = json.loads((exp / model / "results.json").read_text())
     enc = yaml.safe_load((exp / model / "config.yaml").read_text())["model"]["encoder"]
-    chunk_ms = 40 * enc.get("chunk_size", 8)  # LSTM and ConvRNN-T: decoded in the Conformer's 320 ms chunks
+    chunk_ms = 40 * enc.get("chunk_encoder_frames", 8)  # LSTM and ConvRNN-T: decoded in the Conformer's 320 ms chunks
     print(f"| {model} | {r['params'] / 1e6:.2f} M | {r['test_wer']:.2f} | {chunk_ms} + 50 | {r['decode_rtf']:.4f} | "
           f"{r.get('symbol_delay_ms', float('nan')):.0f} | {r['train_minutes']:.1f} |")
 PY

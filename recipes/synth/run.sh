@@ -23,8 +23,8 @@ config=recipes/synth/lstm.yaml
 vocab_size=32
 method=modified_beam_search
 beam=8
-speed_perturb=0  # on small within the demo's 12.5 min: test WER 12.40 % with, 11.76 % without (README)
-bench_utts=100  # stage 8; with 3 engines at 1 and 2 threads this is about 45 s (README has the full runs)
+speed_perturb=0  # on small within the demo's 12.5 min: test WER 12.40 % with, 11.76 % without (RESULTS.md)
+bench_utts=100  # stage 8; with 3 engines at 1 and 2 threads this is about 45 s (RESULTS.md has the full runs)
 overrides=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     --exp) exp=$2; shift 2 ;;
     --config) config=$2; shift 2 ;;
     --vocab-size) vocab_size=$2; shift 2 ;;
-    --method) method=$2; shift 2 ;;
+    --decoding-method) method=$2; shift 2 ;;
     --beam) beam=$2; shift 2 ;;
     --speed-perturb) speed_perturb=$2; shift 2 ;;
     --bench-utts) bench_utts=$2; shift 2 ;;
@@ -85,7 +85,7 @@ fi
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "stage 5: decode the held-out-voice test split ($method)"
   asr decode --checkpoint "$exp/final.pt" --cuts "$fbank/cuts_test.jsonl.gz" --out "$exp/decode" \
-    --method "$method" --beam "$beam" --results-json "$exp/results.json"
+    --decoding-method "$method" --beam "$beam" --results-json "$exp/results.json"
   log "done; results in $exp/results.json, per-utterance errors in $exp/decode/errs-test-$method.txt"
 fi
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
@@ -101,7 +101,7 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
 fi
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   log "stage 8: latency benchmark on $bench_utts test utterances (asr stream vs sherpa-onnx, fp32 vs int8)"
-  asr bench latency --model-dir "$exp/onnx" --data "$corpus/test" --max-utts "$bench_utts" \
+  asr bench latency --model-dir "$exp/onnx" --audio-dir "$corpus/test" --max-utts "$bench_utts" \
     --engines onnx-fp32 onnx-int8-dynamic sherpa-onnx-fp32 \
     --json "$exp/latency.json" --plot "$exp/latency.png" --results-json "$exp/results.json"
   log "done; $exp/results.json, $exp/latency.json, $exp/latency.png"

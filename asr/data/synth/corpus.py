@@ -11,8 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-import soundfile
-
+from asr.audio import write_audio
 from asr.data.synth.assets import DEFAULT_ASSETS_DIR, SLOT_FILES, load_assets
 from asr.data.synth.plan import SPLITS, Utterance, plan_utterance
 from asr.data.synth.render import SAMPLE_RATE_HZ, render_utterance
@@ -50,7 +49,7 @@ def _render_batch(jobs: list[tuple[Utterance, str]], seed: int) -> list[int]:
     num_samples = []
     for utt, path in jobs:
         audio = render_utterance(utt, seed)
-        soundfile.write(path, audio, SAMPLE_RATE_HZ, format="FLAC", subtype="PCM_16")
+        write_audio(path, audio, SAMPLE_RATE_HZ)
         num_samples.append(int(audio.size))
     return num_samples
 

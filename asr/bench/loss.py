@@ -1,8 +1,8 @@
-"""Full RNN-T loss (torchaudio) vs our pruned RNN-T loss: step time (forward + backward) and peak
-memory, side by side in one process.
+"""``asr bench loss``: full RNN-T loss (torchaudio) vs our pruned RNN-T loss: step time (forward +
+backward) and peak memory, side by side in one process.
 
-    python bench/loss.py                 # CPU, shapes N=8 T=500 U=100 V=500 and N=8 T=100 U=40 V=32
-    python bench/loss.py --device cuda   # the same on a GPU
+    asr bench loss                 # CPU, shapes N=8 T=500 U=100 V=500 and N=8 T=100 U=40 V=32
+    asr bench loss --device cuda   # the same on a GPU
 
 What is timed is the whole joiner-and-loss part of a transducer training step, from the encoder
 output (N, T, E) and predictor output (N, U+1, D) to the gradients of both, because that is what
@@ -11,7 +11,7 @@ pruning changes:
   pruned: linear "simple" joiner + simple loss (occupations) -> prune ranges (s_range) -> joiner on
           N x T x s_range -> pruned loss; loss = 0.5 * simple + pruned, as in training
 Peak memory on CPU is the kernel's peak-RSS counter (VmHWM, reset through /proc/self/clear_refs
-before each step) minus the RSS at the start of the step. The script re-executes itself with
+before each step) minus the RSS at the start of the step. The benchmark re-executes itself with
 MALLOC_MMAP_THRESHOLD_=65536 so that glibc returns every freed block over 64 KiB to the OS and RSS
 follows the live tensors. On CUDA it is torch.cuda.max_memory_allocated above the start.
 The last line is ``pruned_vs_full memory_ratio=<full/pruned> speed_ratio=<full/pruned>`` for the
@@ -21,21 +21,22 @@ first (large) shape.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from asr.bench import reexec_with_env
+from asr.errors import UserError
+from asr.losses import rnnt_loss
+from asr.losses.pruned import do_pruning, get_prune_ranges, rnnt_loss_pruned, rnnt_loss_simple
+from asr.models.transducer import Joiner
 
-from asr.losses import rnnt_loss  # noqa: E402
-from asr.losses.pruned import do_pruning, get_prune_ranges, rnnt_loss_pruned, rnnt_loss_simple  # noqa: E402
-from asr.models.transducer import Joiner  # noqa: E402
+HELP = "pruned RNN-T loss vs torchaudio's full loss: step time and peak memory"
+EXAMPLE = "example:\n  asr bench loss --repeats 3"
+
 
 def _status_kib(field: str) -> int:
     with open("/proc/self/status") as f:
@@ -81,17 +82,20 @@ class Heads(nn.Module):
 def full_step(heads, enc, pred, y, t_lens, u_lens, s_range, backend):
     j = heads.joiner
     logits = j(j.encoder_proj(enc).unsqueeze(2), j.predictor_proj(pred).unsqueeze(1))  # (N, T, U+1, V)
-    return rnnt_loss(logits, y, t_lens, u_lens, reduction="sum")
+    return rnnt_loss(logits, y, logit_lengths=t_lens, target_lengths=u_lens, reduction="sum")
 
 
 def pruned_step(heads, enc, pred, y, t_lens, u_lens, s_range, backend):
     j = heads.joiner
     simple, (px_occ, py_occ) = rnnt_loss_simple(
-        heads.simple_lm(pred), heads.simple_am(enc), y, u_lens, t_lens, reduction="sum", return_grad=True, backend=backend
+        heads.simple_am(enc), heads.simple_lm(pred), y, logit_lengths=t_lens, target_lengths=u_lens, reduction="sum",
+        return_grad=True, backend=backend,
     )
-    ranges = get_prune_ranges(px_occ, py_occ, u_lens, t_lens, s_range)
+    ranges = get_prune_ranges(px_occ, py_occ, logit_lengths=t_lens, target_lengths=u_lens, s_range=s_range)
     logits = j(*do_pruning(j.encoder_proj(enc), j.predictor_proj(pred), ranges))  # (N, T, s_range, V)
-    return 0.5 * simple + rnnt_loss_pruned(logits, y, ranges, u_lens, t_lens, reduction="sum", backend=backend)
+    pruned = rnnt_loss_pruned(logits, y, logit_lengths=t_lens, target_lengths=u_lens, ranges=ranges, reduction="sum",
+                              backend=backend)
+    return 0.5 * simple + pruned
 
 
 def measure(step, inputs, device, repeats):
@@ -124,19 +128,18 @@ def make_inputs(n, t, u, v, dims, device, seed=0):
     return heads, enc, pred, y, t_lens.to(device), u_lens.to(device)
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="example:\n  python bench/loss.py --repeats 3")
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--s-range", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    args = ap.parse_args(argv)
-    if args.device == "cpu" and os.environ.get("MALLOC_MMAP_THRESHOLD_") != "65536":
-        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)  # see the module docstring
+
+
+def run(args) -> None:
+    if args.device == "cpu":
+        reexec_with_env({"MALLOC_MMAP_THRESHOLD_": "65536"}, args.argv)  # see the module docstring
     if args.device == "cuda" and not torch.cuda.is_available():
-        sys.exit("error: --device cuda but torch sees no GPU; run on CPU or on a GPU machine")
+        raise UserError("--device cuda but torch sees no GPU; run on CPU or on a GPU machine")
     if args.threads:
         torch.set_num_threads(args.threads)
     dims = (256, 256, 256)  # encoder, predictor, joiner dims
@@ -159,6 +162,3 @@ def main(argv=None) -> None:
         del inputs
     print(f"pruned_vs_full memory_ratio={first[0]:.2f} speed_ratio={first[1]:.2f}")
 
-
-if __name__ == "__main__":
-    main()

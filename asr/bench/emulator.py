@@ -1,4 +1,4 @@
-"""The NNA emulator's speed, side by side in one run, all on ONE core (BLAS, onnxruntime and torch
+"""``asr bench emulator``: the NNA emulator's speed, side by side in one run, all on ONE core (BLAS, onnxruntime and torch
 are pinned to one thread; the Numba kernels are serial):
 
 1. int8 GEMM, x (256, 512) by w (512, 512) with int32 bias and per-channel requantization to int8:
@@ -11,34 +11,45 @@ are pinned to one thread; the Numba kernels are serial):
    3 x 320 LSTM, 3.1 M parameters; or ``--checkpoint`` with ``--cuts``): encoder chunk by chunk
    (32 feature frames) + greedy search on the emulated predictor and joiner.
 
-    python bench/emulator.py
-    python bench/emulator.py --checkpoint exp/demo/final.pt --cuts data/fbank/synth-small/cuts_test.jsonl.gz
+    asr bench emulator
+    asr bench emulator --checkpoint exp/demo/final.pt --cuts data/fbank/synth-small/cuts_test.jsonl.gz
 
 The last line is ``numba_vs_reference=<a> numba_vs_blas=<b> numba_vs_ort=<c>``: throughput ratios
 for the GEMM (reference time / Numba time, and so on). Goals: a >= 50, b >= 0.3, c >= 0.5; RTF < 1.
 LLVM's AVX-512 code for the GEMM loop is slower than its AVX2 code (1.45x on an Ice Lake Xeon):
-``NUMBA_CPU_NAME=haswell python bench/emulator.py`` shows the difference.
+``NUMBA_CPU_NAME=haswell asr bench emulator`` shows the difference.
+
+The benchmark re-executes itself with BLAS pinned to one thread (``OMP_NUM_THREADS=1`` etc.), which
+NumPy reads once when it loads.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import argparse
+import statistics
+import time
+from pathlib import Path
 
-if os.environ.get("OMP_NUM_THREADS") != "1":  # pin BLAS to one thread before NumPy loads it
-    os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    os.execv(sys.executable, [sys.executable] + sys.argv)
+import llvmlite.binding as llvm
+import numba
+import numpy as np
+import onnxruntime as ort
+import torch
+from onnx import TensorProto, helper, numpy_helper
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+from asr.bench import reexec_with_env
+from asr.checkpoint import checkpoint_tokenizer, load_model
+from asr.config import load_config
+from asr.data.dataset import collate, load_cuts
+from asr.decoding.search import search
+from asr.models.registry import build_model
+from export.nna import NNATransducer, calibrate
+from nna_emulator import ops, reference, spec
 
-import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from nna_emulator import ops, reference, spec  # noqa: E402
+HELP = "NNA emulator speed: Numba int8 kernels vs the NumPy reference, BLAS and onnxruntime; emulated RTF"
+EXAMPLE = ("examples:\n  asr bench emulator\n"
+           "  asr bench emulator --checkpoint exp/demo/final.pt --cuts data/fbank/synth-small/cuts_test.jsonl.gz")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def timed(fn, repeat: int, warmup: int = 1) -> float:
@@ -54,9 +65,6 @@ def timed(fn, repeat: int, warmup: int = 1) -> float:
 
 
 def ort_qlinear_matmul(x_q, w_q, x_scale, w_scale, y_scale, x_zp, y_zp):
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
-
     inits = [numpy_helper.from_array(w_q, "w"), numpy_helper.from_array(np.float32(x_scale), "xs"),
              numpy_helper.from_array(np.int8(x_zp), "xz"), numpy_helper.from_array(np.float32(w_scale), "ws"),
              numpy_helper.from_array(np.int8(0), "wz"), numpy_helper.from_array(np.float32(y_scale), "ys"),
@@ -102,8 +110,6 @@ def bench_gemm(repeat: int) -> dict:
 
 
 def bench_lstm_step(repeat: int) -> None:
-    import torch
-
     torch.set_num_threads(1)
     rng = np.random.default_rng(1)
     hid = 320
@@ -141,34 +147,22 @@ def bench_lstm_step(repeat: int) -> None:
 
 
 def bench_rtf(checkpoint: str | None, cuts: str | None, num_utts: int) -> float:
-    import torch
-
-    from asr.decoding.search import search
-    from export import nna
-
     torch.set_num_threads(1)
     if checkpoint:
-        from asr.checkpoint import load_model
-        from asr.data.dataset import collate, load_cuts
-        from asr.tokenizer import Tokenizer
-
-        model, cfg, _ = load_model(checkpoint)
-        tok = Tokenizer(cfg.data.bpe_model)
+        model, cfg, ckpt = load_model(checkpoint)
+        tok = checkpoint_tokenizer(ckpt, cfg, checkpoint)
         cut_list = [c for _, c in zip(range(num_utts), load_cuts(cuts or cfg.data.dev_cuts))]
         batches = [collate([c], tok) for c in cut_list]
         what = f"{checkpoint} on {len(batches)} utterances of {cuts or cfg.data.dev_cuts}"
     else:
-        from asr.config import load_config
-        from asr.models.registry import build_model
-
-        cfg = load_config(str(Path(__file__).resolve().parents[1] / "recipes/synth/lstm.yaml"), ["model.vocab_size=32"])
+        cfg = load_config(str(REPO / "recipes/synth/lstm.yaml"), ["model.vocab_size=32"])
         torch.manual_seed(0)
         model = build_model(cfg.model).eval()
         g = torch.Generator().manual_seed(0)
         batches = [{"x": torch.randn(1, 300, 80, generator=g) * 2, "x_lens": torch.tensor([300]),
                     "y": torch.randint(1, 32, (1, 20), generator=g), "y_lens": torch.tensor([20])} for _ in range(num_utts)]
         what = f"the demo architecture (untrained) on {num_utts} random 3 s inputs"
-    emu = nna.NNATransducer.from_model(model, nna.calibrate(model, batches[:20]))
+    emu = NNATransducer.from_model(model, calibrate(model, batches[:20]))
     emu.encode(batches[0]["x"][:, :50], torch.tensor([50]))  # compile the kernels
     audio_s = compute_s = 0.0
     for b in batches:
@@ -182,25 +176,20 @@ def bench_rtf(checkpoint: str | None, cuts: str | None, num_utts: int) -> float:
     return rtf
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=30)
-    p.add_argument("--checkpoint", default=None)
-    p.add_argument("--cuts", default=None)
+    p.add_argument("--checkpoint", default=None, help="time this LSTM transducer (default: the demo architecture, untrained)")
+    p.add_argument("--cuts", default=None, help="utterances for --checkpoint (default: its dev cuts)")
     p.add_argument("--num-utts", type=int, default=30)
-    args = p.parse_args()
-    import llvmlite.binding as llvm
-    import numba
 
+
+def run(args) -> None:
+    reexec_with_env({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}, args.argv)
     print(f"Numba {numba.__version__} compiling for {numba.config.CPU_NAME or llvm.get_host_cpu_name()} "
-          "(set NUMBA_CPU_NAME=haswell on an AVX-512 host for this kernel's faster AVX2 code; README)\n")
+          "(set NUMBA_CPU_NAME=haswell on an AVX-512 host for this kernel's faster AVX2 code)\n")
     t = bench_gemm(args.repeat)
     bench_lstm_step(args.repeat)
     bench_rtf(args.checkpoint, args.cuts, args.num_utts)
-    numba = t["numba int8"]
-    print(f"numba_vs_reference={t['numpy int64 reference'] / numba:.2f} numba_vs_blas={t['float32 BLAS matmul'] / numba:.2f} "
-          f"numba_vs_ort={t['onnxruntime QLinearMatMul'] / numba:.2f}")
-
-
-if __name__ == "__main__":
-    main()
+    kernel = t["numba int8"]
+    print(f"numba_vs_reference={t['numpy int64 reference'] / kernel:.2f} numba_vs_blas={t['float32 BLAS matmul'] / kernel:.2f} "
+          f"numba_vs_ort={t['onnxruntime QLinearMatMul'] / kernel:.2f}")

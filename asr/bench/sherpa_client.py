@@ -2,7 +2,7 @@
 are checked against. Run it in a subprocess (a model that breaks sherpa-onnx's contract kills the
 process instead of raising):
 
-    python -m asr.streaming.sherpa_client MODEL_DIR greedy_search|modified_beam_search [--beam 4]
+    python -m asr.bench.sherpa_client MODEL_DIR greedy_search|modified_beam_search [--beam 4]
         [--threads 1] [--batch] [--hotwords-file F [--hotwords-score 1.5] --modeling-unit bpe
         --bpe-vocab MODEL_DIR/bpe.vocab] FILE...
 
@@ -22,14 +22,15 @@ import argparse
 import json
 import time
 
-TAIL_PADDING_S = 0.66
+import numpy as np
+import sherpa_onnx
+
+from asr.audio import read_audio
+from asr.chunking import TAIL_PADDING_S
+from asr.features import HIGH_FREQ_HZ, LOW_FREQ_HZ, NUM_MEL_BINS, SAMPLE_RATE_HZ
 
 
 def main() -> None:
-    import numpy as np
-    import sherpa_onnx
-    import soundfile as sf
-
     p = argparse.ArgumentParser()
     p.add_argument("model_dir")
     p.add_argument("method", choices=["greedy_search", "modified_beam_search"])
@@ -49,10 +50,11 @@ def main() -> None:
     d = a.model_dir
     rec = sherpa_onnx.OnlineRecognizer.from_transducer(
         tokens=f"{d}/tokens.txt", encoder=f"{d}/encoder.onnx", decoder=f"{d}/decoder.onnx", joiner=f"{d}/joiner.onnx",
-        num_threads=a.threads, sample_rate=16000, feature_dim=80, low_freq=20.0, high_freq=-400.0, dither=0.0,
+        num_threads=a.threads, sample_rate=SAMPLE_RATE_HZ, feature_dim=NUM_MEL_BINS, low_freq=LOW_FREQ_HZ,
+        high_freq=HIGH_FREQ_HZ, dither=0.0,
         decoding_method=a.method, max_active_paths=a.beam, hotwords_file=a.hotwords_file,
         hotwords_score=a.hotwords_score, modeling_unit=a.modeling_unit, bpe_vocab=a.bpe_vocab)
-    audio = [sf.read(f, dtype="float32") for f in a.files]
+    audio = [(read_audio(f), SAMPLE_RATE_HZ) for f in a.files]
     t0 = time.perf_counter()
     streams = []
     for x, sr in audio:

@@ -1,16 +1,16 @@
-"""Compression results side by side, all from one float checkpoint: for each method (a recipe
+"""``asr bench compression``: compression results side by side, all from one float checkpoint: for each method (a recipe
 config), fine-tune with ``asr compress`` (or reuse a finished run), then decode the test set with the
 float model and on the emulated int8 NNA (``asr emulate``'s calibration, lowering and search), and
 count the bytes on the device. Rows for the float model and for int8 post-training quantization
-(the float model lowered as it is) come first. With ``--test-audio`` (the same test set as a
+(the float model lowered as it is) come first. With ``--audio-dir`` (the same test set as a
 LibriSpeech-layout folder) every model is also exported with ``asr export --int8 dynamic`` (or
 ``--ort-int8`` another flavour) and streamed through onnxruntime by ``asr bench latency``'s loop:
 ``wer_onnx_int8`` and ``onnx_int8_bytes`` (the three int8 graphs; ONNX stores every weight in 8
 bits, so sub-8-bit models are no smaller there).
 
-    python bench/compression.py --checkpoint exp/demo/final.pt --test data/fbank/synth-small/cuts_test.jsonl.gz \
-        --test-audio data/synth-small/test
-    python bench/compression.py ... --runs s8bqat-4bit csp-50 magnitude-50 --max-utts 300
+    asr bench compression --checkpoint exp/demo/final.pt --cuts data/fbank/synth-small/cuts_test.jsonl.gz \
+        --audio-dir data/synth-small/test
+    asr bench compression ... --runs s8bqat-4bit csp-50 magnitude-50 --max-utts 300
 
 Writes ``<out>/results.json`` (default ``exp/compression``): a list of rows with ``method``,
 ``bits`` (average over the compressed weights) or ``sparsity``, ``bytes``, ``wer_float``, ``wer_nna``,
@@ -28,13 +28,30 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import yaml
+
+from asr.bench.latency import bench_latency
+from asr.checkpoint import load_model, read_checkpoint
+from asr.compress import compress_config
+from asr.compression import codebooks, fp32_bytes, masks, model_bytes
+from asr.compression.common import codebook_bits
+from asr.config import to_dict
+from asr.data.dataset import load_cuts
+from asr.errors import UserError
+from asr.fileio import write_text_atomic
+from asr.metrics import paired_bootstrap, read_recogs
+from asr.train import train
+from export.folder import export_onnx
+from export.nna.emulate import emulate
+
+HELP = "every compression method from one float checkpoint: bytes, float / emulated-NNA / onnxruntime int8 WER"
+EXAMPLE = ("examples:\n  asr bench compression --checkpoint exp/demo/final.pt --cuts data/fbank/synth-small/cuts_test.jsonl.gz "
+           "--audio-dir data/synth-small/test\n  asr bench compression --report")
+REPO = Path(__file__).resolve().parents[2]
 
 RUNS = {  # run name -> recipe config (its compression.method picks the method)
     "s8bqat-4bit": "recipes/synth/compress-s8bqat.yaml",
@@ -52,16 +69,11 @@ INT8_METHODS = ("qat", "aat")  # deployed as the int8 NNA program: bytes are the
 
 
 def _method_of(config: str) -> str:
-    import yaml
-
     return yaml.safe_load(Path(config).read_text())["compression"]["method"]
 
 
 def _finished(run_dir: Path, checkpoint: str, config: str) -> bool:
     """A final.pt of this recipe, fine-tuned from this checkpoint."""
-    from asr.checkpoint import read_checkpoint
-    from asr.config import compress_config, to_dict
-
     final = run_dir / "final.pt"
     if not final.is_file():
         return False
@@ -71,8 +83,6 @@ def _finished(run_dir: Path, checkpoint: str, config: str) -> bool:
 
 def _write(path: Path, rows: list) -> list:
     """Merge ``rows`` into the results file: rows of runs not in this invocation stay."""
-    from asr.fileio import write_text_atomic
-
     names = {r["run"] for r in rows}
     kept = [r for r in json.loads(path.read_text()) if r["run"] not in names] if path.is_file() else []
     order = ["fp32", "int8-ptq", *RUNS]
@@ -85,7 +95,8 @@ def _baseline(path: Path, fp32: int, args) -> dict | None:
     """The fp32 and int8-PTQ numbers of an earlier run of the same model, test set and search."""
     rows = {r["run"]: r for r in json.loads(path.read_text())} if path.is_file() else {}
     a, b = rows.get("fp32"), rows.get("int8-ptq")
-    if not a or not b or a["fp32_bytes"] != fp32 or a["search"] != args.search or (args.max_utts and a["utts"] != args.max_utts):
+    if (not a or not b or a["fp32_bytes"] != fp32 or a["search"] != args.decoding_method
+            or (args.max_utts and a["utts"] != args.max_utts)):
         return None
     return {"float_wer": a["wer_float"], "nna_wer": b["wer_nna"], "nna_bytes": b["bytes"], "num_utts": a["utts"],
             "onnx": (a["wer_onnx_int8"], a["onnx_int8_bytes"]) if a.get("onnx_int8_flavour") == args.ort_int8 else None}
@@ -94,13 +105,10 @@ def _baseline(path: Path, fp32: int, args) -> dict | None:
 def _onnx_int8(checkpoint: str, args, max_utts: int) -> tuple[float, int]:
     """(WER %, bytes of the int8 graphs) of ``checkpoint`` exported as int8 ``args.ort_int8`` (static
     flavours calibrate on the checkpoint's dev cuts) and streamed by onnxruntime, one thread, over
-    the first ``max_utts`` utterances of ``args.test_audio`` in file-name order."""
-    from asr.streaming.latency import bench_latency
-    from export.onnx import export_onnx
-
+    the first ``max_utts`` utterances of ``args.audio_dir`` in file-name order."""
     with tempfile.TemporaryDirectory(prefix="compression-onnx-") as d:
         export_onnx(checkpoint, d, int8=(args.ort_int8,))
-        rows, _ = bench_latency(d, args.test_audio, max_utts=max_utts, method=args.search, beam=args.beam,
+        rows, _ = bench_latency(d, args.audio_dir, max_utts=max_utts, method=args.decoding_method, beam=args.beam,
                                 engines=[f"onnx-int8-{args.ort_int8}"], threads=(1,))
     return round(rows[0]["wer"], 3), rows[0]["bytes"]
 
@@ -109,8 +117,6 @@ def _intervals(run_dir: Path, base_dir: Path, search: str) -> dict:
     """Paired-bootstrap 95 % intervals (percentage points) of the run's WER minus the baseline's:
     float against the float model, emulated NNA against int8 PTQ (None where a decode is missing;
     ``--compare`` passes any two runs' decode folders)."""
-    from asr.metrics import paired_bootstrap, read_recogs
-
     out = {}
     for key, tag in (("float_minus_fp32", f"float-{search}"), ("nna_minus_ptq", f"nna-*-{search}")):
         run, base = sorted(run_dir.glob(f"recogs-{tag}.txt")), sorted(base_dir.glob(f"recogs-{tag}.txt"))
@@ -120,9 +126,6 @@ def _intervals(run_dir: Path, base_dir: Path, search: str) -> dict:
 
 def _shape(model) -> dict:
     """bits: mean bits per compressed weight (codebooks); sparsity: zeros among the pruned weights."""
-    from asr.compression import codebooks, masks
-    from asr.compression.common import codebook_bits
-
     books = [(getattr(m, n).numel(), codebook_bits(b)) for _, m, n, b in codebooks(model)]
     found = [m for *_, m in masks(model)]
     out = {}
@@ -136,6 +139,7 @@ def _shape(model) -> dict:
 
 def table(rows: list[dict]) -> str:
     """The results rows as the README's markdown table."""
+
     def num(v) -> str:
         return "" if v is None else f"{v:.2f}"
 
@@ -156,18 +160,17 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="the float checkpoint every method starts from")
-    p.add_argument("--test", help="test cuts with features")
+    p.add_argument("--cuts", help="the test cut manifest (with features)")
     p.add_argument("--out", default="exp/compression")
     p.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     p.add_argument("--max-utts", type=int, default=0, help="decode only the first N test utterances (0: all)")
-    p.add_argument("--search", default="greedy", choices=["greedy", "modified_beam_search"])
+    p.add_argument("--decoding-method", default="greedy", choices=["greedy", "modified_beam_search"])
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--num-calib", type=int, default=100, help="dev utterances that calibrate the NNA's activation ranges")
     p.add_argument("--retrain", action="store_true", help="fine-tune again even if a finished run is there")
-    p.add_argument("--test-audio", default=None,
+    p.add_argument("--audio-dir", default=None,
                    help="the test set as a LibriSpeech-layout folder (e.g. data/synth-small/test): adds the onnxruntime int8 WER")
     p.add_argument("--ort-int8", default="dynamic", choices=["dynamic", "static", "accelerator"],
                    help="the asr export --int8 flavour onnxruntime decodes (default dynamic: onnxruntime's CPU int8)")
@@ -177,59 +180,52 @@ def main() -> None:
                         "from their decodes under --out (fp32 is the float model) and exit")
     p.add_argument("--reuse-baseline", action="store_true",
                    help="take the fp32 and int8-PTQ rows from the results file instead of decoding them again")
-    args = p.parse_args()
+
+
+def run(args) -> None:
     if args.report:
         path = Path(args.out) / "results.json"
         if not path.is_file():
-            print(f"error: {path}: no results file; run the bench first (without --report)", file=sys.stderr)
-            sys.exit(2)
+            raise UserError(f"{path}: no results file; run the bench first (without --report)")
         print(table(json.loads(path.read_text())))
         return
     if args.compare:
         dirs = [Path(args.out) / ("fp32" if run == "fp32" else f"{run}/decode") for run in args.compare]
-        missing = [str(d) for d in dirs if not sorted(d.glob(f"recogs-*-{args.search}.txt"))]
+        missing = [str(d) for d in dirs if not sorted(d.glob(f"recogs-*-{args.decoding_method}.txt"))]
         if missing:
-            print(f"error: {missing[0]}: no decodes of this run; run the bench for it first", file=sys.stderr)
-            sys.exit(2)
-        got = _intervals(dirs[0], dirs[1], args.search)
+            raise UserError(f"{missing[0]}: no decodes of this run; run the bench for it first")
+        got = _intervals(dirs[0], dirs[1], args.decoding_method)
         for what, key in (("float", "float_minus_fp32"), ("emulated NNA", "nna_minus_ptq")):
             v = got[key]
             print(f"{args.compare[0]} - {args.compare[1]}, {what}: " + ("no decode" if v is None else f"{v[0]:+.2f} [{v[1]:+.2f}, {v[2]:+.2f}]"))
         return
-    if not args.checkpoint or not args.test:
-        p.error("--checkpoint and --test are required (or --report)")
-    if args.test_audio and not sorted(Path(args.test_audio).rglob("*.flac"))[:1]:
-        p.error(f"--test-audio {args.test_audio}: no .flac files; pass the test set's LibriSpeech-layout folder "
-                "(e.g. data/synth-small/test)")
-
-    from asr.checkpoint import load_model
-    from asr.compression import fp32_bytes, model_bytes
-    from asr.config import compress_config
-    from asr.data.dataset import load_cuts
-    from asr.errors import UserError
-    from asr.train import train
-    from export.nna import emulate
+    if not args.checkpoint or not args.cuts:
+        raise UserError("asr bench compression: --checkpoint and --cuts are required (or --report / --compare)")
+    if args.audio_dir and not sorted(Path(args.audio_dir).rglob("*.flac"))[:1]:
+        raise UserError(f"--audio-dir {args.audio_dir}: no .flac files; pass the test set's LibriSpeech-layout folder "
+                        "(e.g. data/synth-small/test)")
 
     def evaluate(checkpoint: str, out_dir: str) -> dict:  # float and emulated-NNA WER of one checkpoint
-        return emulate(checkpoint, test, out_dir, num_calib=args.num_calib, method=args.search, beam=args.beam)
+        return emulate(checkpoint, test, out_dir, num_calib=args.num_calib, method=args.decoding_method, beam=args.beam)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    test = args.test
+    test = args.cuts
     tmp = None
     if args.max_utts > 0:
         tmp = tempfile.mkdtemp(prefix="compression-bench-")
         test = str(Path(tmp) / "cuts_test.jsonl.gz")
-        load_cuts(args.test).subset(first=args.max_utts).to_file(test)
+        load_cuts(args.cuts).subset(first=args.max_utts).to_file(test)
     try:
         float_model = load_model(args.checkpoint)[0]
         fp32 = fp32_bytes(float_model)
         base = _baseline(out / "results.json", fp32, args) if args.reuse_baseline else None
         base = base or evaluate(args.checkpoint, str(out / "fp32"))
-        common = {"fp32_bytes": fp32, "fp32_wer": round(base["float_wer"], 3), "utts": base["num_utts"], "search": args.search}
+        common = {"fp32_bytes": fp32, "fp32_wer": round(base["float_wer"], 3), "utts": base["num_utts"],
+                  "search": args.decoding_method}
 
-        def onnx(checkpoint: str, reuse=None) -> dict:  # the onnxruntime int8 columns (none without --test-audio)
-            if not args.test_audio:
+        def onnx(checkpoint: str, reuse=None) -> dict:  # the onnxruntime int8 columns (none without --audio-dir)
+            if not args.audio_dir:
                 return {}
             wer, size = reuse or _onnx_int8(checkpoint, args, base["num_utts"])
             return {"wer_onnx_int8": wer, "onnx_int8_bytes": size, "onnx_int8_flavour": args.ort_int8}
@@ -258,22 +254,16 @@ def main() -> None:
             row = {"run": name, "method": method, **shape, "bytes": size,
                    "wer_float": round(r["float_wer"], 3), "wer_nna": round(r["nna_wer"], 3), "nna_bytes": r["nna_bytes"],
                    **common, "fine_tune_minutes": round(ckpt.get("train_seconds", 0.0) / 60, 2),
-                   "config": RUNS[name], **_intervals(run_dir / "decode", out / "fp32", args.search), **onnx(final)}
+                   "config": RUNS[name], **_intervals(run_dir / "decode", out / "fp32", args.decoding_method),
+                   **onnx(final)}
             rows.append(row)
             _write(out / "results.json", rows)
             print(f"{name}: {row['bytes']} bytes, WER float {row['wer_float']:.2f} % / NNA {row['wer_nna']:.2f} % "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
         rows = _write(out / "results.json", rows)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
 
     print(table(rows))
     print(f"wrote {out / 'results.json'}")
-
-
-if __name__ == "__main__":
-    main()

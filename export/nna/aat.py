@@ -1,6 +1,6 @@
-"""Accelerator-aware training (AAT; Shakiah et al., SLT 2022, arXiv 2305.07778;
-``shared/reference/seed-methods.md`` section 4): fine-tune a float LSTM transducer with its training
-forward computed by the emulated NNA, so the loss sees exactly the integers the accelerator will.
+"""Accelerator-aware training (AAT; Shakiah et al., SLT 2022, arXiv 2305.07778): fine-tune a float LSTM
+transducer with its training forward computed by the emulated NNA, so the loss sees exactly the
+integers the accelerator will. The handler registers itself for ``asr.compression.aat.AATConfig``.
 
 How (``asr compress --method aat``): at every step the current float weights are lowered
 (``export.nna.lower``: int8 weights, int32 biases, int16 LSTM cells, lookup tables) with activation
@@ -9,7 +9,7 @@ refreshed every ``recalibrate_every`` steps). Forward hooks then replace, while 
 float outputs the transducer loss consumes by the emulated programs' outputs, dequantized:
 
 * ``joiner.encoder_proj``: the encoder program run streaming on the step's features (chunks of
-  ``chunk_frames``, the integer LSTM state carried over, as deployed);
+  ``chunk_feature_frames``, the integer LSTM state carried over, as deployed);
 * ``joiner.predictor_proj``: the predictor program on each position's token context;
 * ``joiner``: the joiner program on the (already integer) encoder and predictor outputs.
 
@@ -28,12 +28,16 @@ from itertools import islice
 import torch
 from torch import nn
 
-from asr.compression.common import CompressionMethod, int8_bytes
 from asr.compression.aat import AATConfig
+from asr.compression.common import CompressionMethod, int8_bytes, register_handler
+from asr.data.dataset import collate, load_cuts
 from asr.errors import UserError
-from export import nna
+from export.nna.calibrate import calibrate
+from export.nna.lower import check_lowerable
+from export.nna.transducer import NNATransducer
 
 
+@register_handler(AATConfig)
 class AAT(CompressionMethod):
     config: AATConfig
 
@@ -42,16 +46,14 @@ class AAT(CompressionMethod):
         self._hooks: list = []
         self._calib: list[dict] = []
         self._ranges: dict | None = None
-        self._nna: nna.NNATransducer | None = None
+        self._nna: NNATransducer | None = None
         self._x = self._ids = None
 
     def use_data(self, cfg, tokenizer) -> None:
-        from asr.data.dataset import collate, load_cuts
-
         self._calib = [collate([c], tokenizer) for c in islice(load_cuts(cfg.data.dev_cuts), self.config.num_calib)]
 
     def prepare(self, model: nn.Module) -> None:
-        nna._check_lowerable(model)
+        check_lowerable(model)
         if self.config.filter_fn is not AATConfig.filter_fn or self.config.exclude:
             raise UserError("aat: every layer runs on the NNA (filter_fn and exclude are not supported)")
         j = model.joiner
@@ -75,8 +77,9 @@ class AAT(CompressionMethod):
         if self._ranges is None or (cfg.recalibrate_every and step % cfg.recalibrate_every == 0):
             if not self._calib:
                 raise UserError("aat: no calibration utterances (the training loop passes the dev cuts; see use_data)")
-            self._ranges = nna.calibrate(model, self._calib)
-        self._nna = nna.NNATransducer.from_model(model, self._ranges, profile=cfg.profile, chunk_frames=cfg.chunk_frames)
+            self._ranges = calibrate(model, self._calib)
+        self._nna = NNATransducer.from_model(model, self._ranges, profile=cfg.profile,
+                                             chunk_feature_frames=cfg.chunk_feature_frames)
 
     def describe(self, model: nn.Module) -> str:
         return "forward on the emulated NNA"
@@ -112,7 +115,7 @@ class AAT(CompressionMethod):
         if not self._active(module) or self._ids is None:
             return out
         ids, self._ids = self._ids, None
-        c = self._nna.predictor.context_size
+        c = self._nna.context_size
         padded = nn.functional.pad(ids, (c - 1, 0), value=-1)  # (N, U+1 + C-1): left "no token yet"
         ctx = padded.unfold(1, c, 1)  # (N, U+1, C)
         codes, _ = self._nna.predict(ctx.reshape(-1, c))

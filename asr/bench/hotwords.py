@@ -1,9 +1,9 @@
-"""Hotwords (contextual biasing, ``asr.decoding.context_graph``) on the synth test split: recall of
+"""``asr bench hotwords``: hotwords (contextual biasing, ``asr.decoding.context_graph``) on the synth test split: recall of
 entity words and WER without and with a hotwords file, with our onnxruntime streaming decoder, and
 its tokens checked against sherpa-onnx's ``--hotwords-file`` on the first utterances.
 
     asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx
-    python bench/hotwords.py --model-dir exp/demo/onnx --data data/synth-small/test --max-utts 1000
+    asr bench hotwords --model-dir exp/demo/onnx --audio-dir data/synth-small/test --max-utts 1000
 
 Hotwords: every contact, artist, song, city and app of the synth assets (``asr.data.synth.load_assets``),
 one phrase per line, whether or not it occurs in the split (a biasing list with distractors, like a
@@ -27,15 +27,25 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
+from asr.audio import read_audio
+from asr.data.librispeech import read_transcripts
+from asr.data.synth import load_assets
+from asr.decoding.context_graph import load_hotwords
+from asr.decoding.search import finalize_context
+from asr.errors import UserError
+from asr.metrics import word_errors
+from asr.streaming.onnx import OnnxStream, OnnxTransducer
+from asr.tokenizer import Tokenizer, write_bpe_vocab
+
+HELP = "entity-word recall and WER without and with hotwords; tokens checked against sherpa-onnx"
+EXAMPLE = "example:\n  asr bench hotwords --model-dir exp/demo/onnx --audio-dir data/synth-small/test --max-utts 1000"
 ENTITY_SLOTS = ("contact", "artist", "song", "city", "app")  # names, places, titles
 
 
 def entity_phrases() -> tuple[list[str], set[str]]:
     """(uppercase entity phrases of ``ENTITY_SLOTS``, uppercase words the templates use)."""
-    from asr.data.synth import load_assets
-
     assets = load_assets()
     phrases = sorted({v.upper() for slot in ENTITY_SLOTS for v in assets.entities[slot]})
     carrier = {w.upper() for t in assets.templates for w in t.text.split() if "{" not in w}
@@ -51,15 +61,10 @@ def entity_words(text: str, phrases: list[str], carrier: set[str]) -> set[str]:
 def decode(model, files, context_graph, beam: int) -> tuple[list[list[int]], list[list[int]]]:
     """Tokens per file from :class:`OnnxStream` (hotwords when ``context_graph`` is given), as
     sherpa-onnx's online recognizer gives them and after ``finalize_context``."""
-    import soundfile as sf
-
-    from asr.decoding.search import finalize_context
-    from asr.streaming.onnx import OnnxStream
-
     online, finalized = [], []
     for f in files:
         stream = OnnxStream(model, "modified_beam_search", beam, context_graph=context_graph)
-        x, _ = sf.read(f, dtype="float32")
+        x = read_audio(str(f))
         stream.accept_waveform(x)
         stream.input_finished()
         online.append(stream.tokens)
@@ -67,28 +72,22 @@ def decode(model, files, context_graph, beam: int) -> tuple[list[list[int]], lis
     return online, finalized
 
 
-def main() -> None:
-    import torch
-
-    from asr.data.librispeech import read_transcripts
-    from asr.decoding.context_graph import load_hotwords
-    from asr.metrics import word_errors
-    from asr.streaming.onnx import OnnxTransducer
-    from asr.tokenizer import Tokenizer, write_bpe_vocab
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-dir", required=True, help="asr export output (with bpe.model)")
-    p.add_argument("--data", required=True, help="LibriSpeech-layout synth split, e.g. data/synth-small/test")
+    p.add_argument("--audio-dir", required=True, help="LibriSpeech-layout synth split, e.g. data/synth-small/test")
     p.add_argument("--max-utts", type=int, default=0, help="first N utterances (0: all)")
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--scores", type=float, nargs="+", default=[0.5, 1.5], help="per-token hotword bonuses to try")
     p.add_argument("--sherpa-utts", type=int, default=100, help="compare tokens with sherpa-onnx on the first N (0: skip)")
-    a = p.parse_args()
 
+
+def run(a) -> None:
     torch.set_num_threads(1)
     model_dir = Path(a.model_dir)
-    refs = read_transcripts(Path(a.data))
-    files = sorted(Path(a.data).rglob("*.flac"))[: a.max_utts or None]
+    refs = read_transcripts(Path(a.audio_dir))
+    files = sorted(Path(a.audio_dir).rglob("*.flac"))[: a.max_utts or None]
+    if not files:
+        raise UserError(f"{a.audio_dir}: no .flac files; pass a LibriSpeech-layout folder such as data/synth-small/test")
     phrases, carrier = entity_phrases()
     tokenizer = Tokenizer(model_dir / "bpe.model")
     model = OnnxTransducer(model_dir, num_threads=1)
@@ -109,12 +108,13 @@ def main() -> None:
         match[score] = "skipped"
         if a.sherpa_utts:
             check = files[: a.sherpa_utts]
-            r = subprocess.run([sys.executable, "-m", "asr.streaming.sherpa_client", str(model_dir), "modified_beam_search",
+            r = subprocess.run([sys.executable, "-m", "asr.bench.sherpa_client", str(model_dir), "modified_beam_search",
                                 "--beam", str(a.beam), "--threads", "1", "--hotwords-file", str(hotwords), "--hotwords-score",
                                 str(score), "--modeling-unit", "bpe", "--bpe-vocab", str(tmp / "bpe.vocab"), *map(str, check)],
                                capture_output=True, text=True)
             if r.returncode:
-                sys.exit(f"error: sherpa-onnx exited with {r.returncode}: {r.stderr.strip().splitlines()[-1:]}")
+                last = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+                raise UserError(f"sherpa-onnx on {model_dir} failed ({last[:300]})")
             theirs = json.loads(r.stdout)["tokens"]
             ours = [[model.symbols[t].replace("\u2581", " ") for t in h] for h in hyps[score][: len(check)]]
             match[score] = f"{sum(x == y for x, y in zip(ours, theirs))}/{len(check)}"
@@ -139,12 +139,8 @@ def main() -> None:
     wer0, all0, miss0 = stats["none"]
     summary = [f"utts={len(files)} phrases={len(phrases)} missed_utts={len(missed)} missed_words={n_missed}"]
     for score in a.scores:
-        (wer1, all1, miss1), (wer2, _, miss2) = stats[score], stats[(score, "finalize")]
+        (wer1, all1, miss1), (wer2, _, _) = stats[score], stats[(score, "finalize")]
         summary.append(f"recall_missed@{score:g}={miss0:.1f}->{miss1:.1f} recall_all@{score:g}={all0:.1f}->{all1:.1f} "
                        f"wer@{score:g}={wer0:.2f}->{wer1:.2f} wer_finalize@{score:g}={wer2:.2f} "
                        f"sherpa_tokens_match@{score:g}={match[score]}")
     print("\n" + " ".join(summary))
-
-
-if __name__ == "__main__":
-    main()

@@ -4,7 +4,7 @@ backward is the straight-through estimator (STE), so that a model can be trained
 numerics (accelerator-aware training).
 
 It lives in ``export/`` because it needs both torch and the kernels: ``nna_emulator`` stays NumPy and
-Numba only, and ``asr.compression`` imports the spec but never the kernels (see STYLE.md). The
+Numba only, and ``asr.compression`` imports the spec but never the kernels. The
 forward and the straight-through backward are those of int8 QAT (``asr.compression.qat``), with
 the integer core swapped for the emulator's kernel.
 

@@ -2,8 +2,8 @@
 
 Engines, side by side on the same utterances, method and thread count:
 
-* ``pytorch-fp32``: the checkpoint in PyTorch (:class:`TorchTransducer`) through the same streaming
-  loop as ``asr stream``;
+* ``pytorch-fp32``: the checkpoint in PyTorch (``asr.streaming.pytorch.TorchTransducer``: the module the
+  export traced, run eagerly) through the same streaming loop as ``asr stream``;
 * ``onnx-fp32`` and ``onnx-int8-<flavour>``: ``asr stream``'s onnxruntime loop
   (``asr.streaming.onnx.OnnxStream``) on the exported folder and each ``int8-*`` folder in it;
 * ``sherpa-onnx-fp32``: the PyPI ``sherpa_onnx.OnlineRecognizer`` on the float32 folder.
@@ -44,12 +44,30 @@ import sys
 import time
 from pathlib import Path
 
+import kaldialign
 import numpy as np
+import sherpa_onnx
+import torch
 
+from asr.audio import read_audio
+from asr.chunking import ENCODER_FRAME_MS, TAIL_PADDING_S
+from asr.data.librispeech import read_transcripts
 from asr.errors import UserError
-from asr.streaming.sherpa_client import TAIL_PADDING_S  # sherpa-onnx's examples: 0.66 s
+from asr.features import HIGH_FREQ_HZ, LOW_FREQ_HZ, NUM_MEL_BINS, SAMPLE_RATE_HZ
+from asr.fileio import update_json, write_text_atomic
+from asr.checkpoint import load_model
+from asr.streaming.endpoint import EndpointConfig
+from asr.streaming.onnx import OnnxStream, OnnxTransducer, decode_streams
+from asr.streaming.pytorch import TorchTransducer
+from export.onnx import read_metadata
 
-SAMPLE_RATE_HZ = 16000
+HELP = ("real-time factor, per-chunk, first-token and user-perceived latency: PyTorch, ONNX fp32, int8, "
+        "sherpa-onnx")
+DESCRIPTION = ("Replays each test utterance as a live microphone session (100 ms pieces, then silence until an "
+               "endpoint) on every engine; see asr/bench/latency.py for the definitions.")
+EXAMPLE = ("example:\n  asr bench latency --model-dir exp/demo/onnx --audio-dir data/synth-small/test "
+           "--checkpoint exp/demo/final.pt --json exp/demo/latency.json --plot exp/demo/latency.png")
+ENCODER_FRAME_S = ENCODER_FRAME_MS / 1000
 PIECE_S = 0.1  # microphone buffer
 SPEECH_FLOOR_DB = 35.0  # a 10 ms frame this far below the loudest one counts as silence
 JSON_KEYS = ("engine", "rtf_1thread", "rtf_2threads", "wer", "bytes", "first_token_ms_p50", "upl_ms_p50", "upl_ms_p95")
@@ -59,50 +77,11 @@ JSON_KEYS = ("engine", "rtf_1thread", "rtf_2threads", "wer", "bytes", "first_tok
 # engines (run inside the child process)
 
 
-def _torch_transducer(checkpoint: str, model_dir: Path, threads: int):
-    import torch
-
-    from asr.checkpoint import load_model
-    from asr.streaming.onnx import StreamingTransducer, read_tokens
-    from export.onnx import EncoderGraph, read_metadata
-
-    class TorchTransducer(StreamingTransducer):
-        """A PyTorch checkpoint behind the interface of ``OnnxTransducer``: the very module the
-        export traced (``export.onnx.EncoderGraph``: same chunking, same state layout, packed for
-        the Conformer and ConvRNN-T), run eagerly."""
-
-        def __init__(self) -> None:
-            torch.set_num_threads(threads)
-            self.model = load_model(checkpoint)[0].float().eval()
-            self.graph = EncoderGraph(self.model).eval()
-            meta = read_metadata(model_dir / "encoder.onnx")
-            self.chunk, self.T = int(meta["decode_chunk_len"]), int(meta["T"])
-            self.layers, self.d_model, self.hidden = self.graph.state_dims()
-            self._set_symbols(read_tokens(model_dir / "tokens.txt"), self.model.predictor.context_size)
-
-        @torch.no_grad()
-        def encode_chunk(self, x: np.ndarray, state):
-            out, s0, s1 = self.graph(torch.from_numpy(x), torch.from_numpy(state[0]), torch.from_numpy(state[1]))
-            return out, (s0.numpy(), s1.numpy())
-
-        @torch.no_grad()
-        def predict(self, y_ctx, state=None):
-            return self.model.predict(y_ctx)[0], None
-
-        @torch.no_grad()
-        def join(self, enc, pred):
-            return self.model.join(enc, pred)
-
-    return TorchTransducer()
-
-
-def _read(path: str) -> np.ndarray:
-    import soundfile as sf
-
-    x, rate = sf.read(path, dtype="float32")
-    if rate != SAMPLE_RATE_HZ or x.ndim != 1:
-        raise UserError(f"{path}: need 16 kHz mono audio, got {rate} Hz with shape {x.shape}")
-    return x
+def _torch_transducer(checkpoint: str, model_dir: Path, threads: int) -> TorchTransducer:
+    """The checkpoint at the exported folder's chunking, with the folder's symbols."""
+    torch.set_num_threads(threads)
+    chunk = int(read_metadata(model_dir / "encoder.onnx")["decode_chunk_len"])
+    return TorchTransducer(checkpoint, model_dir / "tokens.txt", chunk)
 
 
 def _pieces(x: np.ndarray, max_silence_s: float):
@@ -116,12 +95,8 @@ class _OurSession:
     """One utterance on ``asr stream``'s loop (OnnxStream, endpointing on)."""
 
     def __init__(self, model, method: str, beam: int) -> None:
-        from asr.streaming.endpoint import EndpointConfig
-        from asr.streaming.onnx import ENCODER_FRAME_S, OnnxStream, decode_streams
-
         self.model = model
         self.s = OnnxStream(model, method, beam, TAIL_PADDING_S, endpoint=EndpointConfig(), auto_decode=False)
-        self._decode_streams, self._frame_s = decode_streams, ENCODER_FRAME_S  # step() is timed: no imports there
 
     def accept(self, piece: np.ndarray) -> None:
         self.s.accept_waveform(piece)
@@ -130,11 +105,11 @@ class _OurSession:
         self.s.input_finished()
 
     def step(self) -> bool:
-        return self._decode_streams([self.s]) is not None
+        return decode_streams([self.s]) is not None
 
     def poll(self) -> tuple[float | None, str | None]:
         first = self.s.first_token
-        return (None if first is None else first.time_s + self._frame_s), (self.s.finals[0].reason if self.s.finals else None)
+        return (None if first is None else first.time_s + ENCODER_FRAME_S), (self.s.finals[0].reason if self.s.finals else None)
 
     def result(self) -> tuple[list[str], str]:
         final = self.s.finals[0] if self.s.finals else None
@@ -190,7 +165,7 @@ def _trace(session, path: str, max_silence_s: float) -> dict:
                 ev["final"] = [k, len(steps) - 1, final]
 
     fed = 0.0
-    for k, (_, piece, arrive_s) in enumerate(_pieces(_read(path), max_silence_s)):
+    for k, (_, piece, arrive_s) in enumerate(_pieces(read_audio(path), max_silence_s)):
         t = time.perf_counter()
         session.accept(piece)
         steps = [time.perf_counter() - t]
@@ -213,7 +188,7 @@ def _trace(session, path: str, max_silence_s: float) -> dict:
 
 
 def child_main(argv: list[str]) -> None:
-    """``python -m asr.streaming.latency ENGINE MODEL_DIR FILES_LIST ...``: one engine, JSON on stdout."""
+    """``python -m asr.bench.latency ENGINE MODEL_DIR FILES_LIST ...``: one engine, JSON on stdout."""
     p = argparse.ArgumentParser()
     p.add_argument("engine")
     p.add_argument("model_dir")
@@ -227,29 +202,21 @@ def child_main(argv: list[str]) -> None:
     files = Path(a.files_list).read_text().split("\n")
     d = Path(a.model_dir)
     if a.engine == "sherpa-onnx-fp32":
-        import sherpa_onnx
-
-        from asr.streaming.endpoint import EndpointConfig
-
         cfg = EndpointConfig()
         rec = sherpa_onnx.OnlineRecognizer.from_transducer(
             tokens=str(d / "tokens.txt"), encoder=str(d / "encoder.onnx"), decoder=str(d / "decoder.onnx"),
-            joiner=str(d / "joiner.onnx"), num_threads=a.threads, sample_rate=SAMPLE_RATE_HZ, feature_dim=80,
-            low_freq=20.0, high_freq=-400.0, dither=0.0,
+            joiner=str(d / "joiner.onnx"), num_threads=a.threads, sample_rate=SAMPLE_RATE_HZ, feature_dim=NUM_MEL_BINS,
+            low_freq=LOW_FREQ_HZ, high_freq=HIGH_FREQ_HZ, dither=0.0,
             decoding_method="greedy_search" if a.method == "greedy" else a.method, max_active_paths=a.beam,
             enable_endpoint_detection=True, rule1_min_trailing_silence=cfg.rule1.min_trailing_silence_s,
             rule2_min_trailing_silence=cfg.rule2.min_trailing_silence_s,
             rule3_min_utterance_length=cfg.rule3.min_utterance_length_s)
         traces = [_trace(_SherpaSession(rec), f, a.max_silence) for f in files]
     else:
-        import torch
-
         torch.set_num_threads(a.threads)
         if a.engine == "pytorch-fp32":
             model = _torch_transducer(a.checkpoint, d, a.threads)
         else:
-            from asr.streaming.onnx import OnnxTransducer
-
             model = OnnxTransducer(d, num_threads=a.threads)
         traces = [_trace(_OurSession(model, a.method, a.beam), f, a.max_silence) for f in files]
     print(json.dumps({"traces": traces, "peak_rss_mb": peak_rss_mb()}))
@@ -310,7 +277,7 @@ def _engines(model_dir: Path, checkpoint: str | None) -> list[tuple[str, Path]]:
 
 
 def _run_child(engine: str, d: Path, files_list: Path, checkpoint, method, beam, threads, max_silence) -> dict:
-    cmd = [sys.executable, "-m", "asr.streaming.latency", engine, str(d), str(files_list), "--method", method,
+    cmd = [sys.executable, "-m", "asr.bench.latency", engine, str(d), str(files_list), "--method", method,
            "--beam", str(beam), "--threads", str(threads), "--max-silence", str(max_silence)]
     if checkpoint:
         cmd += ["--checkpoint", checkpoint]
@@ -324,8 +291,6 @@ def _run_child(engine: str, d: Path, files_list: Path, checkpoint, method, beam,
 
 def _model_bytes(engine: str, d: Path, checkpoint: str | None) -> int:
     if engine == "pytorch-fp32":
-        from asr.checkpoint import load_model
-
         model = load_model(checkpoint)[0]
         return sum(p.numel() * 4 for m in (model.encoder, model.predictor, model.joiner) for p in m.parameters())
     return sum((d / g).stat().st_size for g in ("encoder.onnx", "decoder.onnx", "joiner.onnx"))
@@ -337,17 +302,13 @@ def bench_latency(model_dir: str, data: str, checkpoint: str | None = None, max_
                   plot_out: str | None = None) -> tuple[list[dict], dict]:
     """Run every engine (see the module docstring); returns one row per engine and a summary
     (sherpa-onnx agreement, RTF ratio, best int8 flavour). ``json_out``: the rows as a JSON list."""
-    import kaldialign
-
-    from asr.data.librispeech import read_transcripts
-
     d = Path(model_dir)
     if not (d / "encoder.onnx").is_file():
         raise UserError(f"{d}: no encoder.onnx; export the model first: asr export --checkpoint CKPT --out {d}")
     if checkpoint and not Path(checkpoint).is_file():
         raise UserError(f"--checkpoint {checkpoint}: no such file")
     if method not in ("greedy", "modified_beam_search"):
-        raise UserError(f"--method {method}: use greedy or modified_beam_search")
+        raise UserError(f"--decoding-method {method}: use greedy or modified_beam_search")
     if max_utts < 1 or beam < 1:
         raise UserError(f"--max-utts {max_utts} and --beam {beam}: both must be at least 1")
     if not threads or threads[0] != 1 or min(threads) < 1:
@@ -368,7 +329,7 @@ def bench_latency(model_dir: str, data: str, checkpoint: str | None = None, max_
         if unknown:
             raise UserError(f"--engines {' '.join(unknown)}: not available here; choose from {', '.join(e for e, _ in chosen)}")
         chosen = [(e, p) for e, p in chosen if e in engines]
-    audio = {f: _read(str(f)) for f in files}
+    audio = {f: read_audio(str(f)) for f in files}
     ends = {f: speech_end_s(x) for f, x in audio.items()}
     out_dir = Path(json_out).parent if json_out else Path(".")
     files_list = out_dir / f".latency-files-{os.getpid()}.txt"
@@ -413,7 +374,7 @@ def bench_latency(model_dir: str, data: str, checkpoint: str | None = None, max_
     finally:
         files_list.unlink(missing_ok=True)
     if json_out:
-        _write_json(json_out, rows)
+        write_text_atomic(json_out, json.dumps(rows, indent=1) + "\n")
     if plot_out:
         plot(raw, plot_out)
     return rows, _summary(rows, raw)
@@ -438,18 +399,13 @@ def _summary(rows: list[dict], raw: dict) -> dict:
     return s
 
 
-def _write_json(path: str, obj) -> None:
-    tmp = Path(f"{path}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def plot(raw: dict, path: str) -> None:
     """Box plots of per-chunk compute, first-token and user-perceived latency per engine (PNG)."""
+    # lazy: matplotlib picks its backend when it is imported; only --plot needs it, with Agg
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after the backend is chosen
 
     names = list(raw)
     fig, axes = plt.subplots(1, 3, figsize=(15, 0.5 * len(names) + 2.5))
@@ -479,6 +435,58 @@ def table(rows: list[dict]) -> str:
                      f"{f(r['first_token_ms_p50'], '.0f')} / {f(r['first_token_ms_p95'], '.0f')} | "
                      f"{f(r['upl_ms_p50'], '.0f')} / {f(r['upl_ms_p95'], '.0f')} | {r['bytes'] / 1e6:.2f} | {r['peak_rss_mb']:.0f} |")
     return "\n".join(lines)
+
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-dir", required=True, help="what 'asr export' wrote (int8-* subfolders are benchmarked too)")
+    p.add_argument("--audio-dir", required=True, help="LibriSpeech-layout folder of flac files and transcripts")
+    p.add_argument("--checkpoint", default=None, help="also run this checkpoint in PyTorch (pytorch-fp32)")
+    p.add_argument("--max-utts", type=int, default=100, help="first N utterances (default %(default)s)")
+    p.add_argument("--decoding-method", default="greedy", choices=["greedy", "modified_beam_search"])
+    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                   help="thread counts for the RTF columns; latency percentiles use the first (default 1 2)")
+    p.add_argument("--max-silence", type=float, default=3.0, help="seconds of silence fed after each utterance")
+    p.add_argument("--engines", nargs="+", default=None, help="a subset, e.g. onnx-fp32 sherpa-onnx-fp32")
+    p.add_argument("--json", default=None, help="write one object per engine to this JSON file")
+    p.add_argument("--plot", default=None, help="write box plots of the latency distributions to this PNG")
+    p.add_argument("--results-json", default=None,
+                   help="merge onnx_fp32_wer, onnx_int8_wer, int8/fp32_encoder_bytes, stream_rtf, sherpa_rtf, "
+                        "sherpa_tokens_match into this JSON")
+
+
+RESULTS_ENGINES = "--results-json needs the engines onnx-fp32, sherpa-onnx-fp32 and an onnx-int8-* one in the run"
+
+
+def results(summary: dict, model_dir: str, method: str, beam: int) -> dict:
+    """The keys ``--results-json`` merges into a results file (the demo's ``exp/demo/results.json``)."""
+    best = Path(model_dir) / summary["best_int8"].replace("onnx-", "")
+    return {
+        "onnx_fp32_wer": round(summary["onnx_fp32_wer"], 3), "onnx_int8_wer": round(summary["onnx_int8_wer"], 3),
+        "onnx_int8_flavour": summary["best_int8"], "int8_encoder_bytes": (best / "encoder.onnx").stat().st_size,
+        "fp32_encoder_bytes": (Path(model_dir) / "encoder.onnx").stat().st_size,
+        "stream_rtf": round(summary["stream_rtf"], 5), "sherpa_rtf": round(summary["sherpa_rtf"], 5),
+        "sherpa_tokens_match": summary["sherpa_tokens_match"], "latency_utts": summary["utts"],
+        "latency_method": method if method == "greedy" else f"{method}, beam {beam}"}
+
+
+def run(args) -> None:
+    chosen = set(args.engines or [])
+    if args.results_json and args.engines and not ({"onnx-fp32", "sherpa-onnx-fp32"} <= chosen
+                                                   and any(e.startswith("onnx-int8-") for e in chosen)):
+        raise UserError(RESULTS_ENGINES)
+    rows, summary = bench_latency(args.model_dir, args.audio_dir, args.checkpoint, args.max_utts, args.decoding_method,
+                                  args.beam, tuple(args.threads), args.max_silence, args.engines, args.json, args.plot)
+    label = args.decoding_method if args.decoding_method == "greedy" else f"{args.decoding_method}, beam {args.beam}"
+    print(f"{rows[0]['utts']} utterances, {label}; latency columns at {args.threads[0]} thread(s)")
+    print(table(rows))
+    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
+    if args.results_json:
+        if "onnx_int8_wer" not in summary or "sherpa_rtf" not in summary:
+            raise UserError(RESULTS_ENGINES)
+        update_json(args.results_json, results(summary, args.model_dir, args.decoding_method, args.beam))
+        print(f"updated {args.results_json}")
 
 
 if __name__ == "__main__":

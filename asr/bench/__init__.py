@@ -1,0 +1,30 @@
+"""The benchmarks behind ``asr bench NAME``: each runs the engines or methods it compares side by side
+in one process tree and prints one table whose last line holds the ratios (these machines are noisy,
+so ratios from one run, not absolute times across runs).
+
+* ``loss``: the pruned RNN-T loss against torchaudio's full loss (step time, peak memory);
+* ``emulator``: the NNA emulator's kernels against the NumPy reference, BLAS and onnxruntime, and
+  the emulated transducer's real-time factor;
+* ``latency``: PyTorch, ONNX fp32, every int8 flavour and sherpa-onnx as live-microphone sessions;
+* ``compression``: every compression method from one float checkpoint (bytes, float, emulated-NNA and
+  onnxruntime int8 WER, paired-bootstrap intervals);
+* ``hotwords``: entity-word recall with and without hotwords, against sherpa-onnx;
+* ``sherpa``: our onnxruntime recognizer against sherpa-onnx on whole files (WER, RTF, equal tokens).
+
+Each module has ``HELP``, ``EXAMPLE``, ``add_arguments(parser)`` and ``run(args)``; ``asr/cli.py``
+wires them. Like the CLI, this package is the top of the layers: it may import ``export``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def reexec_with_env(env: dict[str, str], argv: list[str]) -> None:
+    """Start this benchmark again (``python -m asr.cli ARGV``) with ``env`` set, unless it already is:
+    for settings a process reads once at start (the allocator's mmap threshold, BLAS threads)."""
+    if all(os.environ.get(k) == v for k, v in env.items()):
+        return
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "asr.cli", *argv], {**os.environ, **env})

@@ -1,0 +1,172 @@
+"""``asr stream``'s loops and output: streaming recognition on onnxruntime of audio files, or of live
+raw PCM on stdin, printed as JSON lines.
+
+Usage::
+
+    asr stream exp/demo/onnx recording.wav
+    asr stream exp/demo/onnx a.wav b.flac --method modified_beam_search --hotwords-file hotwords.txt
+    arecord -q -f S16_LE -r 16000 -c 1 -t raw | asr stream exp/demo/onnx -
+    ffmpeg -loglevel error -i talk.mp3 -f s16le -ar 16000 -ac 1 - | asr stream exp/demo/onnx -
+
+The model folder is what ``asr export`` writes (sherpa-onnx's layout). Decoding is
+:mod:`asr.streaming.onnx`'s sherpa-onnx loop: streaming fbank, an encoder call per ``decode_chunk_len``
+frames, greedy or modified beam search, hotwords (modified beam search only), endpointing by trailing
+silence (:mod:`asr.streaming.endpoint`), and ``--tail-padding`` seconds of zeros at the end of each
+input. Files are fed 100 ms at a time, as a microphone would deliver them, and decoded together,
+their streams stacked on the batch axis. ``-`` reads signed 16-bit little-endian mono 16 kHz PCM
+from stdin as it arrives; a wav header at its start is read (it must say 16 kHz, mono, 16-bit).
+
+Output: one JSON object per line on stdout, flushed at once::
+
+    {"stream": "a.wav", "segment": 0, "type": "partial", "text": "PLAY MUSIC", "start_s": 0.0,
+     "end_s": 1.6, "words": [{"word": "PLAY", "start_s": 0.32, "end_s": 0.56}, ...],
+     "tokens": ["\\u2581PLAY", ...]}
+
+* ``stream``: the input as given on the command line (``-`` for stdin).
+* ``segment``: the segment index within the stream. A segment ends at an endpoint; as in sherpa-onnx,
+  a segment in which nothing was decoded (silence) takes no index and prints nothing.
+* ``type``: ``partial`` is the current segment so far, printed whenever its text changes (unless
+  ``--no-partials``); ``final`` is a segment's result, printed once when it ends, with ``reason``
+  ``rule1``/``rule2``/``rule3`` (the endpoint rule that fired) or ``end`` (end of input). Every
+  input ends with at least one final line (with empty text if nothing was recognized).
+* ``text``: the segment's text; ``tokens``: its BPE pieces.
+* ``start_s``: where the segment starts in the stream; ``end_s``: how far the stream has been decoded.
+* ``words``: each word's ``start_s`` (the encoder frame of its first token, frame x 40 ms as in
+  sherpa-onnx) and ``end_s`` (the end of the frame of its last token), in seconds from the start of
+  the stream: ``start_s < end_s <= next word's start_s``.
+
+Bad input (missing or unreadable file, a sample rate other than 16 kHz, several channels, text or a
+compressed file on stdin, an odd number of bytes, an incomplete model folder, hotwords with greedy
+search) is one ``error:`` line and exit status 2, before any output where it can be checked first.
+Reading the audio is ``asr.audio``'s (files and raw PCM on stdin); the command line is ``asr/cli.py``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from asr.audio import PcmReader
+from asr.chunking import TAIL_PADDING_S
+from asr.decoding.context_graph import load_hotwords
+from asr.errors import UserError
+from asr.streaming.onnx import OnnxRecognizer, OnnxTransducer
+from asr.tokenizer import Tokenizer
+
+BLOCK_SAMPLES = 1600  # 100 ms: files are fed in these pieces, stdin is read in blocks of at most this
+
+
+def check_options(method: str, beam: int, hotwords_file: str | None, hotwords_score: float, threads: int,
+                  tail_padding_s: float) -> None:
+    """Option values that do not need the model or the audio."""
+    if hotwords_file is not None and method != "modified_beam_search":
+        raise UserError("--hotwords-file needs --decoding-method modified_beam_search (greedy search cannot use "
+                        "hotwords, as in sherpa-onnx)")
+    if beam < 1:
+        raise UserError(f"--beam {beam}: must be >= 1")
+    if threads < 1:
+        raise UserError(f"--threads {threads}: must be >= 1")
+    if not math.isfinite(hotwords_score):
+        raise UserError(f"--hotwords-score {hotwords_score}: must be a finite number")
+    if not math.isfinite(tail_padding_s) or tail_padding_s < 0:
+        raise UserError(f"--tail-padding {tail_padding_s}: must be a number of seconds >= 0")
+
+
+def build_recognizer(model_dir: str, method: str = "greedy", beam: int = 4, hotwords_file: str | None = None,
+                     hotwords_score: float = 1.5, endpoint=None, threads: int = 1,
+                     tail_padding_s: float = TAIL_PADDING_S) -> OnnxRecognizer:
+    """Load the model folder (and the hotwords) into an :class:`asr.streaming.onnx.OnnxRecognizer`."""
+    check_options(method, beam, hotwords_file, hotwords_score, threads, tail_padding_s)
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise UserError(f"{d}: no such model folder; create it with 'asr export --checkpoint CKPT --out {d}'")
+    torch.set_num_threads(threads)
+    model = OnnxTransducer(d, num_threads=threads)
+    graph = None
+    if hotwords_file is not None:
+        if not (d / "bpe.model").is_file():
+            raise UserError(f"{d}: no bpe.model, which --hotwords-file needs to spell the phrases; "
+                            "re-export the folder with 'asr export'")
+        # spelled as sherpa-onnx spells hotwords (largest summed piece score), so both decode alike
+        graph = load_hotwords(hotwords_file, Tokenizer(d / "bpe.model").encode_max_score, hotwords_score,
+                              unk_id=model.unk_id)
+    return OnnxRecognizer(model, method, beam, tail_padding_s, context_graph=graph, endpoint=endpoint, keep_calls=False)
+
+
+def print_line(line: str) -> None:
+    """The default ``write`` of the loops: one line on stdout, flushed (a pipe sees each result at once)."""
+    print(line, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# decoding loops
+
+
+class _Printer:
+    """Prints each stream's new finals, then its partial result if the text changed."""
+
+    def __init__(self, rec, names: list[str], write, partials: bool) -> None:
+        self.symbols = rec.model.symbols
+        self.names, self.write, self.partials = names, write, partials
+        self.printed = [0] * len(names)  # finals printed per stream
+        self.last_text = [""] * len(names)  # last partial text printed, per stream
+
+    def flush(self, streams) -> None:
+        for i, s in enumerate(streams):
+            for r in s.finals[self.printed[i] :]:
+                self.write(self._line(self.names[i], r))
+                self.last_text[i] = ""
+            self.printed[i] = len(s.finals)
+            if self.partials and not s.finished:
+                r = s.partial()
+                if r.text != self.last_text[i]:
+                    self.write(self._line(self.names[i], r))
+                    self.last_text[i] = r.text
+
+    def _line(self, name: str, r) -> str:
+        out = {"stream": name, "segment": r.segment, "type": "final" if r.final else "partial", "text": r.text,
+               "start_s": round(r.start_s, 3), "end_s": round(r.end_s, 3),
+               "words": [{"word": w.word, "start_s": round(w.start_s, 3), "end_s": round(w.end_s, 3)} for w in r.words],
+               "tokens": [self.symbols[t] for t in r.tokens]}
+        if r.final:
+            out["reason"] = r.reason
+        return json.dumps(out)
+
+
+def stream_audio(rec, names: list[str], audio: list, write, partials: bool = True) -> None:
+    """Decode (S,) float arrays as parallel streams, fed BLOCK_SAMPLES at a time, batched."""
+    streams = [rec.create_stream() for _ in audio]
+    printer = _Printer(rec, names, write, partials)
+    start = 0
+    while not all(s.finished for s in streams):
+        for s, x in zip(streams, audio):
+            if start < len(x):
+                s.accept_waveform(x[start : start + BLOCK_SAMPLES])
+            elif not s.input_done:
+                s.input_finished()
+        rec.decode(streams)
+        printer.flush(streams)
+        start += BLOCK_SAMPLES
+
+
+def stream_stdin(rec, fd: int, write, partials: bool = True, name: str = "-") -> None:
+    """Decode raw PCM read from file descriptor ``fd`` as it arrives (blocks of at most 100 ms)."""
+    stream = rec.create_stream()
+    printer = _Printer(rec, [name], write, partials)
+    reader = PcmReader()
+    while data := os.read(fd, 2 * BLOCK_SAMPLES):
+        samples = reader.feed(data)
+        if samples.size:
+            stream.accept_waveform(samples)
+            rec.decode([stream])
+            printer.flush([stream])
+    samples = reader.finish()
+    if samples.size:
+        stream.accept_waveform(samples)
+    stream.input_finished()
+    rec.decode([stream])
+    printer.flush([stream])
