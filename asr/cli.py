@@ -33,7 +33,7 @@ from asr.config import load_config
 from asr.data.dataset import read_texts
 from asr.data.fbank import compute_fbank
 from asr.data.librispeech import prepare_librispeech
-from asr.data.synth import prepare_synth
+from asr.data.synth import SIZES, prepare_synth
 from asr.decode import decode
 from asr.decoding.search import search
 from asr.errors import UserError
@@ -128,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     corpora = prep.add_subparsers(dest="corpus", metavar="<corpus>", required=True)
     synth = corpora.add_parser("synth", help="synthesize the embedded voice-assistant corpus (espeak-ng)",
                                epilog="example:\n  asr prepare synth --size mini --out data/synth-mini", formatter_class=fmt)
-    synth.add_argument("--size", default="mini", choices=["mini", "small", "medium"])
+    synth.add_argument("--size", default="mini", choices=list(SIZES),
+                       help="utterances per split: " + "; ".join(f"{k} {v['train']}/{v['dev']}/{v['test']}"
+                                                                  for k, v in SIZES.items()) + " (tiny: for tests)")
     synth.add_argument("--out", required=True, help="output folder (LibriSpeech layout)")
     synth.add_argument("--seed", type=int, default=0)
     libri = corpora.add_parser("librispeech", help="lhotse manifests from a local LibriSpeech-layout tree",

@@ -17,7 +17,7 @@ Three entry points share the one definition in :func:`fbank`:
 :class:`SherpaFbank` is the same front end computed by kaldi-native-fbank, the library sherpa-onnx
 links: its frames differ from :func:`fbank`'s by float rounding (max |diff| ~7e-4 in log-mel, tested)
 and equal sherpa-onnx's bit for bit as long as the PyPI kaldi-native-fbank (pinned, 1.23.0) computes
-as the one sherpa-onnx 2.0.1 bundles (tokens then match: tests/test_sherpa.py). The onnxruntime streaming decoder uses it, so that ``asr
+as the one sherpa-onnx 2.0.1 bundles (tokens then match: tests/export/test_sherpa.py). The onnxruntime streaming decoder uses it, so that ``asr
 stream`` and sherpa-onnx agree token for token even on int8 models, where such rounding can flip a
 quantization step (200/200 utterances equal with it, 198/200 with :class:`StreamingFbank`).
 

@@ -27,7 +27,7 @@ Shape legend: N streams, T' encoder frames, J joiner dim, V vocabulary, B beam.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ import torch
 from asr.decoding.context_graph import ContextGraph
 
 
+@runtime_checkable
 class SearchModel(Protocol):
     """What greedy and modified beam search need from a transducer, whatever runs it.
 

@@ -22,7 +22,7 @@ On top of that loop, as sherpa-onnx's ``OnlineRecognizer`` does (``online-recogn
   next one starts with its last ``context_size`` tokens as decoder context (else from the initial
   blank context). Beam search keeps every hypothesis cut to its context, with its score, next to
   the blank context with score 0, as sherpa-onnx's ``Reset`` does (the segments equal sherpa-onnx's:
-  tests/test_stream.py);
+  tests/asr/streaming/test_stream.py);
 * timestamps as sherpa-onnx reports them: encoder frame ``f`` is at ``f x 4 x 10 ms`` from the
   start of the stream; a word starts at a token beginning with "\u2581".
 

@@ -58,6 +58,14 @@ def test_files_and_sherpa_metadata(exported, tiny_checkpoint):
     assert names("joiner.onnx", "input") == ["encoder_out", "decoder_out"]
 
 
+def test_the_onnxruntime_model_is_a_search_model(exported):
+    from asr.decoding.search import SearchModel
+    from asr.streaming.onnx import OnnxTransducer
+
+    model = OnnxTransducer(exported[0])
+    assert isinstance(model, SearchModel) and model.context_size == 2 and model.unk_id == 2
+
+
 def test_batch_axes_are_symbolic(exported):
     out, _ = exported
     axes = {"x": 0, "state0": 1, "state1": 1, "encoder_out": 0, "new_state0": 1, "new_state1": 1,

@@ -14,7 +14,7 @@ from asr.compression.aat import AATConfig
 from asr.errors import UserError
 import export.nna.aat  # noqa: F401  (registers the AAT handler)
 from export import nna
-from tests.test_nna_runtime import _batches, _model
+from tests.export.nna.test_nna import _batches, _model
 
 
 def test_training_forward_is_the_emulated_nna_with_float_gradients():

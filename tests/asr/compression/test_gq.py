@@ -178,7 +178,7 @@ def test_quantization_frequency(model):
 def test_snapped_levels_are_int8_codes_the_nna_reproduces():
     """With snap_int8 the trained levels are int8 codes of the range's grid: the lowering (one scale
     for the tensor, max |level| / 127) gives back exactly the converted weights."""
-    from tests.test_nna_runtime import _batches, _model
+    from tests.export.nna.test_nna import _batches, _model
     from export import nna
 
     model = _model()

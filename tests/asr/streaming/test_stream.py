@@ -1,6 +1,6 @@
 """``asr stream`` and the streaming recognizer behind it (``asr.streaming.onnx``, ``asr.streaming.endpoint``).
 
-* The CLI's final tokens equal ``OnnxStream``'s, the path that tests/test_sherpa.py checks against
+* The CLI's final tokens equal ``OnnxStream``'s, the path that tests/export/test_sherpa.py checks against
   sherpa-onnx; stdin PCM (raw or with a wav header) gives the file's result; streams decoded
   together equal each stream alone.
 * Endpointing: the rules on hand-made numbers and token sequences, then on audio. The untrained test
@@ -104,7 +104,7 @@ def _alone(model, x, method="greedy", **kw) -> OnnxStream:
 @pytest.mark.parametrize("method", ["greedy", "modified_beam_search"])
 def test_cli_finals_equal_onnx_stream(asr_cli, model_dir, wavs, method):
     """Three files decoded together by 'asr stream' (100 ms pieces, batched) give each file the
-    tokens OnnxStream gives it alone, fed at once: the tokens tests/test_sherpa.py checks against
+    tokens OnnxStream gives it alone, fed at once: the tokens tests/export/test_sherpa.py checks against
     sherpa-onnx."""
     r = asr_cli("stream", model_dir, *wavs, "--decoding-method", method, "--no-endpoint")
     assert r.returncode == 0, r.stderr

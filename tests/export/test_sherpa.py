@@ -89,7 +89,7 @@ def test_other_encoders_tokens_equal_sherpa(tiny_checkpoint, tiny_corpus, tmp_pa
     """The Conformer and ConvRNN-T with packed states: sherpa-onnx's tokens == ours, greedy and beam."""
     from asr.models.config import encoder_config
     from tests.conftest import make_emitting
-    from tests.test_onnx_export import OTHER_ENCODERS, _checkpoint_with
+    from tests.export.test_onnx import OTHER_ENCODERS, _checkpoint_with
 
     path = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=encoder_config(name, **OTHER_ENCODERS[name]))
     export_onnx(str(make_emitting(path, tmp_path / "emitting.pt")), str(tmp_path / "onnx"))

@@ -69,7 +69,7 @@ def test_tiny_model_overfits_four_utterances(four_utts, tmp_path):
     Not run with the pruned loss: here every utterance has 4 tokens, so a prune range of 5 keeps the
     whole lattice and the variant adds only the simple loss. In that variant one utterance kept
     missing its last two words after 1000 steps: the words are memorised and emitted on frames 4-12,
-    before they are spoken. The pruned loss has its oracle tests in test_pruned_loss.py."""
+    before they are spoken. The pruned loss has its oracle tests in tests/asr/losses/test_pruned.py."""
     from asr.decode import decode
     from asr.train import train
 
@@ -95,6 +95,9 @@ def test_resume_continues_exactly(four_utts, tmp_path):
     resumed = train(_cfg(four_utts, tmp_path / "resumed", **extra), resume=True, log=lambda *_: None)
     assert [s for s, _ in resumed.losses] == [4, 5, 6]
     assert resumed.losses == full.losses[3:], f"{resumed.losses} != {full.losses[3:]}"
+    # every checkpoint carries the tokenizer it was trained with (it decodes wherever it is copied)
+    final = torch.load(full.final_checkpoint, weights_only=True)
+    assert final["tokenizer"].numpy().tobytes() == (four_utts / "lang" / "bpe.model").read_bytes()
     a = torch.load(tmp_path / "full" / "step-6.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "resumed" / "step-6.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

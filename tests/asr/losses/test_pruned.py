@@ -1,6 +1,6 @@
 """Oracle tests for the pruned RNN-T loss (``asr.losses.pruned``), all in float64.
 
-Chain of trust (``asr.losses.reference`` is itself checked against brute force in test_losses.py):
+Chain of trust (``asr.losses.reference`` is itself checked against brute force in test_rnnt.py):
     simple loss (linear joiner)             ==  NumPy reference on logits am[t] + lm[s]     1e-10 rel
     modified lattice (one symbol per frame) ==  brute force over every path                  1e-10 rel
     pruned loss with s_range >= S + 1       ==  NumPy reference on the same full logits    1e-10 rel

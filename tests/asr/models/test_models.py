@@ -107,6 +107,22 @@ def test_presets_build():
         assert sum(p.numel() for p in model.parameters()) > 0
 
 
+def test_each_recipe_model_is_its_preset():
+    """The model section of every recipe is a preset of ``asr models`` (so they cannot drift apart),
+    and every encoder a recipe uses has one."""
+    from pathlib import Path
+
+    from asr.models.registry import PRESET_RECIPES
+
+    repo = Path(__file__).resolve().parents[3]
+    for name, recipe in PRESET_RECIPES.items():
+        assert to_dict(load_config(str(repo / recipe)).model) == to_dict(PRESETS[name]()), f"{recipe} != preset {name}"
+    used = {(p.parent.name, load_config(str(p)).model.encoder.type) for p in repo.glob("recipes/*/*.yaml")
+            if not p.name.startswith("compress-")}
+    covered = {(Path(r).parent.name, PRESETS[n]().encoder.type) for n, r in PRESET_RECIPES.items()}
+    assert used == covered, f"recipes without a preset: {sorted(used - covered)}"
+
+
 def test_recipe_configs_build(tmp_path):
     from pathlib import Path
 

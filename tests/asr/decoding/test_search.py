@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from asr.chunking import Chunking
-from asr.decoding.search import greedy_search, modified_beam_search
+from asr.decoding.search import SearchModel, greedy_search, modified_beam_search
 from asr.models.config import ModelConfig, PredictorConfig
 from asr.models.lstm import LSTMEncoderConfig
 from asr.models.registry import build_model
@@ -18,6 +18,13 @@ def _model(predictor="stateless", seed=0):
     with torch.no_grad():  # a random joiner emits mostly blanks; bias it so hypotheses are non-trivial
         model.joiner.output.bias[0] -= 1.0
     return model
+
+
+@pytest.mark.parametrize("predictor", ["stateless", "lstm"])
+def test_the_pytorch_model_is_a_search_model(predictor):
+    model = _model(predictor)
+    assert isinstance(model, SearchModel)
+    assert model.unk_id is None and model.context_size == model.predictor.context_size
 
 
 @pytest.mark.parametrize("predictor", ["stateless", "lstm"])

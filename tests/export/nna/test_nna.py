@@ -44,6 +44,14 @@ def lowered(request):
     return model, ranges
 
 
+def test_the_emulated_nna_is_a_search_model(lowered):
+    from asr.decoding.search import SearchModel
+
+    model, ranges = lowered
+    emu = nna.NNATransducer.from_model(model, ranges)
+    assert isinstance(emu, SearchModel) and emu.context_size == model.context_size and emu.unk_id is None
+
+
 def test_float_twin_equals_the_torch_model(lowered):
     model, _ = lowered
     x = torch.randn(2, 45, 80)

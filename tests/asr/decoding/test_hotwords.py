@@ -147,7 +147,7 @@ def test_encode_max_score_and_vocab_file(tiny_checkpoint, tmp_path):
 
 
 def test_search_with_context_graph():
-    from tests.test_search import _model
+    from tests.asr.decoding.test_search import _model
 
     model = _model("lstm")
     enc, enc_lens = model.encode(torch.randn(2, 150, 80, generator=torch.Generator().manual_seed(3)), torch.tensor([150, 120]))
@@ -192,7 +192,7 @@ def test_search_with_context_graph():
 
 @pytest.fixture(scope="module")
 def model_dir(emitting_checkpoint, tmp_path_factory):
-    """The emitting tiny checkpoint (conftest) exported as tests/test_sherpa.py does (with bpe.vocab)."""
+    """The emitting tiny checkpoint (conftest) exported as tests/export/test_sherpa.py does (with bpe.vocab)."""
     from export.folder import export_onnx
 
     out = tmp_path_factory.mktemp("hotwords") / "onnx"
