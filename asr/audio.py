@@ -10,6 +10,10 @@
   ``asr stream -``; a wav header at the start of the pipe is parsed here by hand because a pipe
   cannot be seeked, which ``soundfile`` needs; other containers and text are refused.
 
+Only :func:`load_audio` needs torch (its result is a tensor; resampling is torchaudio's), so it
+imports it when called: the benchmarks read audio with this module in processes that run only
+sherpa-onnx and measure their memory.
+
 Shape legend: S samples.
 """
 
@@ -22,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional
 
 from asr.errors import UserError
-from asr.features import SAMPLE_RATE_HZ
+from asr.frontend import SAMPLE_RATE_HZ
+
 SNIFF_BYTES = 512  # stdin bytes looked at before the first are decoded (32 ms of audio)
 MAX_WAV_HEADER_BYTES = 1 << 20
 RAW_FORMAT = "raw PCM: signed 16-bit little-endian, mono, 16 kHz"
@@ -55,12 +58,16 @@ def read_audio(path: str):
     return data
 
 
-def load_audio(path: str, *, warn=None) -> torch.Tensor:
+def load_audio(path: str, *, warn=None):
     """Read an audio file as (S,) float32 in [-1, 1] at 16 kHz.
 
     Another sample rate is resampled and several channels are averaged, each with a warning through
     ``warn(message)`` (default: print to stderr). Unreadable or empty files raise UserError.
-    """
+    Returns a torch tensor."""
+    # lazy: torch and torchaudio only for this function (see the module docstring)
+    import torch
+    import torchaudio.functional
+
     if warn is None:
 
         def warn(message: str) -> None:

@@ -26,32 +26,34 @@ frames (the last encoder frame of a chunk needs them).
 End of a stream: sherpa-onnx never decodes a partial window, so its examples append
 ``TAIL_PADDING_S`` of zeros before ``input_finished``; ours do the same where they must give
 sherpa-onnx's tokens.
+
+This module imports no torch: the conv subsampling (``asr.modules.subsampling``) is built to these
+numbers (a test runs it against :func:`encoder_frames`), and processes that run only sherpa-onnx use
+them too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from asr.errors import UserError
-from asr.features import FRAME_SHIFT_MS
-from asr.modules.subsampling import Conv2dSubsampling, subsampled_lengths
+from asr.frontend import FRAME_SHIFT_MS
 
 FEATURE_FRAME_MS = FRAME_SHIFT_MS  # 10
-SUBSAMPLING_FACTOR = Conv2dSubsampling.factor  # feature frames per encoder frame: 4
+SUBSAMPLING_FACTOR = 4  # feature frames per encoder frame: two stride-2 convolutions
 ENCODER_FRAME_MS = SUBSAMPLING_FACTOR * FEATURE_FRAME_MS  # 40
-RECEPTIVE_FIELD_FEATURE_FRAMES = Conv2dSubsampling.receptive_field  # 9: the fewest that give an encoder frame
-OVERLAP_FEATURE_FRAMES = Conv2dSubsampling.overlap_frames  # 5 = 9 - 4, re-fed from the previous chunk
+RECEPTIVE_FIELD_FEATURE_FRAMES = 9  # the fewest feature frames that give an encoder frame: three 3-tap convs
+OVERLAP_FEATURE_FRAMES = RECEPTIVE_FIELD_FEATURE_FRAMES - SUBSAMPLING_FACTOR  # 5, re-fed from the previous chunk
 DEFAULT_CHUNK_FEATURE_FRAMES = 32  # 320 ms: what a causal encoder streams at unless told otherwise
 TAIL_PADDING_S = 0.66  # zeros after the last sample, as sherpa-onnx's examples append
 
 
-def encoder_frames(feature_frames: int | torch.Tensor) -> int | torch.Tensor:
-    """Encoder frames of an utterance (or a window) of ``feature_frames`` feature frames."""
-    if isinstance(feature_frames, torch.Tensor):
-        return subsampled_lengths(feature_frames)
-    return int(subsampled_lengths(torch.tensor(feature_frames)))
+def encoder_frames(feature_frames):
+    """Encoder frames of an utterance (or a window) of ``feature_frames`` feature frames: an int, or a
+    tensor of lengths. conv 3 (stride 1): T - 2; conv 3 (stride 2): (T - 3) // 2; conv 3 (stride 2):
+    ((T - 3) // 2 - 1) // 2, and none below 9 frames."""
+    frames = ((feature_frames - 3) // 2 - 1) // 2
+    return frames.clamp(min=0) if hasattr(frames, "clamp") else max(frames, 0)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,11 @@
 tables, results files and checks live with those functions. The only ``asr`` modules that import
 ``export`` are this one and the benchmarks (``asr.bench``), which sit at the same top layer.
 
+Each verb loads its own stack when it runs (the imports inside the ``_cmd_*`` functions): a process
+that streams with onnxruntime should not carry the training stack's memory, and ``asr --help``
+should not wait for torch. Those are the only imports of this repository's modules inside functions
+(tests/test_architecture.py); ``lint-imports`` sees them all.
+
 Bad input raises :class:`asr.errors.UserError`; :func:`main` prints it as one ``error:`` line and
 exits with status 2, without a traceback.
 """
@@ -15,46 +20,23 @@ import sys
 import warnings
 from pathlib import Path
 
-import torch
-
-import export.nna.aat  # noqa: F401  (registers the AAT handler of 'asr compress --method aat')
-from asr.audio import RAW_FORMAT, load_audio, read_audio
-from asr.bench import compression as bench_compression
-from asr.bench import emulator as bench_emulator
-from asr.bench import hotwords as bench_hotwords
-from asr.bench import latency as bench_latency
-from asr.bench import loss as bench_loss
-from asr.bench import sherpa as bench_sherpa
-from asr.checkpoint import average_checkpoints, checkpoint_tokenizer, load_model, save_checkpoint
-from asr.chunking import TAIL_PADDING_S, chunking_for
-from asr.compress import compress
-from asr.compression import METHODS
-from asr.config import load_config
-from asr.data.dataset import read_texts
-from asr.data.fbank import compute_fbank
-from asr.data.librispeech import prepare_librispeech
-from asr.data.synth import SIZES, prepare_synth
-from asr.decode import decode
-from asr.decoding.search import search
+from asr.audio import RAW_FORMAT
+from asr.chunking import TAIL_PADDING_S
+from asr.data.synth import SIZES
 from asr.errors import UserError
-from asr.features import fbank
-from asr.fileio import update_json
-from asr.models.config import ENCODER_CONFIGS
-from asr.models.registry import PRESET_RECIPES, PRESETS, build_model
-from asr.streaming import jsonl
-from asr.streaming.endpoint import EndpointConfig, EndpointRule
-from asr.streaming.recognizer import StreamingRecognizer
-from asr.tokenizer import Tokenizer, train_bpe
-from asr.train import train
-from export.folder import export_onnx
-from export.folder import summary as export_summary
-from export.nna.emulate import emulate
-from export.nna.emulate import results as emulate_results
-from export.nna.emulate import table as emulate_table
 
-BENCHES = {"loss": bench_loss, "emulator": bench_emulator, "latency": bench_latency, "compression": bench_compression,
-           "hotwords": bench_hotwords, "sherpa": bench_sherpa}
 SEARCHES = ["greedy", "modified_beam_search"]
+COMPRESSION_METHODS = "s8bqat, gq, qat, aat, csp or magnitude"  # asr.compression.METHODS (a test keeps them equal)
+BENCH_HELP = {
+    "loss": "pruned RNN-T loss vs torchaudio's full loss: step time and peak memory",
+    "emulator": "NNA emulator speed: Numba int8 kernels vs the NumPy reference, BLAS and onnxruntime; emulated RTF",
+    "latency": "real-time factor, per-chunk, first-token and user-perceived latency: PyTorch, ONNX fp32, int8, "
+               "sherpa-onnx",
+    "compression": "every compression method from one float checkpoint: bytes, float / emulated-NNA / onnxruntime "
+                   "int8 WER",
+    "hotwords": "entity-word recall and WER without and with hotwords; tokens checked against sherpa-onnx",
+    "sherpa": "our onnxruntime recognizer vs sherpa-onnx on whole files: equal tokens, WER, RTF",
+}
 
 COMMON_OPTIONS = """options that mean the same in every verb:
   --checkpoint CKPT         a .pt written by 'asr train' or 'asr compress' (it carries its tokenizer)
@@ -86,6 +68,17 @@ EXAMPLES = {
               "  asr export --checkpoint exp/demo/final.pt --out exp/demo/onnx --int8 dynamic static accelerator",
     "bench": "examples:\n  asr bench loss\n"
              "  asr bench latency --model-dir exp/demo/onnx --audio-dir data/synth-small/test --checkpoint exp/demo/final.pt",
+    "bench loss": "example:\n  asr bench loss --repeats 3",
+    "bench emulator": "examples:\n  asr bench emulator\n"
+                      "  asr bench emulator --checkpoint exp/demo/final.pt --cuts data/fbank/synth-small/cuts_test.jsonl.gz",
+    "bench latency": "example:\n  asr bench latency --model-dir exp/demo/onnx --audio-dir data/synth-small/test "
+                     "--checkpoint exp/demo/final.pt --json exp/demo/latency.json --plot exp/demo/latency.png",
+    "bench compression": "examples:\n  asr bench compression --checkpoint exp/demo/final.pt --cuts "
+                         "data/fbank/synth-small/cuts_test.jsonl.gz --audio-dir data/synth-small/test\n"
+                         "  asr bench compression --report",
+    "bench hotwords": "example:\n  asr bench hotwords --model-dir exp/demo/onnx --audio-dir data/synth-small/test "
+                      "--max-utts 1000",
+    "bench sherpa": "example:\n  asr bench sherpa --model-dir exp/demo/onnx --audio-dir data/synth-small/test --beam 8",
     "compress": "examples:\n  asr compress --method s8bqat --checkpoint exp/demo/final.pt --config recipes/synth/compress-s8bqat.yaml\n"
                 "  asr compress --method csp --checkpoint exp/demo/final.pt --set compression.sparsity=0.5 --exp-dir exp/csp50",
     "emulate": "examples:\n  asr emulate --checkpoint exp/demo/final.pt --cuts data/fbank/synth-small/cuts_test.jsonl.gz\n"
@@ -158,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
 
     comp = verb("compress", "fine-tune a float checkpoint into a compressed one (sub-8-bit, int8 QAT, pruning) "
                             "through the training loop; writes final.pt with the converted model")
-    comp.add_argument("--method", required=True, help=f"the compression method: {' | '.join(sorted(METHODS))}")
+    comp.add_argument("--method", required=True, help=f"the compression method: {COMPRESSION_METHODS}")
     comp.add_argument("--checkpoint", required=True, metavar="CKPT", help="the float checkpoint (e.g. exp/demo/final.pt)")
     comp.add_argument("--config", default=None, help="YAML with a compression: section and train/optim overrides; "
                       "without it: 15 %% of the float run's steps at 0.1x its learning rate")
@@ -254,49 +247,151 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = verb("bench", "benchmarks that run several engines or methods side by side and print one table")
     kinds = bench.add_subparsers(dest="benchmark", metavar="<benchmark>", required=True)
-    for name, module in BENCHES.items():
-        sub = kinds.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
-                               epilog=module.EXAMPLE, formatter_class=fmt)
-        module.add_arguments(sub)
+    benches = {name: kinds.add_parser(name, help=text, description=text, epilog=EXAMPLES[f"bench {name}"],
+                                      formatter_class=fmt) for name, text in BENCH_HELP.items()}
+    _bench_options(benches)
 
     verb("models", "list the named model presets and the encoder types")
     return p
 
 
+def _bench_options(p: dict[str, argparse.ArgumentParser]) -> None:
+    loss = p["loss"]
+    loss.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    loss.add_argument("--repeats", type=int, default=3)
+    loss.add_argument("--s-range", type=int, default=5)
+    loss.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+
+    emu = p["emulator"]
+    emu.add_argument("--repeat", type=int, default=30)
+    emu.add_argument("--checkpoint", default=None, help="time this LSTM transducer (default: the demo architecture, untrained)")
+    emu.add_argument("--cuts", default=None, help="utterances for --checkpoint (default: its dev cuts)")
+    emu.add_argument("--num-utts", type=int, default=30)
+
+    lat = p["latency"]
+    lat.description = ("Replays each test utterance as a live microphone session (100 ms pieces, then silence until an "
+                       "endpoint) on every engine; see asr/bench/latency.py for the definitions.")
+    lat.add_argument("--model-dir", required=True, help="what 'asr export' wrote (int8-* subfolders are benchmarked too)")
+    lat.add_argument("--audio-dir", required=True, help="LibriSpeech-layout folder of flac files and transcripts")
+    lat.add_argument("--checkpoint", default=None, help="also run this checkpoint in PyTorch (pytorch-fp32)")
+    lat.add_argument("--max-utts", type=int, default=100, help="first N utterances (default %(default)s)")
+    _search_options(lat)
+    lat.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                     help="thread counts for the RTF columns; latency percentiles use the first (default 1 2)")
+    lat.add_argument("--max-silence", type=float, default=3.0, help="seconds of silence fed after each utterance")
+    lat.add_argument("--engines", nargs="+", default=None, help="a subset, e.g. onnx-fp32 sherpa-onnx-fp32")
+    lat.add_argument("--json", default=None, help="write one object per engine to this JSON file")
+    lat.add_argument("--plot", default=None, help="write box plots of the latency distributions to this PNG")
+    lat.add_argument("--results-json", default=None,
+                     help="merge onnx_fp32_wer, onnx_int8_wer, int8/fp32_encoder_bytes, stream_rtf, sherpa_rtf, "
+                          "sherpa_tokens_match into this JSON")
+
+    comp = p["compression"]
+    comp.add_argument("--checkpoint", help="the float checkpoint every method starts from")
+    comp.add_argument("--cuts", help="the test cut manifest (with features)")
+    comp.add_argument("--out", default="exp/compression")
+    comp.add_argument("--runs", nargs="+", default=None,
+                      help="which runs (asr/bench/compression.py's RUNS, one recipe each; default: all)")
+    comp.add_argument("--max-utts", type=int, default=0, help="decode only the first N test utterances (0: all)")
+    _search_options(comp)
+    comp.add_argument("--num-calib", type=int, default=100, help="dev utterances that calibrate the NNA's activation ranges")
+    comp.add_argument("--retrain", action="store_true", help="fine-tune again even if a finished run is there")
+    comp.add_argument("--audio-dir", default=None,
+                      help="the test set as a LibriSpeech-layout folder (e.g. data/synth-small/test): adds the "
+                           "onnxruntime int8 WER")
+    comp.add_argument("--ort-int8", default="dynamic", choices=["dynamic", "static", "accelerator"],
+                      help="the asr export --int8 flavour onnxruntime decodes (default dynamic: onnxruntime's CPU int8)")
+    comp.add_argument("--report", action="store_true", help="only print the table of the results file (--out) and exit")
+    comp.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+                      help="only print the paired-bootstrap intervals of RUN_A's WER minus RUN_B's (float and emulated "
+                           "NNA) from their decodes under --out (fp32 is the float model) and exit")
+    comp.add_argument("--reuse-baseline", action="store_true",
+                      help="take the fp32 and int8-PTQ rows from the results file instead of decoding them again")
+
+    hot = p["hotwords"]
+    hot.add_argument("--model-dir", required=True, help="asr export output (with bpe.model)")
+    hot.add_argument("--audio-dir", required=True, help="LibriSpeech-layout synth split, e.g. data/synth-small/test")
+    hot.add_argument("--max-utts", type=int, default=0, help="first N utterances (0: all)")
+    hot.add_argument("--beam", type=int, default=4)
+    hot.add_argument("--scores", type=float, nargs="+", default=[0.5, 1.5], help="per-token hotword bonuses to try")
+    hot.add_argument("--sherpa-utts", type=int, default=100, help="compare tokens with sherpa-onnx on the first N (0: skip)")
+
+    sh = p["sherpa"]
+    sh.add_argument("--model-dir", required=True, help="what 'asr export' wrote")
+    sh.add_argument("--audio-dir", required=True, help="LibriSpeech-layout folder of flac files and transcripts")
+    sh.add_argument("--beam", type=int, default=4)
+    sh.add_argument("--threads", type=int, default=1)
+    sh.add_argument("--max-utts", type=int, default=0, help="first N utterances (0: all)")
+    sh.add_argument("--methods", nargs="+", default=["greedy_search", "modified_beam_search"],
+                    choices=["greedy_search", "modified_beam_search"], help="sherpa-onnx's names of the searches")
+
+
 def _threads(n: int) -> None:
+    import torch  # lazy: the verbs that run torch set its threads
+
     if n < 1:
         raise UserError(f"--threads {n}: must be >= 1")
     torch.set_num_threads(n)
 
 
+# Each verb imports its own stack when it runs (see the module docstring): the imports below are the
+# "# lazy:" ones that tests/test_architecture.py allows in this module only.
+
+
+def _load_compression_handlers() -> None:
+    """A compression run's step checkpoints load through their method's handler; AAT's lives in
+    export (it runs the emulator's kernels) and registers itself when imported."""
+    # lazy: registers the AAT handler
+    import export.nna.aat  # noqa: F401
+
+
 def _cmd_prepare(args) -> None:
     if args.corpus == "synth":
+        from asr.data.synth import prepare_synth  # lazy: this verb's stack
+
         summary = prepare_synth(args.out, size=args.size, seed=args.seed)
     else:
+        from asr.data.librispeech import prepare_librispeech  # lazy: this verb's stack
+
         summary = prepare_librispeech(args.root, args.out, args.parts)
     print(json.dumps(summary))
 
 
 def _cmd_features(args) -> None:
+    from asr.data.fbank import compute_fbank  # lazy: this verb's stack
+
     print(json.dumps(compute_fbank(args.manifests, args.out, args.parts, args.speed_perturb)))
 
 
 def _cmd_bpe(args) -> None:
+    from asr.data.dataset import read_texts  # lazy: this verb's stack
+    from asr.tokenizer import Tokenizer, train_bpe  # lazy: this verb's stack
+
     path = train_bpe(read_texts(args.cuts), args.out, args.vocab_size)
     print(f"wrote {path} ({Tokenizer(path).vocab_size} ids) and {path.parent / 'tokens.txt'}")
 
 
 def _cmd_train(args) -> None:
+    from asr.config import load_config  # lazy: this verb's stack
+    from asr.train import train  # lazy: this verb's stack
+
     result = train(load_config(args.config, args.set), resume=args.resume)
     print(f"final checkpoint: {result.final_checkpoint}")
 
 
 def _cmd_compress(args) -> None:
+    from asr.compress import compress  # lazy: this verb's stack
+
+    _load_compression_handlers()
     result = compress(args.checkpoint, args.method, args.config, args.set, args.exp_dir, resume=args.resume)
     print(f"final checkpoint: {result.final_checkpoint}")
 
 
 def _cmd_decode(args) -> None:
+    from asr.decode import decode  # lazy: this verb's stack
+    from asr.fileio import update_json  # lazy: this verb's stack
+
+    _load_compression_handlers()
     _threads(args.threads)
     r = decode(args.checkpoint, args.cuts, args.out, args.decoding_method, args.beam, bpe_model=args.bpe_model,
                delay_reference=args.delay_reference)
@@ -307,52 +402,62 @@ def _cmd_decode(args) -> None:
 
 
 def _cmd_transcribe(args) -> None:
+    from asr.audio import load_audio  # lazy: this verb's stack
+    from asr.checkpoint import checkpoint_tokenizer, load_model  # lazy: this verb's stack
+    from asr.chunking import chunking_for  # lazy: this verb's stack
+    from asr.decode import transcribe  # lazy: this verb's stack
+    from asr.streaming.recognizer import StreamingRecognizer  # lazy: this verb's stack
+
+    _load_compression_handlers()
     _threads(args.threads)
     model, cfg, ckpt = load_model(args.checkpoint)
     tokenizer = checkpoint_tokenizer(ckpt, cfg, args.checkpoint, args.bpe_model)
     samples = load_audio(args.audio)
     if not args.streaming:
-        x = fbank(samples).unsqueeze(0)
-        with torch.no_grad():
-            enc, enc_lens = model.encode(x, torch.tensor([x.size(1)]))
-        print(tokenizer.decode(search(model, enc, enc_lens, args.decoding_method, args.beam).hyps[0]))
+        print(transcribe(model, tokenizer, samples, args.decoding_method, args.beam))
         return
     rec = StreamingRecognizer(model, tokenizer, chunking_for(model.encoder, args.chunk_feature_frames, args.checkpoint),
                               args.decoding_method, args.beam)
-    step = 1600  # feed 100 ms at a time, as a microphone would
-    last = ""
-    for start in range(0, samples.numel(), step):
-        rec.accept_waveform(samples[start : start + step])
-        if rec.text != last:
-            last = rec.text
-            print(f"partial: {last}", flush=True)
-    rec.input_finished()
-    print(f"final: {rec.text}")
+    final = rec.transcribe(samples, on_partial=lambda text: print(f"partial: {text}", flush=True))
+    print(f"final: {final}")
 
 
 def _cmd_average(args) -> None:
+    from asr.checkpoint import average_checkpoints, save_checkpoint  # lazy: this verb's stack
+
     save_checkpoint(average_checkpoints(args.checkpoints), args.out)
     print(f"wrote {args.out} (average of {len(args.checkpoints)})")
 
 
 def _cmd_emulate(args) -> None:
+    from asr.fileio import update_json  # lazy: this verb's stack
+    from export.nna.emulate import emulate, results, table  # lazy: this verb's stack
+
+    _load_compression_handlers()
     _threads(args.threads)
     out = args.out or str(Path(args.checkpoint).parent / "emulate")
     r = emulate(args.checkpoint, args.cuts, out, args.calib, args.num_calib, args.profile, args.backend,
                 args.decoding_method, args.beam, args.chunk_feature_frames, args.logits_bits, args.bpe_model)
-    print(emulate_table(r, out))
+    print(table(r, out))
     if args.results_json:
-        update_json(args.results_json, emulate_results(r))
+        update_json(args.results_json, results(r))
         print(f"updated {args.results_json}")
 
 
 def _cmd_export(args) -> None:
+    from export.folder import export_onnx, summary  # lazy: this verb's stack
+
+    _load_compression_handlers()
     r = export_onnx(args.checkpoint, args.out, args.chunk_feature_frames, args.bpe_model, tuple(args.int8), args.calib,
                     args.num_calib)
-    print(export_summary(r))
+    print(summary(r))
 
 
 def _cmd_stream(args) -> None:
+    from asr.audio import read_audio  # lazy: this verb's stack
+    from asr.streaming import jsonl  # lazy: this verb's stack
+    from asr.streaming.endpoint import EndpointConfig, EndpointRule  # lazy: this verb's stack
+
     stdin = args.inputs == ["-"]
     if "-" in args.inputs and not stdin:
         raise UserError("'-' (stdin) must be the only input; decode files and stdin in separate 'asr stream' runs")
@@ -381,16 +486,27 @@ def _cmd_stream(args) -> None:
 
 
 def _cmd_bench(args) -> None:
-    BENCHES[args.benchmark].run(args)
+    if args.benchmark == "loss":
+        from asr.bench.loss import run  # lazy: this benchmark's stack
+    elif args.benchmark == "emulator":
+        from asr.bench.emulator import run  # lazy: this benchmark's stack
+    elif args.benchmark == "latency":
+        from asr.bench.latency import run  # lazy: this benchmark's stack
+    elif args.benchmark == "compression":
+        from asr.bench.compression import run  # lazy: this benchmark's stack
+
+        _load_compression_handlers()
+    elif args.benchmark == "hotwords":
+        from asr.bench.hotwords import run  # lazy: this benchmark's stack
+    else:
+        from asr.bench.sherpa import run  # lazy: this benchmark's stack
+    run(args)
 
 
 def _cmd_models(args) -> None:
-    print("| preset | encoder | parameters (vocabulary 500) | recipe |\n|---|---|---|---|")
-    for name, preset in sorted(PRESETS.items()):
-        cfg = preset(vocab_size=500)
-        params = sum(p.numel() for p in build_model(cfg).parameters())
-        print(f"| {name} | {cfg.encoder.type} | {params / 1e6:.2f} M | {PRESET_RECIPES.get(name, '(tests)')} |")
-    print("encoder types: " + ", ".join(sorted(ENCODER_CONFIGS)))
+    from asr.models.registry import presets_table  # lazy: this verb's stack
+
+    print(presets_table())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from asr.data.dataset import collate, load_cuts
 from asr.decoding.align import forced_align, symbol_delay
 from asr.decoding.search import search
 from asr.errors import UserError
+from asr.features import fbank
 from asr.fileio import write_text_atomic
 from asr.metrics import alignment, word_errors
 
@@ -121,3 +122,11 @@ def decode_model(model, tokenizer, cuts_path: str, out_dir: str, method: str = "
     delay_note = "" if delay_ms is None else f", symbol delay {delay_ms:.1f} ms over {delay_count} tokens"
     write_text_atomic(out / f"wer-{tag}.txt", summary + delay_note + "\n")
     return DecodeResult(wer, errors, words, compute_s / max(audio_s, 1e-9), len(rows), 0, 0.0, method, beam, delay_ms)
+
+
+@torch.no_grad()
+def transcribe(model, tokenizer, samples: torch.Tensor, method: str = "greedy", beam: int = 4) -> str:
+    """The text of a whole recording ((S,) samples at 16 kHz), decoded offline."""
+    x = fbank(samples).unsqueeze(0)
+    enc, enc_lens = model.encode(x, torch.tensor([x.size(1)]))
+    return tokenizer.decode(search(model, enc, enc_lens, method, beam).hyps[0])

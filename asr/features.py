@@ -31,12 +31,9 @@ import numpy as np
 import torch
 import torchaudio.compliance.kaldi as kaldi
 
-SAMPLE_RATE_HZ = 16000
-NUM_MEL_BINS = 80
-FRAME_SHIFT_MS = 10
-FRAME_LENGTH_MS = 25
-LOW_FREQ_HZ = 20.0
-HIGH_FREQ_HZ = -400.0  # kaldi's convention: a negative value counts down from Nyquist (7600 Hz at 16 kHz)
+from asr.frontend import (DITHER, FRAME_LENGTH_MS, FRAME_SHIFT_MS, HIGH_FREQ_HZ, LOW_FREQ_HZ, NUM_MEL_BINS,
+                          SAMPLE_RATE_HZ)
+
 WINDOW_SHIFT = SAMPLE_RATE_HZ * FRAME_SHIFT_MS // 1000  # 160 samples
 WINDOW_SIZE = SAMPLE_RATE_HZ * FRAME_LENGTH_MS // 1000  # 400 samples
 # With snip_edges=False frame i covers samples [i*160 - 120, i*160 + 280): the window is centred on
@@ -47,7 +44,7 @@ _KALDI_OPTS = dict(
     num_mel_bins=NUM_MEL_BINS,
     frame_length=float(FRAME_LENGTH_MS),
     frame_shift=float(FRAME_SHIFT_MS),
-    dither=0.0,
+    dither=DITHER,
     low_freq=LOW_FREQ_HZ,
     high_freq=HIGH_FREQ_HZ,
     sample_frequency=float(SAMPLE_RATE_HZ),
@@ -162,7 +159,7 @@ class SherpaFbank:
         opts.frame_opts.samp_freq = SAMPLE_RATE_HZ
         opts.frame_opts.frame_shift_ms = FRAME_SHIFT_MS
         opts.frame_opts.frame_length_ms = FRAME_LENGTH_MS
-        opts.frame_opts.dither = 0.0
+        opts.frame_opts.dither = DITHER
         opts.frame_opts.snip_edges = False
         opts.mel_opts.num_bins = NUM_MEL_BINS
         opts.mel_opts.low_freq = LOW_FREQ_HZ

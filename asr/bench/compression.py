@@ -25,7 +25,6 @@ others as :func:`asr.compression.model_bytes` (b-bit indices + codebooks, or non
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import tempfile
@@ -48,9 +47,6 @@ from asr.train import train
 from export.folder import export_onnx
 from export.nna.emulate import emulate
 
-HELP = "every compression method from one float checkpoint: bytes, float / emulated-NNA / onnxruntime int8 WER"
-EXAMPLE = ("examples:\n  asr bench compression --checkpoint exp/demo/final.pt --cuts data/fbank/synth-small/cuts_test.jsonl.gz "
-           "--audio-dir data/synth-small/test\n  asr bench compression --report")
 REPO = Path(__file__).resolve().parents[2]
 
 RUNS = {  # run name -> recipe config (its compression.method picks the method)
@@ -160,29 +156,12 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", help="the float checkpoint every method starts from")
-    p.add_argument("--cuts", help="the test cut manifest (with features)")
-    p.add_argument("--out", default="exp/compression")
-    p.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
-    p.add_argument("--max-utts", type=int, default=0, help="decode only the first N test utterances (0: all)")
-    p.add_argument("--decoding-method", default="greedy", choices=["greedy", "modified_beam_search"])
-    p.add_argument("--beam", type=int, default=4)
-    p.add_argument("--num-calib", type=int, default=100, help="dev utterances that calibrate the NNA's activation ranges")
-    p.add_argument("--retrain", action="store_true", help="fine-tune again even if a finished run is there")
-    p.add_argument("--audio-dir", default=None,
-                   help="the test set as a LibriSpeech-layout folder (e.g. data/synth-small/test): adds the onnxruntime int8 WER")
-    p.add_argument("--ort-int8", default="dynamic", choices=["dynamic", "static", "accelerator"],
-                   help="the asr export --int8 flavour onnxruntime decodes (default dynamic: onnxruntime's CPU int8)")
-    p.add_argument("--report", action="store_true", help="only print the table of the results file (--out) and exit")
-    p.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
-                   help="only print the paired-bootstrap intervals of RUN_A's WER minus RUN_B's (float and emulated NNA) "
-                        "from their decodes under --out (fp32 is the float model) and exit")
-    p.add_argument("--reuse-baseline", action="store_true",
-                   help="take the fp32 and int8-PTQ rows from the results file instead of decoding them again")
-
 
 def run(args) -> None:
+    args.runs = args.runs or list(RUNS)
+    unknown = sorted(set(args.runs) - set(RUNS))
+    if unknown:
+        raise UserError(f"--runs {' '.join(unknown)}: unknown run; choose from {', '.join(RUNS)}")
     if args.report:
         path = Path(args.out) / "results.json"
         if not path.is_file():

@@ -25,7 +25,6 @@ NumPy reads once when it loads.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from pathlib import Path
@@ -46,9 +45,6 @@ from asr.models.registry import build_model
 from export.nna import NNATransducer, calibrate
 from nna_emulator import ops, reference, spec
 
-HELP = "NNA emulator speed: Numba int8 kernels vs the NumPy reference, BLAS and onnxruntime; emulated RTF"
-EXAMPLE = ("examples:\n  asr bench emulator\n"
-           "  asr bench emulator --checkpoint exp/demo/final.pt --cuts data/fbank/synth-small/cuts_test.jsonl.gz")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -175,12 +171,6 @@ def bench_rtf(checkpoint: str | None, cuts: str | None, num_utts: int) -> float:
     print(f"| audio s | compute s | RTF | goal |\n|---|---|---|---|\n| {audio_s:.1f} | {compute_s:.2f} | {rtf:.4f} | < 1 |")
     return rtf
 
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--repeat", type=int, default=30)
-    p.add_argument("--checkpoint", default=None, help="time this LSTM transducer (default: the demo architecture, untrained)")
-    p.add_argument("--cuts", default=None, help="utterances for --checkpoint (default: its dev cuts)")
-    p.add_argument("--num-utts", type=int, default=30)
 
 
 def run(args) -> None:

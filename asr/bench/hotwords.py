@@ -19,7 +19,6 @@ table and one ``key=value`` line (``@score`` suffixes).
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -39,8 +38,6 @@ from asr.metrics import word_errors
 from asr.streaming.onnx import OnnxStream, OnnxTransducer
 from asr.tokenizer import Tokenizer, write_bpe_vocab
 
-HELP = "entity-word recall and WER without and with hotwords; tokens checked against sherpa-onnx"
-EXAMPLE = "example:\n  asr bench hotwords --model-dir exp/demo/onnx --audio-dir data/synth-small/test --max-utts 1000"
 ENTITY_SLOTS = ("contact", "artist", "song", "city", "app")  # names, places, titles
 
 
@@ -71,14 +68,6 @@ def decode(model, files, context_graph, beam: int) -> tuple[list[list[int]], lis
         finalized.append(finalize_context(stream.search_state).hyps[0])  # one segment: no endpointing
     return online, finalized
 
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model-dir", required=True, help="asr export output (with bpe.model)")
-    p.add_argument("--audio-dir", required=True, help="LibriSpeech-layout synth split, e.g. data/synth-small/test")
-    p.add_argument("--max-utts", type=int, default=0, help="first N utterances (0: all)")
-    p.add_argument("--beam", type=int, default=4)
-    p.add_argument("--scores", type=float, nargs="+", default=[0.5, 1.5], help="per-token hotword bonuses to try")
-    p.add_argument("--sherpa-utts", type=int, default=100, help="compare tokens with sherpa-onnx on the first N (0: skip)")
 
 
 def run(a) -> None:

@@ -8,8 +8,10 @@ Engines, side by side on the same utterances, method and thread count:
   (``asr.streaming.onnx.OnnxStream``) on the exported folder and each ``int8-*`` folder in it;
 * ``sherpa-onnx-fp32``: the PyPI ``sherpa_onnx.OnlineRecognizer`` on the float32 folder.
 
-Each engine runs in its own subprocess (its peak RSS is its own; sherpa-onnx's contract errors
-cannot kill the benchmark). Every utterance is one live-microphone session, replayed on a virtual
+Each engine runs in its own subprocess, ``asr.bench.sherpa_engine``, ``asr.bench.onnx_engine`` or
+``asr.bench.torch_engine``, which loads only that engine's stack (its peak RSS is its own: sherpa-onnx's
+process loads no torch; sherpa-onnx's contract errors cannot kill the benchmark); the live-microphone
+session they share is ``asr.bench.live``. Every utterance is one live-microphone session, replayed on a virtual
 clock: the audio and then silence (``--max-silence``) arrive in 100 ms pieces at real-time pace; after
 each piece the engine decodes whatever is ready, with sherpa-onnx's endpoint rules on
 (``asr.streaming.endpoint``; rule2 = 1.2 s of trailing silence after speech). The session ends at
@@ -35,10 +37,8 @@ Shape legend: S samples.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -46,191 +46,17 @@ from pathlib import Path
 
 import kaldialign
 import numpy as np
-import sherpa_onnx
-import torch
 
 from asr.audio import read_audio
-from asr.chunking import ENCODER_FRAME_MS, TAIL_PADDING_S
+from asr.checkpoint import load_model
 from asr.data.librispeech import read_transcripts
 from asr.errors import UserError
-from asr.features import HIGH_FREQ_HZ, LOW_FREQ_HZ, NUM_MEL_BINS, SAMPLE_RATE_HZ
 from asr.fileio import update_json, write_text_atomic
-from asr.checkpoint import load_model
-from asr.streaming.endpoint import EndpointConfig
-from asr.streaming.onnx import OnnxStream, OnnxTransducer, decode_streams
-from asr.streaming.pytorch import TorchTransducer
+from asr.frontend import SAMPLE_RATE_HZ
 from export.onnx import read_metadata
 
-HELP = ("real-time factor, per-chunk, first-token and user-perceived latency: PyTorch, ONNX fp32, int8, "
-        "sherpa-onnx")
-DESCRIPTION = ("Replays each test utterance as a live microphone session (100 ms pieces, then silence until an "
-               "endpoint) on every engine; see asr/bench/latency.py for the definitions.")
-EXAMPLE = ("example:\n  asr bench latency --model-dir exp/demo/onnx --audio-dir data/synth-small/test "
-           "--checkpoint exp/demo/final.pt --json exp/demo/latency.json --plot exp/demo/latency.png")
-ENCODER_FRAME_S = ENCODER_FRAME_MS / 1000
-PIECE_S = 0.1  # microphone buffer
 SPEECH_FLOOR_DB = 35.0  # a 10 ms frame this far below the loudest one counts as silence
 JSON_KEYS = ("engine", "rtf_1thread", "rtf_2threads", "wer", "bytes", "first_token_ms_p50", "upl_ms_p50", "upl_ms_p95")
-
-
-# ---------------------------------------------------------------------------------------------
-# engines (run inside the child process)
-
-
-def _torch_transducer(checkpoint: str, model_dir: Path, threads: int) -> TorchTransducer:
-    """The checkpoint at the exported folder's chunking, with the folder's symbols."""
-    torch.set_num_threads(threads)
-    chunk = int(read_metadata(model_dir / "encoder.onnx")["decode_chunk_len"])
-    return TorchTransducer(checkpoint, model_dir / "tokens.txt", chunk)
-
-
-def _pieces(x: np.ndarray, max_silence_s: float):
-    audio = np.concatenate([x, np.zeros(int(max_silence_s * SAMPLE_RATE_HZ), np.float32)])
-    step = int(PIECE_S * SAMPLE_RATE_HZ)
-    for start in range(0, len(audio), step):
-        yield start, audio[start : start + step], min(start + step, len(audio)) / SAMPLE_RATE_HZ
-
-
-class _OurSession:
-    """One utterance on ``asr stream``'s loop (OnnxStream, endpointing on)."""
-
-    def __init__(self, model, method: str, beam: int) -> None:
-        self.model = model
-        self.s = OnnxStream(model, method, beam, TAIL_PADDING_S, endpoint=EndpointConfig(), auto_decode=False)
-
-    def accept(self, piece: np.ndarray) -> None:
-        self.s.accept_waveform(piece)
-
-    def finish(self) -> None:  # appends the tail padding itself
-        self.s.input_finished()
-
-    def step(self) -> bool:
-        return decode_streams([self.s]) is not None
-
-    def poll(self) -> tuple[float | None, str | None]:
-        first = self.s.first_token
-        return (None if first is None else first.time_s + ENCODER_FRAME_S), (self.s.finals[0].reason if self.s.finals else None)
-
-    def result(self) -> tuple[list[str], str]:
-        final = self.s.finals[0] if self.s.finals else None
-        tokens = final.tokens if final else self.s.tokens
-        return [self.model.symbols[t].replace("\u2581", " ") for t in tokens], final.text if final else self.s.text
-
-
-class _SherpaSession:
-    """One utterance on sherpa-onnx's OnlineRecognizer (endpoint detection on)."""
-
-    def __init__(self, rec) -> None:
-        self.rec, self.s, self.r = rec, rec.create_stream(), None
-
-    def accept(self, piece: np.ndarray) -> None:
-        self.s.accept_waveform(SAMPLE_RATE_HZ, piece)
-
-    def finish(self) -> None:
-        self.s.accept_waveform(SAMPLE_RATE_HZ, np.zeros(int(TAIL_PADDING_S * SAMPLE_RATE_HZ), np.float32))
-        self.s.input_finished()
-
-    def step(self) -> bool:
-        if not self.rec.is_ready(self.s):
-            return False
-        self.rec.decode_stream(self.s)
-        return True
-
-    def poll(self) -> tuple[float | None, str | None]:  # called outside the timed steps
-        self.r = self.rec.get_result_all(self.s)
-        first = self.r.timestamps[0] + 0.04 if self.r.tokens else None  # the end of its 40 ms encoder frame
-        return first, ("endpoint" if self.rec.is_endpoint(self.s) else None)
-
-    def result(self) -> tuple[list[str], str]:
-        self.r = self.rec.get_result_all(self.s)
-        return list(self.r.tokens), self.r.text.strip()
-
-
-def _trace(session, path: str, max_silence_s: float) -> dict:
-    """Feed one utterance and then silence piece by piece, decoding what is ready after each piece,
-    until the first endpoint (or the end of input); times every step for :func:`replay`."""
-    pieces, calls, ev = [], [], {"first": None, "final": None}
-
-    def drain(k: int, steps: list[float]) -> None:
-        while ev["final"] is None:
-            t = time.perf_counter()
-            if not session.step():
-                return
-            steps.append(time.perf_counter() - t)
-            calls.append(steps[-1])
-            first, final = session.poll()
-            if ev["first"] is None and first is not None:
-                ev["first"] = [k, len(steps) - 1, first]
-            if final is not None:
-                ev["final"] = [k, len(steps) - 1, final]
-
-    fed = 0.0
-    for k, (_, piece, arrive_s) in enumerate(_pieces(read_audio(path), max_silence_s)):
-        t = time.perf_counter()
-        session.accept(piece)
-        steps = [time.perf_counter() - t]
-        drain(k, steps)
-        pieces.append([arrive_s, steps])
-        fed = arrive_s
-        if ev["final"] is not None:
-            break
-    else:  # no endpoint: the input ends (tail padding, flush) when the silence runs out
-        k = len(pieces)
-        t = time.perf_counter()
-        session.finish()
-        steps = [time.perf_counter() - t]
-        drain(k, steps)
-        if ev["final"] is None:  # the last chunk decoded (or nothing was left): the final result is out
-            ev["final"] = [k, len(steps) - 1, "end"]
-        pieces.append([fed, steps])
-    tokens, text = session.result()
-    return {"pieces": pieces, "calls": calls, "fed_s": fed, **ev, "tokens": tokens, "text": text}
-
-
-def child_main(argv: list[str]) -> None:
-    """``python -m asr.bench.latency ENGINE MODEL_DIR FILES_LIST ...``: one engine, JSON on stdout."""
-    p = argparse.ArgumentParser()
-    p.add_argument("engine")
-    p.add_argument("model_dir")
-    p.add_argument("files_list")
-    p.add_argument("--checkpoint", default=None)
-    p.add_argument("--method", default="greedy")
-    p.add_argument("--beam", type=int, default=4)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--max-silence", type=float, default=3.0)
-    a = p.parse_args(argv)
-    files = Path(a.files_list).read_text().split("\n")
-    d = Path(a.model_dir)
-    if a.engine == "sherpa-onnx-fp32":
-        cfg = EndpointConfig()
-        rec = sherpa_onnx.OnlineRecognizer.from_transducer(
-            tokens=str(d / "tokens.txt"), encoder=str(d / "encoder.onnx"), decoder=str(d / "decoder.onnx"),
-            joiner=str(d / "joiner.onnx"), num_threads=a.threads, sample_rate=SAMPLE_RATE_HZ, feature_dim=NUM_MEL_BINS,
-            low_freq=LOW_FREQ_HZ, high_freq=HIGH_FREQ_HZ, dither=0.0,
-            decoding_method="greedy_search" if a.method == "greedy" else a.method, max_active_paths=a.beam,
-            enable_endpoint_detection=True, rule1_min_trailing_silence=cfg.rule1.min_trailing_silence_s,
-            rule2_min_trailing_silence=cfg.rule2.min_trailing_silence_s,
-            rule3_min_utterance_length=cfg.rule3.min_utterance_length_s)
-        traces = [_trace(_SherpaSession(rec), f, a.max_silence) for f in files]
-    else:
-        torch.set_num_threads(a.threads)
-        if a.engine == "pytorch-fp32":
-            model = _torch_transducer(a.checkpoint, d, a.threads)
-        else:
-            model = OnnxTransducer(d, num_threads=a.threads)
-        traces = [_trace(_OurSession(model, a.method, a.beam), f, a.max_silence) for f in files]
-    print(json.dumps({"traces": traces, "peak_rss_mb": peak_rss_mb()}))
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. /proc's VmHWM belongs to the current program image;
-    getrusage's ru_maxrss survives exec and would report the parent's peak."""
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: KiB on most systems
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,10 +103,14 @@ def _engines(model_dir: Path, checkpoint: str | None) -> list[tuple[str, Path]]:
 
 
 def _run_child(engine: str, d: Path, files_list: Path, checkpoint, method, beam, threads, max_silence) -> dict:
-    cmd = [sys.executable, "-m", "asr.bench.latency", engine, str(d), str(files_list), "--method", method,
+    """One engine in its own process, which loads only that engine's stack."""
+    module = {"sherpa-onnx-fp32": "asr.bench.sherpa_engine", "pytorch-fp32": "asr.bench.torch_engine"}.get(
+        engine, "asr.bench.onnx_engine")
+    cmd = [sys.executable, "-m", module, engine, str(d), str(files_list), "--method", method,
            "--beam", str(beam), "--threads", str(threads), "--max-silence", str(max_silence)]
-    if checkpoint:
-        cmd += ["--checkpoint", checkpoint]
+    if checkpoint:  # the PyTorch engine streams at the exported folder's chunk
+        cmd += ["--checkpoint", checkpoint,
+                "--chunk-feature-frames", read_metadata(d / "encoder.onnx")["decode_chunk_len"]]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode:
@@ -438,23 +268,6 @@ def table(rows: list[dict]) -> str:
 
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model-dir", required=True, help="what 'asr export' wrote (int8-* subfolders are benchmarked too)")
-    p.add_argument("--audio-dir", required=True, help="LibriSpeech-layout folder of flac files and transcripts")
-    p.add_argument("--checkpoint", default=None, help="also run this checkpoint in PyTorch (pytorch-fp32)")
-    p.add_argument("--max-utts", type=int, default=100, help="first N utterances (default %(default)s)")
-    p.add_argument("--decoding-method", default="greedy", choices=["greedy", "modified_beam_search"])
-    p.add_argument("--beam", type=int, default=4)
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
-                   help="thread counts for the RTF columns; latency percentiles use the first (default 1 2)")
-    p.add_argument("--max-silence", type=float, default=3.0, help="seconds of silence fed after each utterance")
-    p.add_argument("--engines", nargs="+", default=None, help="a subset, e.g. onnx-fp32 sherpa-onnx-fp32")
-    p.add_argument("--json", default=None, help="write one object per engine to this JSON file")
-    p.add_argument("--plot", default=None, help="write box plots of the latency distributions to this PNG")
-    p.add_argument("--results-json", default=None,
-                   help="merge onnx_fp32_wer, onnx_int8_wer, int8/fp32_encoder_bytes, stream_rtf, sherpa_rtf, "
-                        "sherpa_tokens_match into this JSON")
-
 
 RESULTS_ENGINES = "--results-json needs the engines onnx-fp32, sherpa-onnx-fp32 and an onnx-int8-* one in the run"
 
@@ -488,6 +301,3 @@ def run(args) -> None:
         update_json(args.results_json, results(summary, args.model_dir, args.decoding_method, args.beam))
         print(f"updated {args.results_json}")
 
-
-if __name__ == "__main__":
-    child_main(sys.argv[1:])

@@ -20,7 +20,6 @@ first (large) shape.
 
 from __future__ import annotations
 
-import argparse
 import re
 import statistics
 import time
@@ -34,8 +33,6 @@ from asr.losses import rnnt_loss
 from asr.losses.pruned import do_pruning, get_prune_ranges, rnnt_loss_pruned, rnnt_loss_simple
 from asr.models.transducer import Joiner
 
-HELP = "pruned RNN-T loss vs torchaudio's full loss: step time and peak memory"
-EXAMPLE = "example:\n  asr bench loss --repeats 3"
 
 
 def _status_kib(field: str) -> int:
@@ -127,12 +124,6 @@ def make_inputs(n, t, u, v, dims, device, seed=0):
     u_lens[1:] = torch.randint(u // 2, u + 1, (n - 1,), generator=g).to(torch.int32)  # max kept tight
     return heads, enc, pred, y, t_lens.to(device), u_lens.to(device)
 
-
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--s-range", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
 
 
 def run(args) -> None:

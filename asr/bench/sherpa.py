@@ -13,7 +13,6 @@ stream_rtf=<ours> sherpa_rtf=<theirs> ratio=<ours/theirs>`` per method.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -25,12 +24,10 @@ import torch
 from asr.audio import read_audio
 from asr.data.librispeech import read_transcripts
 from asr.errors import UserError
-from asr.features import SAMPLE_RATE_HZ
+from asr.frontend import SAMPLE_RATE_HZ
 from asr.metrics import word_errors
 from asr.streaming.onnx import OnnxStream, OnnxTransducer
 
-HELP = "our onnxruntime recognizer vs sherpa-onnx on whole files: equal tokens, WER, RTF"
-EXAMPLE = "example:\n  asr bench sherpa --model-dir exp/demo/onnx --audio-dir data/synth-small/test --beam 8"
 
 
 def ours(model_dir: str, method: str, beam: int, files: list[Path], threads: int):
@@ -49,15 +46,6 @@ def ours(model_dir: str, method: str, beam: int, files: list[Path], threads: int
     texts = [model.text(r) for r in results]
     return symbols, texts, compute, sum(len(x) for x in audio) / SAMPLE_RATE_HZ
 
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model-dir", required=True, help="what 'asr export' wrote")
-    p.add_argument("--audio-dir", required=True, help="LibriSpeech-layout folder of flac files and transcripts")
-    p.add_argument("--beam", type=int, default=4)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--max-utts", type=int, default=0, help="first N utterances (0: all)")
-    p.add_argument("--methods", nargs="+", default=["greedy_search", "modified_beam_search"],
-                   choices=["greedy_search", "modified_beam_search"], help="sherpa-onnx's names of the searches")
 
 
 def run(a) -> None:

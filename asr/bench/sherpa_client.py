@@ -27,7 +27,7 @@ import sherpa_onnx
 
 from asr.audio import read_audio
 from asr.chunking import TAIL_PADDING_S
-from asr.features import HIGH_FREQ_HZ, LOW_FREQ_HZ, NUM_MEL_BINS, SAMPLE_RATE_HZ
+from asr.frontend import HIGH_FREQ_HZ, LOW_FREQ_HZ, NUM_MEL_BINS, SAMPLE_RATE_HZ
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from asr.features import HIGH_FREQ_HZ, LOW_FREQ_HZ, SAMPLE_RATE_HZ
+from asr.frontend import HIGH_FREQ_HZ, LOW_FREQ_HZ, SAMPLE_RATE_HZ
 
 
 def mel_bin_positions(f: int, alpha: torch.Tensor) -> torch.Tensor:

@@ -33,8 +33,9 @@ from tqdm import tqdm
 
 from asr.audio import BadAudio, check_audio
 from asr.errors import UserError
-from asr.features import FRAME_SHIFT_MS, NUM_MEL_BINS, SAMPLE_RATE_HZ, fbank
+from asr.features import fbank
 from asr.fileio import atomic_write
+from asr.frontend import FRAME_SHIFT_MS, NUM_MEL_BINS, SAMPLE_RATE_HZ
 
 
 @dataclass

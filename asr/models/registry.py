@@ -11,7 +11,7 @@ the recipes (``recipes/<corpus>/<encoder>.yaml``) are exactly these (tests compa
 from __future__ import annotations
 
 from asr.errors import UserError
-from asr.models.config import LossConfig, ModelConfig, PredictorConfig
+from asr.models.config import ENCODER_CONFIGS, LossConfig, ModelConfig, PredictorConfig
 from asr.models.conformer import ConformerEncoder, ConformerEncoderConfig
 from asr.models.convrnnt import ConvRNNTEncoder, ConvRNNTEncoderConfig
 from asr.models.lstm import LSTMEncoder, LSTMEncoderConfig
@@ -122,3 +122,13 @@ PRESET_RECIPES = {"lstm_small": "recipes/synth/lstm.yaml", "conformer_small": "r
 
 def list_models() -> list[str]:
     return sorted(PRESETS)
+
+
+def presets_table(vocab_size: int = 500) -> str:
+    """What ``asr models`` prints: each preset's encoder, size and recipe, and the encoder types."""
+    lines = [f"| preset | encoder | parameters (vocabulary {vocab_size}) | recipe |", "|---|---|---|---|"]
+    for name in list_models():
+        cfg = PRESETS[name](vocab_size=vocab_size)
+        params = sum(p.numel() for p in build_model(cfg).parameters())
+        lines.append(f"| {name} | {cfg.encoder.type} | {params / 1e6:.2f} M | {PRESET_RECIPES.get(name, '(tests)')} |")
+    return "\n".join(lines + ["encoder types: " + ", ".join(sorted(ENCODER_CONFIGS))])

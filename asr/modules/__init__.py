@@ -1,0 +1,2 @@
+"""Blocks the encoders share: conv subsampling by 4 (``subsampling``) and input normalisation
+(``normalize``)."""

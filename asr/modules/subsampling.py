@@ -10,7 +10,8 @@ Three 3x3 convolutions, no padding in time:
 Output frame j sees input frames [4j, 4j + 8] (receptive field 9, nothing before or after), so a
 chunk of 4k + 5 frames gives exactly k outputs, and chunks that advance by 4k and overlap by
 ``overlap_frames = 9 - 4 = 5`` frames reproduce the full-utterance output exactly. This is
-sherpa-onnx's ``T = decode_chunk_len + 5`` streaming contract; no cache is needed.
+sherpa-onnx's ``T = decode_chunk_len + 5`` streaming contract; no cache is needed. The numbers and the
+length formula are ``asr.chunking``'s (the one place that owns them); this module is built to them.
 """
 
 from __future__ import annotations
@@ -18,16 +19,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def subsampled_lengths(x_lens: torch.Tensor) -> torch.Tensor:
-    """Output lengths T' for input lengths T (clamped at 0 for inputs shorter than 9 frames)."""
-    return torch.clamp(((x_lens - 3) // 2 - 1) // 2, min=0)
+from asr.chunking import RECEPTIVE_FIELD_FEATURE_FRAMES, encoder_frames
 
 
 class Conv2dSubsampling(nn.Module):
-    factor = 4
-    receptive_field = 9
-    overlap_frames = receptive_field - factor
 
     def __init__(self, in_dim: int, out_dim: int, channels: int = 64) -> None:
         super().__init__()
@@ -45,9 +40,9 @@ class Conv2dSubsampling(nn.Module):
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (N, T, F) -> (N, T', D), lengths (N,)."""
-        if x.size(1) < self.receptive_field:  # too short for one output frame
-            return x.new_zeros(x.size(0), 0, self.out.out_features), subsampled_lengths(x_lens)
+        if x.size(1) < RECEPTIVE_FIELD_FEATURE_FRAMES:  # too short for one output frame
+            return x.new_zeros(x.size(0), 0, self.out.out_features), encoder_frames(x_lens)
         x = self.conv(x.unsqueeze(1))  # (N, 1, T, F) -> (N, C, T', F')
         n, c, t, f = x.shape
         x = self.out(x.transpose(1, 2).reshape(n, t, c * f))  # (N, T', C * F') -> (N, T', D)
-        return x, subsampled_lengths(x_lens)
+        return x, encoder_frames(x_lens)

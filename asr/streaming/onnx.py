@@ -63,7 +63,8 @@ import torch
 from asr.chunking import ENCODER_FRAME_MS, FEATURE_FRAME_MS, TAIL_PADDING_S, Chunking
 from asr.decoding.search import GreedyState, beam_init, context, greedy_init, search
 from asr.errors import UserError
-from asr.features import NUM_MEL_BINS, SAMPLE_RATE_HZ, SherpaFbank
+from asr.features import SherpaFbank
+from asr.frontend import NUM_MEL_BINS, SAMPLE_RATE_HZ
 from asr.streaming.endpoint import EndpointConfig, trailing_blanks
 
 MODEL_FILES = ("encoder.onnx", "decoder.onnx", "joiner.onnx", "tokens.txt")

@@ -16,7 +16,8 @@ import torch
 
 from asr.chunking import RECEPTIVE_FIELD_FEATURE_FRAMES, Chunking
 from asr.decoding.search import search
-from asr.features import NUM_MEL_BINS, StreamingFbank
+from asr.features import StreamingFbank
+from asr.frontend import NUM_MEL_BINS
 
 
 class StreamingRecognizer:
@@ -54,6 +55,18 @@ class StreamingRecognizer:
         if self.frames.size(0) >= RECEPTIVE_FIELD_FEATURE_FRAMES:
             self._run(self.frames)
         self.frames = self.frames[:0]
+
+    def transcribe(self, samples: torch.Tensor, on_partial=None, piece_samples: int = 1600) -> str:
+        """Feed a whole recording ``piece_samples`` at a time (100 ms, as a microphone would), calling
+        ``on_partial(text)`` whenever the partial result changes; returns the final text."""
+        last = ""
+        for start in range(0, samples.numel(), piece_samples):
+            self.accept_waveform(samples[start : start + piece_samples])
+            if on_partial is not None and self.text != last:
+                last = self.text
+                on_partial(last)
+        self.input_finished()
+        return self.text
 
     @property
     def tokens(self) -> list[int]:

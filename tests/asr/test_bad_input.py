@@ -16,9 +16,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.errors import UserError
 from asr.audio import load_audio
-from asr.features import SAMPLE_RATE_HZ
+from asr.errors import UserError
+from asr.frontend import SAMPLE_RATE_HZ
 from tests.conftest import assert_user_error, finish_asr_subprocess, start_asr_subprocess
 
 # ---- helpers -----------------------------------------------------------------------------------

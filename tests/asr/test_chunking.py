@@ -10,7 +10,7 @@ from asr.chunking import (ENCODER_FRAME_MS, OVERLAP_FEATURE_FRAMES, SUBSAMPLING_
 from asr.errors import UserError
 from asr.models.config import encoder_config
 from asr.models.registry import ENCODERS
-from asr.modules.subsampling import subsampled_lengths
+from asr.modules.subsampling import Conv2dSubsampling
 
 
 def test_hand_checked_numbers():
@@ -22,7 +22,24 @@ def test_hand_checked_numbers():
     # ((T - 3) // 2 - 1) // 2: 8 frames give none, 9 give one, a window of 4k + 5 gives k
     assert [encoder_frames(t) for t in (0, 8, 9, 12, 13, 37, 157)] == [0, 0, 1, 1, 2, 8, 38]
     lens = torch.tensor([0, 9, 37, 157])
-    assert torch.equal(encoder_frames(lens), subsampled_lengths(lens))
+    assert encoder_frames(lens).tolist() == [0, 1, 8, 38]
+
+
+def test_the_conv_subsampling_is_built_to_the_numbers():
+    """What the convolutions really output: encoder_frames(T) frames, the first from 9 feature frames,
+    and windows of 4k + 5 frames advancing by 4k give the full forward's frames."""
+    torch.manual_seed(0)
+    sub = Conv2dSubsampling(80, 16, 8).eval()
+    for t in range(0, 60):
+        out, lens = sub(torch.randn(1, t, 80), torch.tensor([t]))
+        assert out.size(1) == int(lens[0]) == encoder_frames(t), t
+    x = torch.randn(1, 4 * 6 + OVERLAP_FEATURE_FRAMES, 80)
+    full = sub(x, torch.tensor([x.size(1)]))[0]
+    chunk = Chunking.from_encoder_frames(2)
+    pieces = [sub(x[:, s : s + chunk.window_feature_frames], torch.tensor([chunk.window_feature_frames]))[0]
+              for s in chunk_starts(x.size(1), chunk)]
+    diff = (torch.cat(pieces, dim=1) - full).abs().max().item()
+    assert diff <= 1e-5, f"windows vs full forward: max |diff| {diff:.2e}"  # fp32, other conv shapes
     assert list(chunk_starts(45, Chunking(16))) == [0, 16, 32]  # 32 + 9 <= 45 < 48 + 9
 
 

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from asr.features import NUM_MEL_BINS, StreamingFbank, fbank, num_frames
+from asr.features import StreamingFbank, fbank, num_frames
+from asr.frontend import NUM_MEL_BINS
 
 ATOL = 1e-5
 

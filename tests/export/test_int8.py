@@ -2,7 +2,7 @@
 (the static flavours' float base, and how LSTMP exports) against PyTorch.
 
 Token equality with sherpa-onnx for every flavour is in ``test_sherpa.py``; the WER of each flavour
-on the trained demo model is in the README (``bench/latency.py``).
+on the trained demo model is in recipes/synth/RESULTS.md (``asr bench latency``).
 """
 
 from __future__ import annotations

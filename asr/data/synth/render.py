@@ -10,8 +10,7 @@ import numpy as np
 
 from asr.data.synth.espeak import engine
 from asr.data.synth.plan import SPLIT_CODES, Utterance
-
-SAMPLE_RATE_HZ = 16000
+from asr.frontend import SAMPLE_RATE_HZ
 
 # 22050 / 16000 = 441 / 320 after dividing by their gcd 50: every 441 input samples give 320 outputs.
 _RESAMPLE_IN = 441

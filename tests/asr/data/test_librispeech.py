@@ -12,10 +12,11 @@ import soundfile as sf
 import torch
 from lhotse import CutSet, RecordingSet, SupervisionSet
 
+from asr.audio import load_audio
 from asr.data.fbank import compute_fbank
 from asr.data.librispeech import find_parts, prepare_librispeech
-from asr.audio import load_audio
-from asr.features import NUM_MEL_BINS, fbank, num_frames
+from asr.features import fbank, num_frames
+from asr.frontend import NUM_MEL_BINS
 from tests.conftest import assert_user_error
 
 PARTS = ["dev", "test", "train"]

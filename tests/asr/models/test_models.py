@@ -3,13 +3,12 @@
 import pytest
 import torch
 
-from asr.chunking import OVERLAP_FEATURE_FRAMES
+from asr.chunking import OVERLAP_FEATURE_FRAMES, encoder_frames
 from asr.config import TrainConfig, from_dict, load_config, to_dict
 from asr.models.config import ModelConfig, PredictorConfig
 from asr.errors import UserError
 from asr.models.lstm import LSTMEncoderConfig
 from asr.models.registry import PRESETS, build_model, list_models
-from asr.modules.subsampling import subsampled_lengths
 
 ATOL = 1e-5
 
@@ -24,7 +23,7 @@ def _model(**encoder):
 
 def test_subsampling_length_arithmetic():
     t = torch.arange(0, 200)
-    assert torch.equal(subsampled_lengths(t), torch.clamp(((t - 3) // 2 - 1) // 2, min=0))
+    assert torch.equal(encoder_frames(t), torch.clamp(((t - 3) // 2 - 1) // 2, min=0))
     model = _model()
     for frames in [9, 10, 12, 13, 50, 101]:
         out, lens = model.encoder(torch.randn(1, frames, 80), torch.tensor([frames]))
