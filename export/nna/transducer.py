@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from asr.chunking import (DEFAULT_CHUNK_FEATURE_FRAMES, OVERLAP_FEATURE_FRAMES, RECEPTIVE_FIELD_FEATURE_FRAMES, Chunking,
+from asr.chunking import (DEFAULT_CHUNK_FEATURE_FRAMES, RECEPTIVE_FIELD_FEATURE_FRAMES, Chunking, chunk_starts,
                           encoder_frames)
 from export.nna.lower import lower
 from nna_emulator.runtime import Program
@@ -75,12 +75,15 @@ class NNATransducer:
         feats = x.detach().cpu().numpy().astype(np.float32)
         state = self.init_state(feats.shape[0])
         total = feats.shape[1]
-        step = chunk if chunk > 0 else max(total - OVERLAP_FEATURE_FRAMES, 1)
-        outs, start = [], 0
-        while start + RECEPTIVE_FIELD_FEATURE_FRAMES <= total:
-            codes, state = self.encode_chunk(feats[:, start : start + step + OVERLAP_FEATURE_FRAMES], state)
+        if chunk > 0:
+            windows = [(start, start + Chunking(chunk).window_feature_frames)
+                       for start in chunk_starts(total, Chunking(chunk))]
+        else:  # the whole input as one window
+            windows = [(0, total)] if total >= RECEPTIVE_FIELD_FEATURE_FRAMES else []
+        outs = []
+        for start, end in windows:
+            codes, state = self.encode_chunk(feats[:, start:end], state)
             outs.append(codes)
-            start += step
         codes = np.concatenate(outs, axis=1) if outs else np.zeros((feats.shape[0], 0, self._dim("enc_proj")), np.int8)
         return torch.from_numpy(codes.astype(np.float32)), encoder_frames(x_lens)
 
