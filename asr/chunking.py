@@ -81,7 +81,7 @@ class Chunking:
     @property
     def algorithmic_latency_ms(self) -> int:
         """The chunk plus the subsampling's look-ahead."""
-        return (self.chunk_feature_frames + OVERLAP_FEATURE_FRAMES) * FEATURE_FRAME_MS
+        return self.window_feature_frames * FEATURE_FRAME_MS
 
     @classmethod
     def from_encoder_frames(cls, chunk_encoder_frames: int) -> Chunking:

@@ -338,9 +338,14 @@ def _threads(n: int) -> None:
 # "# lazy:" ones that tests/test_architecture.py allows in this module only.
 
 
+# The verbs that read a checkpoint or a training config, either of which may be a compression run's
+# (whose model is built through its method's handler). The others never build a model.
+COMPRESSED_MODEL_VERBS = {"train", "compress", "decode", "transcribe", "emulate", "export", "bench"}
+
+
 def _load_compression_handlers() -> None:
-    """A compression run's step checkpoints load through their method's handler; AAT's lives in
-    export (it runs the emulator's kernels) and registers itself when imported."""
+    """Register the handlers defined above ``asr``: AAT's lives in export (it runs the emulator's
+    kernels) and registers itself when imported."""
     # lazy: registers the AAT handler
     import export.nna.aat  # noqa: F401
 
@@ -382,7 +387,6 @@ def _cmd_train(args) -> None:
 def _cmd_compress(args) -> None:
     from asr.compress import compress  # lazy: this verb's stack
 
-    _load_compression_handlers()
     result = compress(args.checkpoint, args.method, args.config, args.set, args.exp_dir, resume=args.resume)
     print(f"final checkpoint: {result.final_checkpoint}")
 
@@ -391,7 +395,6 @@ def _cmd_decode(args) -> None:
     from asr.decode import decode  # lazy: this verb's stack
     from asr.fileio import update_json  # lazy: this verb's stack
 
-    _load_compression_handlers()
     _threads(args.threads)
     r = decode(args.checkpoint, args.cuts, args.out, args.decoding_method, args.beam, bpe_model=args.bpe_model,
                delay_reference=args.delay_reference)
@@ -408,7 +411,6 @@ def _cmd_transcribe(args) -> None:
     from asr.decode import transcribe  # lazy: this verb's stack
     from asr.streaming.recognizer import StreamingRecognizer  # lazy: this verb's stack
 
-    _load_compression_handlers()
     _threads(args.threads)
     model, cfg, ckpt = load_model(args.checkpoint)
     tokenizer = checkpoint_tokenizer(ckpt, cfg, args.checkpoint, args.bpe_model)
@@ -433,7 +435,6 @@ def _cmd_emulate(args) -> None:
     from asr.fileio import update_json  # lazy: this verb's stack
     from export.nna.emulate import emulate, results, table  # lazy: this verb's stack
 
-    _load_compression_handlers()
     _threads(args.threads)
     out = args.out or str(Path(args.checkpoint).parent / "emulate")
     r = emulate(args.checkpoint, args.cuts, out, args.calib, args.num_calib, args.profile, args.backend,
@@ -447,7 +448,6 @@ def _cmd_emulate(args) -> None:
 def _cmd_export(args) -> None:
     from export.folder import export_onnx, summary  # lazy: this verb's stack
 
-    _load_compression_handlers()
     r = export_onnx(args.checkpoint, args.out, args.chunk_feature_frames, args.bpe_model, tuple(args.int8), args.calib,
                     args.num_calib)
     print(summary(r))
@@ -494,8 +494,6 @@ def _cmd_bench(args) -> None:
         from asr.bench.latency import run  # lazy: this benchmark's stack
     elif args.benchmark == "compression":
         from asr.bench.compression import run  # lazy: this benchmark's stack
-
-        _load_compression_handlers()
     elif args.benchmark == "hotwords":
         from asr.bench.hotwords import run  # lazy: this benchmark's stack
     else:
@@ -515,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv  # a benchmark that must restart itself with another environment needs them
     warnings.filterwarnings("ignore", message=".*LSTM with projections is not supported with oneDNN.*")
     try:
+        if args.verb in COMPRESSED_MODEL_VERBS:
+            _load_compression_handlers()
         globals()[f"_cmd_{args.verb}"](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

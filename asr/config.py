@@ -47,7 +47,7 @@ class DataConfig:
     time_masks: int = 2
     time_mask_ratio: float = 0.05  # max width of one time mask as a fraction of the utterance
     # Vocal-tract-length perturbation: each utterance's spectrum stretched in Hz by a factor drawn
-    # log-uniformly from [1 / (1 + freq_warp), 1 + freq_warp] (0 = off); see asr.train.augment.
+    # log-uniformly from [1 / (1 + freq_warp), 1 + freq_warp] (0 = off); see asr.data.augment.
     freq_warp: float = 0.0
     # Volume perturbation: a gain g scales the power spectrum by g^2, i.e. adds 2 ln g to every
     # log-mel bin, so it is applied exactly on cached features.

@@ -23,7 +23,7 @@ from asr.errors import UserError
 
 # method name -> (config dataclass, the API verb that applies it); each method's handler registers
 # itself for its config type (``register_handler``): S8BQAT, GQ, int8 QAT and the pruning methods
-# in their modules here, AAT in ``export.aat`` (it runs the emulator's kernels)
+# in their modules here, AAT in ``export.nna.aat`` (it runs the emulator's kernels)
 METHODS = {
     "s8bqat": (S8BQATConfig, "quantize"),
     "gq": (GQConfig, "quantize"),

@@ -1,5 +1,5 @@
 """The config of accelerator-aware training (AAT; Shakiah et al., SLT 2022, arXiv 2305.07778).
-Its handler runs the emulator's kernels, so it lives in ``export/aat.py`` (``asr.compression``
+Its handler runs the emulator's kernels, so it lives in ``export/nna/aat.py`` (``asr.compression``
 imports the NNA spec, never the kernels) and registers itself for :class:`AATConfig` there.
 """
 
@@ -14,7 +14,7 @@ from nna_emulator import spec
 
 @dataclass
 class AATConfig(MethodConfig):
-    """Accelerator-aware training (``export.aat``): the training forward is the emulated NNA's."""
+    """Accelerator-aware training (``export.nna.aat``): the training forward is the emulated NNA's."""
 
     num_calib: int = 100  # dev utterances that calibrate the activation ranges (asr emulate's default)
     recalibrate_every: int = 50  # steps between recalibrations as the weights move (0: once, at the start)

@@ -131,7 +131,7 @@ _HANDLERS: dict[type, type] = {}
 
 def register_handler(config_type: type):
     """Class decorator: ``config_type``'s handler (torchao's ``register_quantize_module_handler``).
-    Each method's module registers its own handler; AAT's lives in ``export.aat`` (it runs the
+    Each method's module registers its own handler; AAT's lives in ``export.nna.aat`` (it runs the
     emulator's kernels) and is registered when that module is imported."""
 
     def register(cls: type) -> type:
@@ -149,7 +149,7 @@ def handler(config: MethodConfig) -> CompressionMethod:
     if cls is None:
         if isinstance(config, MethodConfig):
             raise UserError(f"compression method {config.method!r}: no handler registered for {type(config).__name__}; "
-                            "import the module that defines it (the aat handler is export.aat, which 'asr' imports)")
+                            "import the module that defines it (the aat handler is export.nna.aat, which the asr command imports)")
         raise UserError(f"{type(config).__name__}: not a compression config; use one of "
                         f"{', '.join(sorted(c.__name__ for c in _HANDLERS))}")
     return cls(config)

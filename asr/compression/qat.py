@@ -18,7 +18,7 @@ other selected weight (LSTM, convolution, embedding) gets a fake-quant parametri
 weight scales (per output channel; one per tensor for an embedding, as lowered). ``convert`` writes
 the fake-quantized weights into the float model (lowering then finds exactly those codes) and
 swaps the ``QATLinear`` modules back. Not simulated: the LSTM cell's int16 internals and lookup
-tables, and the layer norms (accelerator-aware training, ``export.aat``, runs those exactly).
+tables, and the layer norms (accelerator-aware training, ``export.nna.aat``, runs those exactly).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class QParams:
 
 class Int8LinearFunction(torch.autograd.Function):
     """See :func:`int8_linear`. ``integer_core`` is the integer part (codes in, codes out); the torch
-    one here, or the emulator's kernel (``export.nna_torch``), which must give the same integers."""
+    one here, or the emulator's kernel (``export.nna.autograd``), which must give the same integers."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, x_q: QParams, out_q: QParams, profile: str, integer_core):

@@ -8,8 +8,8 @@ Three 3x3 convolutions, no padding in time:
   conv2 (stride 2):  T - 2 -> (T - 2 - 3) // 2 + 1 = (T - 3) // 2
   conv3 (stride 2):  (T - 3) // 2 -> ((T - 3) // 2 - 3) // 2 + 1 = ((T - 3) // 2 - 1) // 2
 Output frame j sees input frames [4j, 4j + 8] (receptive field 9, nothing before or after), so a
-chunk of 4k + 5 frames gives exactly k outputs, and chunks that advance by 4k and overlap by
-``overlap_frames = 9 - 4 = 5`` frames reproduce the full-utterance output exactly. This is
+chunk of 4k + 5 frames gives exactly k outputs, and chunks that advance by 4k and overlap by 9 - 4 = 5
+frames (``asr.chunking.OVERLAP_FEATURE_FRAMES``) reproduce the full-utterance output exactly. This is
 sherpa-onnx's ``T = decode_chunk_len + 5`` streaming contract; no cache is needed. The numbers and the
 length formula are ``asr.chunking``'s (the one place that owns them); this module is built to them.
 """
