@@ -73,13 +73,30 @@ def tokenizer_tensor(tokenizer: Tokenizer) -> torch.Tensor:
     return torch.from_numpy(np.frombuffer(tokenizer.to_bytes(), dtype=np.uint8).copy())
 
 
+def read_float_checkpoint(path: str | Path, hint: str) -> dict:
+    """:func:`read_checkpoint` of the float checkpoint a compression run fine-tunes; UserError (with
+    ``hint``, the remedy) if it is a compressed one."""
+    ckpt = read_checkpoint(path)
+    if ckpt["config"].get("compression"):
+        raise UserError(f"{path}: is already compressed ({ckpt['config']['compression'].get('method')}); {hint}")
+    return ckpt
+
+
+def carried_tokenizer(ckpt: dict, where: str) -> Tokenizer | None:
+    """The tokenizer ``ckpt`` carries; None for checkpoints written before they carried one."""
+    if "tokenizer" not in ckpt:
+        return None
+    return Tokenizer.from_bytes(ckpt["tokenizer"].numpy().tobytes(), f"{where} (its tokenizer)",
+                                "pass the tokenizer it was trained with: --bpe-model PATH/bpe.model")
+
+
 def checkpoint_tokenizer(ckpt: dict, cfg: TrainConfig, where: str, bpe_model: str | None = None) -> Tokenizer:
     """The tokenizer to decode ``ckpt`` with: ``bpe_model`` if given, else the one the checkpoint
     carries, else (checkpoints written before they carried one) the file its config names."""
     if bpe_model:
         tokenizer = Tokenizer(bpe_model)
-    elif "tokenizer" in ckpt:
-        tokenizer = Tokenizer.from_bytes(ckpt["tokenizer"].numpy().tobytes(), f"{where} (its tokenizer)")
+    elif (carried := carried_tokenizer(ckpt, where)) is not None:
+        tokenizer = carried
     elif Path(cfg.data.bpe_model).is_file():
         tokenizer = Tokenizer(cfg.data.bpe_model)
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asr.checkpoint import read_checkpoint
+from asr.checkpoint import read_float_checkpoint
 from asr.config import TrainConfig, apply_override, from_dict, read_yaml
 from asr.errors import UserError
 from asr.train import TrainResult, train
@@ -36,11 +36,7 @@ def compress_config(checkpoint: str, method: str, path: str | None = None, overr
     overrides. Unless they set them: ``train.max_steps`` is 15 % of the float run's, ``optim.lr``
     0.1x its learning rate with no warm-up, ``train.average_last`` 1, ``train.max_minutes`` 0 and
     ``train.exp_dir`` ``<checkpoint folder>/compress-<method>``."""
-    ckpt = read_checkpoint(checkpoint)
-    base = dict(ckpt["config"])
-    if base.get("compression"):
-        raise UserError(f"{checkpoint}: is already compressed ({base['compression'].get('method')}); "
-                        "pass the float checkpoint it was made from")
+    base = dict(read_float_checkpoint(checkpoint, "pass the float checkpoint it was made from")["config"])
     update: dict = read_yaml(path) if path else {}
     where = str(path) if path else "asr compress"
     if "model" in update:

@@ -60,20 +60,22 @@ class Tokenizer:
         path = Path(model_path)
         if not path.is_file():
             raise UserError(f"{path}: BPE model not found; run 'asr bpe' (or stage 'bpe' of the recipe) first")
-        try:
-            sp = spm.SentencePieceProcessor(model_file=str(path))
-        except (RuntimeError, OSError) as e:
-            raise UserError(f"{path}: not a sentencepiece model ({str(e).splitlines()[0][:120]}); "
-                            "pass the bpe.model written by 'asr bpe'") from None
-        self._set(sp, str(path))
+        self._set(path.read_bytes(), str(path), "pass the bpe.model written by 'asr bpe'")
 
     @classmethod
-    def from_bytes(cls, data: bytes, where: str) -> Tokenizer:
+    def from_bytes(cls, data: bytes, where: str, hint: str = "pass the bpe.model written by 'asr bpe'") -> Tokenizer:
+        """The tokenizer whose serialized model is ``data`` (what a checkpoint carries); ``where`` and
+        ``hint`` name it and the remedy in errors."""
         tokenizer = cls.__new__(cls)
-        tokenizer._set(spm.SentencePieceProcessor(model_proto=data), where)
+        tokenizer._set(data, where, hint)
         return tokenizer
 
-    def _set(self, sp, where: str) -> None:
+    def _set(self, data: bytes, where: str, hint: str) -> None:
+        sp = spm.SentencePieceProcessor()
+        try:
+            sp.LoadFromSerializedProto(data)  # unlike model_proto=, refuses empty bytes as a model file's load does
+        except (RuntimeError, OSError) as e:
+            raise UserError(f"{where}: not a sentencepiece model ({str(e).splitlines()[0][:120]}); {hint}") from None
         if sp.piece_to_id("<blk>") != 0:
             raise UserError(f"{where}: not an ondevice-asr BPE model ('<blk>' must be id 0); train it with 'asr bpe'")
         self.sp, self.where = sp, where

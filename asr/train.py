@@ -36,7 +36,8 @@ from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from asr.checkpoint import average_checkpoints, read_checkpoint, save_checkpoint, tokenizer_tensor
+from asr.checkpoint import (average_checkpoints, carried_tokenizer, read_checkpoint, read_float_checkpoint, save_checkpoint,
+                            tokenizer_tensor)
 from asr.chunking import encoder_frames
 from asr.compression import CompressionMethod, codebooks, fp32_bytes, handler, masks
 from asr.compression.packing import save_packed
@@ -155,14 +156,25 @@ class _Progress:
     train_seconds: float = 0.0
 
 
-def _tokenizer(cfg: TrainConfig) -> Tokenizer:
+def _float_checkpoint(cfg: TrainConfig, resume: bool) -> dict | None:
+    """The float checkpoint a compression run fine-tunes, read once for its weights and tokenizer;
+    None for any other run, and for a resumed one whose float checkpoint is gone (its step
+    checkpoints hold the weights)."""
+    if cfg.compression is None:
+        return None
+    source = cfg.compression.init_from
+    if resume and not (source and Path(source).is_file()):
+        return None
+    if not source:
+        raise UserError("compression.init_from is empty: name the float checkpoint to fine-tune (asr compress --checkpoint CKPT)")
+    return read_float_checkpoint(source, "start from a float checkpoint")
+
+
+def _tokenizer(cfg: TrainConfig, float_ckpt: dict | None) -> Tokenizer:
     """The run's tokenizer: a compression run's comes with the float checkpoint it fine-tunes (when that
     checkpoint carries one), any other run's from ``data.bpe_model``."""
-    if cfg.compression is not None and cfg.compression.init_from and Path(cfg.compression.init_from).is_file():
-        ckpt = read_checkpoint(cfg.compression.init_from)
-        if "tokenizer" in ckpt:
-            return Tokenizer.from_bytes(ckpt["tokenizer"].numpy().tobytes(), f"{cfg.compression.init_from} (its tokenizer)")
-    return Tokenizer(cfg.data.bpe_model)
+    carried = carried_tokenizer(float_ckpt, cfg.compression.init_from) if float_ckpt is not None else None
+    return carried if carried is not None else Tokenizer(cfg.data.bpe_model)
 
 
 def _data(cfg: TrainConfig, tokenizer: Tokenizer, log):
@@ -212,18 +224,12 @@ def _step_checkpoints(exp_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def _load_float_weights(model, cfg: TrainConfig) -> None:
+def _load_float_weights(model, cfg: TrainConfig, float_ckpt: dict) -> None:
     """Fill ``model`` with the float checkpoint a compression run starts from."""
-    source = cfg.compression.init_from
-    if not source:
-        raise UserError("compression.init_from is empty: name the float checkpoint to fine-tune (asr compress --checkpoint CKPT)")
-    ckpt = read_checkpoint(source)
-    if ckpt["config"].get("compression"):
-        raise UserError(f"{source}: is already compressed ({ckpt['config']['compression'].get('method')}); "
-                        "start from a float checkpoint")
-    if ckpt["config"]["model"] != to_dict(cfg.model):
-        raise UserError(f"{source}: its model config differs from this run's model section; take the model section from it")
-    model.load_state_dict(ckpt["model"])
+    if float_ckpt["config"]["model"] != to_dict(cfg.model):
+        raise UserError(f"{cfg.compression.init_from}: its model config differs from this run's model section; "
+                        "take the model section from it")
+    model.load_state_dict(float_ckpt["model"])
 
 
 def _resume(path: Path, cfg: TrainConfig, model, optimizer, scheduler, aug_gen, log) -> _Progress:
@@ -266,7 +272,8 @@ def _finish(cfg: TrainConfig, model, method, tokenizer, dev_cuts, exp_dir: Path,
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
     """Train from ``cfg``; with ``resume`` continue from the newest ``step-*.pt`` in ``exp_dir``."""
     exp_dir = Path(cfg.train.exp_dir)
-    tokenizer = _tokenizer(cfg)
+    float_ckpt = _float_checkpoint(cfg, resume)
+    tokenizer = _tokenizer(cfg, float_ckpt)
     if cfg.model.vocab_size == 0:
         cfg.model.vocab_size = tokenizer.vocab_size
     elif cfg.model.vocab_size != tokenizer.vocab_size:
@@ -285,8 +292,9 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
         method = handler(cfg.compression)
         method.use_data(cfg, tokenizer)
         if not resume:
-            _load_float_weights(model, cfg)
+            _load_float_weights(model, cfg, float_ckpt)
         method.prepare(model)  # on resume: the structure only; the checkpoint then fills it
+    del float_ckpt  # in the model now: not held through training
     groups = method.param_groups(model, cfg.optim.lr, cfg.optim.weight_decay) if method else model.parameters()
     optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))

@@ -78,6 +78,14 @@ def test_old_checkpoint_without_its_tokenizer_says_what_to_pass(asr_cli, tiny_fb
     assert_user_error(r, "lstm.pt", "carries no tokenizer", "data/lang_bpe_32/bpe.model", "--bpe-model")
 
 
+@pytest.mark.parametrize("carried", [b"", b"not a sentencepiece model"])
+def test_a_checkpoint_whose_tokenizer_is_broken_says_what_to_pass(carried, asr_cli, tiny_fbank, tmp_path):
+    ckpt = read_checkpoint(FIXTURES / "lstm.pt")
+    broken = tmp_path / "broken.pt"
+    save_checkpoint({**ckpt, "tokenizer": torch.tensor(list(carried), dtype=torch.uint8)}, broken)
+    r = asr_cli("decode", "--checkpoint", broken, "--cuts", tiny_fbank / "cuts_test.jsonl.gz", "--out", tmp_path / "d")
+    assert_user_error(r, "broken.pt (its tokenizer)", "not a sentencepiece model", "--bpe-model")
+
 def test_migration_renames_and_refuses_the_future():
     v1 = {"model": {"encoder": {"type": "conformer", "chunk_size": 8, "left_context": 32, "train_chunk_sizes": [4, 8]}},
           "compression": {"method": "aat", "chunk_frames": 16}}
