@@ -16,7 +16,30 @@ accumulator and its parameters, rounded division). The formats shared with the r
 
 from __future__ import annotations
 
-from nna_emulator.ops.activation import lookup, softmax
+from pathlib import Path
+
+
+def drop_stale_kernels(ops_dir: Path, shared: list[Path]) -> list[Path]:
+    """Numba's ``cache=True`` keys a cached kernel on its own file's timestamp, but the kernels inline
+    the helpers of ``fixed_point.py`` and the constants of ``spec.py``: delete the cached kernels in
+    ``ops_dir/__pycache__`` (where Numba caches a source tree it can write to, i.e. where sources are
+    edited) older than any of ``shared``, so that they compile again. Returns what was deleted."""
+    newest = max(p.stat().st_mtime for p in shared)
+    stale = []
+    for f in (ops_dir / "__pycache__").glob("*.nb[ic]"):
+        try:
+            if f.stat().st_mtime < newest:
+                f.unlink()
+                stale.append(f)
+        except FileNotFoundError:  # another process importing the ops deleted it first
+            pass
+    return stale
+
+
+drop_stale_kernels(Path(__file__).parent, [Path(__file__).with_name("fixed_point.py"),
+                                           Path(__file__).parents[1] / "spec.py"])
+
+from nna_emulator.ops.activation import lookup, softmax  # noqa: E402 (after the stale kernels are gone)
 from nna_emulator.ops.conv import conv1d, conv2d
 from nna_emulator.ops.elementwise import add, clip, concat, mul
 from nna_emulator.ops.gather import embedding

@@ -3,8 +3,8 @@ int64 scalars, the requantization of one accumulator (both profiles) and its per
 parameters, rounded division.
 
 The kernels of the other modules inline these helpers, and Numba's ``cache=True`` keys a cached
-kernel on its own source file only: after editing this module, delete ``nna_emulator/ops/__pycache__``
-(or the cached kernels keep the old helpers).
+kernel on its own source file only: ``nna_emulator.ops`` deletes the cached kernels older than this
+module (or ``spec``) before it imports them.
 """
 
 from __future__ import annotations

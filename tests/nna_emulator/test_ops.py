@@ -260,3 +260,25 @@ def test_lookup_rejects_codes_outside_its_format():
         reference.lookup(bad, table, spec.INT16)
     with pytest.raises(ValueError):
         ops.lookup(bad, table, spec.INT16)
+
+
+def test_cached_kernels_older_than_the_shared_helpers_are_dropped(tmp_path):
+    """Numba keys a cached kernel on its own file only; the kernels inline fixed_point's helpers."""
+    import os
+
+    from nna_emulator.ops import drop_stale_kernels
+
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    helpers = tmp_path / "fixed_point.py"
+    helpers.write_text("")
+    old, new, other = cache / "conv._conv-12.py311.nbi", cache / "conv._conv-12.py311.1.nbc", cache / "conv.cpython-311.pyc"
+    for f in (old, new, other):
+        f.write_bytes(b"")
+    t = helpers.stat().st_mtime
+    os.utime(old, (t - 10, t - 10))
+    os.utime(other, (t - 10, t - 10))
+    os.utime(new, (t + 10, t + 10))
+    assert drop_stale_kernels(tmp_path, [helpers]) == [old]
+    assert not old.exists() and new.exists() and other.exists()
+    assert drop_stale_kernels(tmp_path / "elsewhere", [helpers]) == []  # no cache yet
