@@ -11,8 +11,8 @@ so ratios from one run, not absolute times across runs).
 * ``hotwords``: entity-word recall with and without hotwords, against sherpa-onnx;
 * ``sherpa``: our onnxruntime recognizer against sherpa-onnx on whole files (WER, RTF, equal tokens).
 
-Each module has ``HELP``, ``EXAMPLE``, ``add_arguments(parser)`` and ``run(args)``; ``asr/cli.py``
-wires them. Like the CLI, this package is the top of the layers: it may import ``export``.
+Each module has ``run(args)``; its options and example are in ``asr/cli.py``, which imports the
+module only when its benchmark runs. Like the CLI, this package is the top of the layers: it may import ``export``.
 """
 
 from __future__ import annotations

@@ -44,15 +44,15 @@ import sys
 import time
 from pathlib import Path
 
-import kaldialign
 import numpy as np
 
 from asr.audio import read_audio
 from asr.checkpoint import load_model
 from asr.data.librispeech import read_transcripts
 from asr.errors import UserError
-from asr.fileio import update_json, write_text_atomic
+from asr.fileio import atomic_write, update_json, write_text_atomic
 from asr.frontend import SAMPLE_RATE_HZ
+from asr.metrics import word_errors
 from export.onnx import read_metadata
 
 SPEECH_FLOOR_DB = 35.0  # a 10 ms frame this far below the loudest one counts as silence
@@ -102,15 +102,15 @@ def _engines(model_dir: Path, checkpoint: str | None) -> list[tuple[str, Path]]:
     return found
 
 
-def _run_child(engine: str, d: Path, files_list: Path, checkpoint, method, beam, threads, max_silence) -> dict:
+def _run_child(engine: str, d: Path, files_list: Path, checkpoint, chunk_feature_frames, method, beam, threads,
+               max_silence) -> dict:
     """One engine in its own process, which loads only that engine's stack."""
     module = {"sherpa-onnx-fp32": "asr.bench.sherpa_engine", "pytorch-fp32": "asr.bench.torch_engine"}.get(
         engine, "asr.bench.onnx_engine")
     cmd = [sys.executable, "-m", module, engine, str(d), str(files_list), "--method", method,
            "--beam", str(beam), "--threads", str(threads), "--max-silence", str(max_silence)]
-    if checkpoint:  # the PyTorch engine streams at the exported folder's chunk
-        cmd += ["--checkpoint", checkpoint,
-                "--chunk-feature-frames", read_metadata(d / "encoder.onnx")["decode_chunk_len"]]
+    if engine == "pytorch-fp32":
+        cmd += ["--checkpoint", checkpoint, "--chunk-feature-frames", str(chunk_feature_frames)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode:
@@ -159,8 +159,8 @@ def bench_latency(model_dir: str, data: str, checkpoint: str | None = None, max_
         if unknown:
             raise UserError(f"--engines {' '.join(unknown)}: not available here; choose from {', '.join(e for e, _ in chosen)}")
         chosen = [(e, p) for e, p in chosen if e in engines]
-    audio = {f: read_audio(str(f)) for f in files}
-    ends = {f: speech_end_s(x) for f, x in audio.items()}
+    chunk = read_metadata(d / "encoder.onnx")["decode_chunk_len"] if checkpoint else None  # PyTorch streams at it
+    ends = {f: speech_end_s(read_audio(str(f))) for f in files}
     out_dir = Path(json_out).parent if json_out else Path(".")
     files_list = out_dir / f".latency-files-{os.getpid()}.txt"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -171,7 +171,7 @@ def bench_latency(model_dir: str, data: str, checkpoint: str | None = None, max_
             runs = {}
             for n in threads:
                 t0 = time.perf_counter()
-                runs[n] = _run_child(engine, path, files_list, checkpoint, method, beam, n, max_silence_s)
+                runs[n] = _run_child(engine, path, files_list, checkpoint, chunk, method, beam, n, max_silence_s)
                 print(f"  {engine}, {n} thread{'s' if n > 1 else ''}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
             first = runs[threads[0]]
             row = {"engine": engine, "model_dir": str(path), "method": method, "beam": beam if method != "greedy" else None,
@@ -184,9 +184,8 @@ def bench_latency(model_dir: str, data: str, checkpoint: str | None = None, max_
             errs = words = 0
             firsts, upls = [], []
             for f, t in zip(files, first["traces"]):
-                ref = refs[f.stem].split()
-                errs += kaldialign.edit_distance(ref, t["text"].split())["total"]
-                words += len(ref)
+                e, n = word_errors(refs[f.stem], t["text"])
+                errs, words = errs + e, words + n
                 ft, fin = replay(t)
                 if ft is not None:
                     firsts.append(1000 * (ft - t["first"][2]))
@@ -247,10 +246,9 @@ def plot(raw: dict, path: str) -> None:
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle("asr bench latency (boxes: p25-p75, whiskers: p5-p95)")
     fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=100)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def table(rows: list[dict]) -> str:

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from asr.bench.live import engine_arguments, peak_rss_mb, trace
-from asr.chunking import ENCODER_FRAME_MS, TAIL_PADDING_S
+from asr.chunking import TAIL_PADDING_S
 from asr.streaming.endpoint import EndpointConfig
-from asr.streaming.onnx import OnnxStream, OnnxTransducer, decode_streams
+from asr.streaming.onnx import ENCODER_FRAME_S, OnnxStream, OnnxTransducer, decode_streams
 
 
 class OurSession:
@@ -36,7 +36,7 @@ class OurSession:
 
     def poll(self) -> tuple[float | None, str | None]:
         first = self.s.first_token
-        return (None if first is None else first.time_s + ENCODER_FRAME_MS / 1000), (self.s.finals[0].reason if self.s.finals else None)
+        return (None if first is None else first.time_s + ENCODER_FRAME_S), (self.s.finals[0].reason if self.s.finals else None)
 
     def result(self) -> tuple[list[str], str]:
         final = self.s.finals[0] if self.s.finals else None

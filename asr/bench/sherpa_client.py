@@ -21,13 +21,27 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import sherpa_onnx
 
 from asr.audio import read_audio
 from asr.chunking import TAIL_PADDING_S
-from asr.frontend import HIGH_FREQ_HZ, LOW_FREQ_HZ, NUM_MEL_BINS, SAMPLE_RATE_HZ
+from asr.frontend import DITHER, HIGH_FREQ_HZ, LOW_FREQ_HZ, NUM_MEL_BINS, SAMPLE_RATE_HZ
+
+
+def sherpa_recognizer(model_dir: str | Path, threads: int, decoding_method: str, beam: int,
+                      **options) -> sherpa_onnx.OnlineRecognizer:
+    """sherpa-onnx's OnlineRecognizer on an exported folder, with our front end's numbers;
+    ``decoding_method`` is sherpa-onnx's name (``greedy_search`` or ``modified_beam_search``),
+    ``options`` its other keywords (hotwords, endpoint rules)."""
+    d = Path(model_dir)
+    return sherpa_onnx.OnlineRecognizer.from_transducer(
+        tokens=str(d / "tokens.txt"), encoder=str(d / "encoder.onnx"), decoder=str(d / "decoder.onnx"),
+        joiner=str(d / "joiner.onnx"), num_threads=threads, sample_rate=SAMPLE_RATE_HZ, feature_dim=NUM_MEL_BINS,
+        low_freq=LOW_FREQ_HZ, high_freq=HIGH_FREQ_HZ, dither=DITHER, decoding_method=decoding_method,
+        max_active_paths=beam, **options)
 
 
 def main() -> None:
@@ -47,13 +61,8 @@ def main() -> None:
     a = p.parse_args()
     if a.hotwords_file and a.modeling_unit != "cjkchar" and not a.bpe_vocab:
         p.error(f"--modeling-unit {a.modeling_unit} needs --bpe-vocab (write it with asr.tokenizer.write_bpe_vocab)")
-    d = a.model_dir
-    rec = sherpa_onnx.OnlineRecognizer.from_transducer(
-        tokens=f"{d}/tokens.txt", encoder=f"{d}/encoder.onnx", decoder=f"{d}/decoder.onnx", joiner=f"{d}/joiner.onnx",
-        num_threads=a.threads, sample_rate=SAMPLE_RATE_HZ, feature_dim=NUM_MEL_BINS, low_freq=LOW_FREQ_HZ,
-        high_freq=HIGH_FREQ_HZ, dither=0.0,
-        decoding_method=a.method, max_active_paths=a.beam, hotwords_file=a.hotwords_file,
-        hotwords_score=a.hotwords_score, modeling_unit=a.modeling_unit, bpe_vocab=a.bpe_vocab)
+    rec = sherpa_recognizer(a.model_dir, a.threads, a.method, a.beam, hotwords_file=a.hotwords_file,
+                            hotwords_score=a.hotwords_score, modeling_unit=a.modeling_unit, bpe_vocab=a.bpe_vocab)
     audio = [(read_audio(f), SAMPLE_RATE_HZ) for f in a.files]
     t0 = time.perf_counter()
     streams = []

@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import sherpa_onnx
 
 from asr.bench.live import engine_arguments, peak_rss_mb, trace
+from asr.bench.sherpa_client import sherpa_recognizer
 from asr.chunking import ENCODER_FRAME_MS, TAIL_PADDING_S
-from asr.frontend import DITHER, HIGH_FREQ_HZ, LOW_FREQ_HZ, NUM_MEL_BINS, SAMPLE_RATE_HZ
+from asr.frontend import SAMPLE_RATE_HZ
 from asr.streaming.endpoint import EndpointConfig
 
 
@@ -47,17 +47,12 @@ class SherpaSession:
         return list(self.r.tokens), self.r.text.strip()
 
 
-
 def main(argv: list[str] | None = None) -> None:
     """``python -m asr.bench.sherpa_engine sherpa-onnx-fp32 MODEL_DIR FILES_LIST ...``: JSON on stdout."""
     a = engine_arguments().parse_args(argv)
-    d = Path(a.model_dir)
     cfg = EndpointConfig()
-    rec = sherpa_onnx.OnlineRecognizer.from_transducer(
-        tokens=str(d / "tokens.txt"), encoder=str(d / "encoder.onnx"), decoder=str(d / "decoder.onnx"),
-        joiner=str(d / "joiner.onnx"), num_threads=a.threads, sample_rate=SAMPLE_RATE_HZ, feature_dim=NUM_MEL_BINS,
-        low_freq=LOW_FREQ_HZ, high_freq=HIGH_FREQ_HZ, dither=DITHER,
-        decoding_method="greedy_search" if a.method == "greedy" else a.method, max_active_paths=a.beam,
+    rec = sherpa_recognizer(
+        a.model_dir, a.threads, "greedy_search" if a.method == "greedy" else a.method, a.beam,
         enable_endpoint_detection=True, rule1_min_trailing_silence=cfg.rule1.min_trailing_silence_s,
         rule2_min_trailing_silence=cfg.rule2.min_trailing_silence_s,
         rule3_min_utterance_length=cfg.rule3.min_utterance_length_s)
