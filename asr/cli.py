@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 from asr.audio import RAW_FORMAT
+from asr.bench import process_env, reexec_with_env
 from asr.chunking import TAIL_PADDING_S
 from asr.data.synth import SIZES
 from asr.errors import UserError
@@ -510,9 +511,10 @@ def _cmd_models(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
-    args.argv = argv  # a benchmark that must restart itself with another environment needs them
     warnings.filterwarnings("ignore", message=".*LSTM with projections is not supported with oneDNN.*")
     try:
+        if args.verb == "bench":  # before torch or BLAS loads
+            reexec_with_env(process_env(args), argv)
         if args.verb in COMPRESSED_MODEL_VERBS:
             _load_compression_handlers()
         globals()[f"_cmd_{args.verb}"](args)

@@ -21,6 +21,18 @@ import os
 import sys
 
 
+def process_env(args) -> dict[str, str]:
+    """The settings a benchmark's process must start with (each is read once, when it loads):
+    ``emulator`` pins BLAS to one thread, like the serial kernels it is compared with; ``loss`` on the
+    CPU has glibc return every freed block over 64 KiB, so that resident memory follows the live
+    tensors (see each module's docstring)."""
+    if args.benchmark == "emulator":
+        return {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if args.benchmark == "loss" and args.device == "cpu":
+        return {"MALLOC_MMAP_THRESHOLD_": "65536"}
+    return {}
+
+
 def reexec_with_env(env: dict[str, str], argv: list[str]) -> None:
     """Start this benchmark again (``python -m asr.cli ARGV``) with ``env`` set, unless it already is:
     for settings a process reads once at start (the allocator's mmap threshold, BLAS threads)."""

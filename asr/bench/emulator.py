@@ -36,7 +36,6 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from asr.bench import reexec_with_env
 from asr.checkpoint import checkpoint_tokenizer, load_model
 from asr.config import load_config
 from asr.data.dataset import collate, load_cuts
@@ -174,7 +173,6 @@ def bench_rtf(checkpoint: str | None, cuts: str | None, num_utts: int) -> float:
 
 
 def run(args) -> None:
-    reexec_with_env({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}, args.argv)
     print(f"Numba {numba.__version__} compiling for {numba.config.CPU_NAME or llvm.get_host_cpu_name()} "
           "(set NUMBA_CPU_NAME=haswell on an AVX-512 host for this kernel's faster AVX2 code)\n")
     t = bench_gemm(args.repeat)

@@ -27,7 +27,6 @@ import time
 import torch
 from torch import nn
 
-from asr.bench import reexec_with_env
 from asr.errors import UserError
 from asr.losses import rnnt_loss
 from asr.losses.pruned import do_pruning, get_prune_ranges, rnnt_loss_pruned, rnnt_loss_simple
@@ -127,8 +126,6 @@ def make_inputs(n, t, u, v, dims, device, seed=0):
 
 
 def run(args) -> None:
-    if args.device == "cpu":
-        reexec_with_env({"MALLOC_MMAP_THRESHOLD_": "65536"}, args.argv)  # see the module docstring
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda but torch sees no GPU; run on CPU or on a GPU machine")
     if args.threads:
