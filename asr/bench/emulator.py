@@ -38,10 +38,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from asr.checkpoint import checkpoint_tokenizer, load_model
 from asr.config import load_config
-from asr.data.dataset import collate, load_cuts
 from asr.decoding.search import search
 from asr.models.registry import build_model
-from export.nna import NNATransducer, calibrate
+from export.nna import NNATransducer, calibrate, one_utterance_batches
 from nna_emulator import ops, reference, spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -146,8 +145,7 @@ def bench_rtf(checkpoint: str | None, cuts: str | None, num_utts: int) -> float:
     if checkpoint:
         model, cfg, ckpt = load_model(checkpoint)
         tok = checkpoint_tokenizer(ckpt, cfg, checkpoint)
-        cut_list = [c for _, c in zip(range(num_utts), load_cuts(cuts or cfg.data.dev_cuts))]
-        batches = [collate([c], tok) for c in cut_list]
+        batches = one_utterance_batches(cuts or cfg.data.dev_cuts, tok, num_utts)
         what = f"{checkpoint} on {len(batches)} utterances of {cuts or cfg.data.dev_cuts}"
     else:
         cfg = load_config(str(REPO / "recipes/synth/lstm.yaml"), ["model.vocab_size=32"])

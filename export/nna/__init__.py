@@ -19,8 +19,9 @@ ConvRNN-T (its squeeze-and-excitation running mean and GLU are not lowered): :fu
 for those models.
 """
 
-from export.nna.calibrate import Ranges, calibrate, float_encoder, float_predictor
+from export.nna.calibrate import Ranges, calibrate, float_encoder, float_predictor, one_utterance_batches
 from export.nna.lower import check_lowerable, lower
 from export.nna.transducer import NNATransducer
 
-__all__ = ["NNATransducer", "Ranges", "calibrate", "check_lowerable", "float_encoder", "float_predictor", "lower"]
+__all__ = ["NNATransducer", "Ranges", "calibrate", "check_lowerable", "float_encoder", "float_predictor", "lower",
+           "one_utterance_batches"]

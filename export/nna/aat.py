@@ -23,16 +23,14 @@ its losses can differ slightly from an uninterrupted run's (every other method r
 
 from __future__ import annotations
 
-from itertools import islice
 
 import torch
 from torch import nn
 
 from asr.compression.aat import AATConfig
 from asr.compression.common import CompressionMethod, int8_bytes, register_handler
-from asr.data.dataset import collate, load_cuts
 from asr.errors import UserError
-from export.nna.calibrate import calibrate
+from export.nna.calibrate import calibrate, one_utterance_batches
 from export.nna.lower import check_lowerable
 from export.nna.transducer import NNATransducer
 
@@ -50,7 +48,7 @@ class AAT(CompressionMethod):
         self._x = self._ids = None
 
     def use_data(self, cfg, tokenizer) -> None:
-        self._calib = [collate([c], tokenizer) for c in islice(load_cuts(cfg.data.dev_cuts), self.config.num_calib)]
+        self._calib = one_utterance_batches(cfg.data.dev_cuts, tokenizer, self.config.num_calib)
 
     def prepare(self, model: nn.Module) -> None:
         check_lowerable(model)

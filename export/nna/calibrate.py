@@ -5,8 +5,11 @@ every tensor the NNA holds is recorded: the activation ranges the lowering quant
 
 from __future__ import annotations
 
+from itertools import islice
+
 import torch
 
+from asr.data.dataset import collate, load_cuts
 from asr.errors import UserError
 from export.nna.lower import check_lowerable
 
@@ -73,6 +76,12 @@ def float_predictor(model, ctx: torch.Tensor, obs=lambda name, t: t) -> torch.Te
     out = pred.conv(emb.transpose(1, 2))[..., -1] if pred.conv is not None else emb[:, -1]
     out = obs("pred_act", torch.relu(out))
     return obs("pred_proj", model.joiner.predictor_proj(out))
+
+
+def one_utterance_batches(cuts: str, tokenizer, n: int) -> list[dict]:
+    """The first ``n`` utterances of the manifest ``cuts``, one per batch (what :func:`calibrate` and
+    the emulated transducer's decoding take)."""
+    return [collate([c], tokenizer) for c in islice(load_cuts(cuts), n)]
 
 
 @torch.no_grad()

@@ -8,15 +8,13 @@ both (``recogs-``/``errs-``/``wer-`` files, as ``asr decode`` writes them).
 from __future__ import annotations
 
 import time
-from itertools import islice
 
 from asr.checkpoint import checkpoint_tokenizer, load_model
 from asr.chunking import DEFAULT_CHUNK_FEATURE_FRAMES
 from asr.compression.common import deployable_parameters
-from asr.data.dataset import collate, load_cuts
 from asr.decode import decode_model
 from asr.errors import UserError
-from export.nna.calibrate import calibrate
+from export.nna.calibrate import calibrate, one_utterance_batches
 from export.nna.lower import check_lowerable
 from export.nna.transducer import NNATransducer
 from nna_emulator import spec
@@ -37,7 +35,7 @@ def emulate(checkpoint: str, cuts: str, out_dir: str, calib: str | None = None, 
     tokenizer = checkpoint_tokenizer(ckpt, cfg, checkpoint, bpe_model)
     calib = calib or cfg.data.dev_cuts
     t0 = time.perf_counter()
-    batches = [collate([c], tokenizer) for c in islice(load_cuts(calib), num_calib)]
+    batches = one_utterance_batches(calib, tokenizer, num_calib)
     ranges = calibrate(model, batches)
     nna = NNATransducer.from_model(model, ranges, backend, profile, chunk_feature_frames, logits_bits)
     lower_s = time.perf_counter() - t0

@@ -76,8 +76,8 @@ class NNATransducer:
         state = self.init_state(feats.shape[0])
         total = feats.shape[1]
         if chunk > 0:
-            windows = [(start, start + Chunking(chunk).window_feature_frames)
-                       for start in chunk_starts(total, Chunking(chunk))]
+            chunking = Chunking(chunk)
+            windows = [(start, start + chunking.window_feature_frames) for start in chunk_starts(total, chunking)]
         else:  # the whole input as one window
             windows = [(0, total)] if total >= RECEPTIVE_FIELD_FEATURE_FRAMES else []
         outs = []
