@@ -22,12 +22,14 @@ from __future__ import annotations
 import os
 import struct
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
 
-from asr.errors import UserError
+from asr.errors import UserError, first_line
 from asr.frontend import SAMPLE_RATE_HZ
 
 SNIFF_BYTES = 512  # stdin bytes looked at before the first are decoded (32 ms of audio)
@@ -35,24 +37,31 @@ MAX_WAV_HEADER_BYTES = 1 << 20
 RAW_FORMAT = "raw PCM: signed 16-bit little-endian, mono, 16 kHz"
 
 
+@contextmanager
+def _opened(path: str, files: str, or_else: str = "") -> Iterator[sf.SoundFile]:
+    """``path`` open for reading; a UserError if it is missing or ``soundfile`` cannot read it (also
+    while the block reads it). ``files`` says what the caller takes, ``or_else`` another way to pass it."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such audio file; pass the path of a {files}{or_else}")
+    try:
+        with sf.SoundFile(path) as f:
+            yield f
+    except (RuntimeError, ValueError, sf.LibsndfileError) as e:
+        raise UserError(f"{path}: cannot read audio ({first_line(e)}); pass a readable {files}") from None
+
+
 def read_audio(path: str):
     """A 16 kHz mono wav/flac file -> (S,) float32 samples in [-1, 1]; anything else is a UserError
     (unlike :func:`load_audio`, nothing is resampled or mixed down behind the user's back)."""
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: no such audio file; pass the path of a 16 kHz mono wav or flac file, or '-' for stdin")
-    try:
-        info = sf.info(path)
-        if info.samplerate != SAMPLE_RATE_HZ:
-            raise UserError(f"{path}: sample rate {info.samplerate} Hz, but the model needs {SAMPLE_RATE_HZ} Hz; "
+    with _opened(path, "16 kHz mono wav or flac file", ", or '-' for stdin") as f:
+        if f.samplerate != SAMPLE_RATE_HZ:
+            raise UserError(f"{path}: sample rate {f.samplerate} Hz, but the model needs {SAMPLE_RATE_HZ} Hz; "
                             f"resample it first, e.g. 'sox {path} -r 16000 out.wav' or "
                             f"'ffmpeg -i {path} -ar 16000 out.wav'")
-        if info.channels != 1:
-            raise UserError(f"{path}: {info.channels} channels, but asr stream decodes mono audio; mix it down "
+        if f.channels != 1:
+            raise UserError(f"{path}: {f.channels} channels, but asr stream decodes mono audio; mix it down "
                             f"first, e.g. 'sox {path} -c 1 out.wav' or 'ffmpeg -i {path} -ac 1 out.wav'")
-        data, _ = sf.read(path, dtype="float32")
-    except (RuntimeError, ValueError, sf.LibsndfileError) as e:
-        reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{path}: cannot read audio ({reason}); pass a readable 16 kHz mono wav or flac file") from None
+        data = f.read(dtype="float32")
     if data.size == 0:
         raise UserError(f"{path}: the file contains no samples; pass a non-empty recording")
     return data
@@ -73,13 +82,8 @@ def load_audio(path: str, *, warn=None):
         def warn(message: str) -> None:
             print(f"warning: {message}", file=sys.stderr)
 
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: no such audio file; pass the path of a wav or flac recording")
-    try:
-        data, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (RuntimeError, ValueError, sf.LibsndfileError) as e:
-        reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{path}: cannot read audio ({reason}); pass a readable wav or flac file") from None
+    with _opened(path, "wav or flac file") as f:
+        rate, data = f.samplerate, f.read(dtype="float32", always_2d=True)
     if data.shape[0] == 0:
         raise UserError(f"{path}: the file contains no samples; pass a non-empty recording")
     if data.shape[1] > 1:
@@ -112,8 +116,7 @@ def check_audio(path: Path) -> tuple[int, int, int]:
     except BadAudio:
         raise
     except Exception as e:  # libsndfile raises several types for corrupt data
-        reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise BadAudio(path, f"corrupt or truncated audio ({reason})") from None
+        raise BadAudio(path, f"corrupt or truncated audio ({first_line(e)})") from None
     if decoded != info[1]:
         raise BadAudio(path, f"truncated audio (the header promises {info[1]} samples, {decoded} decode)")
     return info

@@ -22,7 +22,7 @@ import torch
 
 from asr.compression import attach_buffers, handler
 from asr.config import CONFIG_VERSION, TrainConfig, from_dict, migrate_config
-from asr.errors import UserError
+from asr.errors import UserError, first_line
 from asr.fileio import atomic_write
 from asr.models.registry import build_model
 from asr.models.transducer import Transducer
@@ -124,8 +124,7 @@ def load_model(path: str | Path) -> tuple[Transducer, TrainConfig, dict]:
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, TypeError, AttributeError) as e:
-        first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{path}: its weights do not fit the model its config describes ({first}); "
+        raise UserError(f"{path}: its weights do not fit the model its config describes ({first_line(e)}); "
                         "pass a .pt file written by 'asr train'") from None
     if method is not None:
         method.convert_loaded(model)

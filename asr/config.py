@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from asr.compression import config_class as compression_config_class
-from asr.errors import UserError
+from asr.errors import UserError, first_line
 from asr.models.config import ModelConfig
 
 @dataclass
@@ -213,7 +213,7 @@ def read_yaml(path: str) -> dict:
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{path}: not valid YAML ({first_line(e)})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: a config file must be a mapping of sections (model, data, optim, train, ...)")
     return data

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from asr.errors import UserError
+from asr.errors import UserError, first_line
 from asr.fileio import atomic_write, write_text_atomic
 
 
@@ -75,7 +75,7 @@ class Tokenizer:
         try:
             sp.LoadFromSerializedProto(data)  # unlike model_proto=, refuses empty bytes as a model file's load does
         except (RuntimeError, OSError) as e:
-            raise UserError(f"{where}: not a sentencepiece model ({str(e).splitlines()[0][:120]}); {hint}") from None
+            raise UserError(f"{where}: not a sentencepiece model ({first_line(e)[:120]}); {hint}") from None
         if sp.piece_to_id("<blk>") != 0:
             raise UserError(f"{where}: not an ondevice-asr BPE model ('<blk>' must be id 0); train it with 'asr bpe'")
         self.sp, self.where = sp, where

@@ -32,7 +32,7 @@ from lhotse.utils import fastcopy
 from tqdm import tqdm
 
 from asr.audio import BadAudio, check_audio
-from asr.errors import UserError
+from asr.errors import UserError, first_line
 from asr.features import fbank
 from asr.fileio import atomic_write
 from asr.frontend import FRAME_SHIFT_MS, NUM_MEL_BINS, SAMPLE_RATE_HZ
@@ -103,7 +103,7 @@ def _extract_batch(cuts: list) -> list:
             samples = cut.load_audio()
             results.append((extractor.extract(samples, cut.sampling_rate), samples.shape[1], None))
         except Exception as e:
-            results.append((None, 0, (str(e).splitlines() or [""])[0] or type(e).__name__))
+            results.append((None, 0, first_line(e)))
     return results
 
 

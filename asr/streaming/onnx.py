@@ -62,7 +62,7 @@ import torch
 
 from asr.chunking import ENCODER_FRAME_MS, FEATURE_FRAME_MS, TAIL_PADDING_S, Chunking
 from asr.decoding.search import GreedyState, beam_init, context, greedy_init, search
-from asr.errors import UserError
+from asr.errors import UserError, first_line
 from asr.features import SherpaFbank
 from asr.frontend import NUM_MEL_BINS, SAMPLE_RATE_HZ
 from asr.streaming.endpoint import EndpointConfig, trailing_blanks
@@ -172,8 +172,7 @@ class OnnxTransducer(StreamingTransducer):
             try:
                 sessions.append(ort.InferenceSession(str(d / f), opts, providers=["CPUExecutionProvider"]))
             except Exception as e:
-                first = (str(e).splitlines() or [type(e).__name__])[0]
-                raise UserError(f"{d / f}: onnxruntime cannot load it ({first[:200]}); re-export with 'asr export'") from None
+                raise UserError(f"{d / f}: onnxruntime cannot load it ({first_line(e)[:200]}); re-export with 'asr export'") from None
         self.encoder, self.decoder, self.joiner = sessions
         meta = self.encoder.get_modelmeta().custom_metadata_map
         dec_meta = self.decoder.get_modelmeta().custom_metadata_map
