@@ -17,8 +17,12 @@ module only when its benchmark runs. Like the CLI, this package is the top of th
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
+
+from asr.errors import UserError
 
 
 def process_env(args) -> dict[str, str]:
@@ -40,3 +44,13 @@ def reexec_with_env(env: dict[str, str], argv: list[str]) -> None:
         return
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable, "-m", "asr.cli", *argv], {**os.environ, **env})
+
+
+def json_process(cmd: list[str], what: str, env: dict[str, str] | None = None) -> dict:
+    """Run ``cmd`` (an engine or client in its own process) and parse the JSON object it prints; a
+    UserError naming ``what``, with the last line of its stderr, if it fails."""
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if p.returncode:
+        last = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
+        raise UserError(f"{what} failed ({last[:300]})")
+    return json.loads(p.stdout)

@@ -40,6 +40,7 @@ from asr.compression import codebooks, fp32_bytes, masks, model_bytes
 from asr.compression.common import codebook_bits
 from asr.config import to_dict
 from asr.data.dataset import load_cuts
+from asr.data.librispeech import test_set
 from asr.errors import UserError
 from asr.fileio import write_text_atomic
 from asr.metrics import paired_bootstrap, read_recogs
@@ -180,9 +181,8 @@ def run(args) -> None:
         return
     if not args.checkpoint or not args.cuts:
         raise UserError("asr bench compression: --checkpoint and --cuts are required (or --report / --compare)")
-    if args.audio_dir and not sorted(Path(args.audio_dir).rglob("*.flac"))[:1]:
-        raise UserError(f"--audio-dir {args.audio_dir}: no .flac files; pass the test set's LibriSpeech-layout folder "
-                        "(e.g. data/synth-small/test)")
+    if args.audio_dir:
+        test_set(args.audio_dir, 1)  # a folder without a test set fails here, not after the training
 
     def evaluate(checkpoint: str, out_dir: str) -> dict:  # float and emulated-NNA WER of one checkpoint
         return emulate(checkpoint, test, out_dir, num_calib=args.num_calib, method=args.decoding_method, beam=args.beam)

@@ -19,8 +19,6 @@ table and one ``key=value`` line (``@score`` suffixes).
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,11 +27,11 @@ from pathlib import Path
 import torch
 
 from asr.audio import read_audio
-from asr.data.librispeech import read_transcripts
+from asr.bench import json_process
+from asr.data.librispeech import test_set
 from asr.data.synth import load_assets
 from asr.decoding.context_graph import load_hotwords
 from asr.decoding.search import finalize_context
-from asr.errors import UserError
 from asr.metrics import word_errors
 from asr.streaming.onnx import OnnxStream, OnnxTransducer
 from asr.tokenizer import Tokenizer, write_bpe_vocab
@@ -69,44 +67,37 @@ def decode(model, files, context_graph, beam: int) -> tuple[list[list[int]], lis
     return online, finalized
 
 
-
 def run(a) -> None:
     torch.set_num_threads(1)
     model_dir = Path(a.model_dir)
-    refs = read_transcripts(Path(a.audio_dir))
-    files = sorted(Path(a.audio_dir).rglob("*.flac"))[: a.max_utts or None]
-    if not files:
-        raise UserError(f"{a.audio_dir}: no .flac files; pass a LibriSpeech-layout folder such as data/synth-small/test")
+    files, refs = test_set(a.audio_dir, a.max_utts or None)
     phrases, carrier = entity_phrases()
     tokenizer = Tokenizer(model_dir / "bpe.model")
     model = OnnxTransducer(model_dir, num_threads=1)
-    tmp = Path(tempfile.mkdtemp(prefix="hotwords-"))
-    hotwords = tmp / "hotwords.txt"
-    hotwords.write_text("".join(f"{phrase}\n" for phrase in phrases), encoding="utf-8")
-    write_bpe_vocab(model_dir / "bpe.model", tmp / "bpe.vocab")
+    with tempfile.TemporaryDirectory(prefix="hotwords-") as tmp_name:  # the phrases and vocabulary both engines read
+        tmp = Path(tmp_name)
+        hotwords = tmp / "hotwords.txt"
+        hotwords.write_text("".join(f"{phrase}\n" for phrase in phrases), encoding="utf-8")
+        write_bpe_vocab(model_dir / "bpe.model", tmp / "bpe.vocab")
 
-    t0 = time.perf_counter()
-    hyps = {"none": decode(model, files, None, a.beam)[0]}
-    seconds = {"none": time.perf_counter() - t0}
-    match = {}
-    for score in a.scores:
-        graph = load_hotwords(hotwords, tokenizer.encode_max_score, default_score=score, unk_id=tokenizer.sp.unk_id())
         t0 = time.perf_counter()
-        hyps[score], hyps[(score, "finalize")] = decode(model, files, graph, a.beam)
-        seconds[score] = seconds[(score, "finalize")] = time.perf_counter() - t0
-        match[score] = "skipped"
-        if a.sherpa_utts:
-            check = files[: a.sherpa_utts]
-            r = subprocess.run([sys.executable, "-m", "asr.bench.sherpa_client", str(model_dir), "modified_beam_search",
-                                "--beam", str(a.beam), "--threads", "1", "--hotwords-file", str(hotwords), "--hotwords-score",
-                                str(score), "--modeling-unit", "bpe", "--bpe-vocab", str(tmp / "bpe.vocab"), *map(str, check)],
-                               capture_output=True, text=True)
-            if r.returncode:
-                last = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
-                raise UserError(f"sherpa-onnx on {model_dir} failed ({last[:300]})")
-            theirs = json.loads(r.stdout)["tokens"]
-            ours = [[model.symbols[t].replace("\u2581", " ") for t in h] for h in hyps[score][: len(check)]]
-            match[score] = f"{sum(x == y for x, y in zip(ours, theirs))}/{len(check)}"
+        hyps = {"none": decode(model, files, None, a.beam)[0]}
+        seconds = {"none": time.perf_counter() - t0}
+        match = {}
+        for score in a.scores:
+            graph = load_hotwords(hotwords, tokenizer.encode_max_score, default_score=score, unk_id=tokenizer.sp.unk_id())
+            t0 = time.perf_counter()
+            hyps[score], hyps[(score, "finalize")] = decode(model, files, graph, a.beam)
+            seconds[score] = seconds[(score, "finalize")] = time.perf_counter() - t0
+            match[score] = "skipped"
+            if a.sherpa_utts:
+                check = files[: a.sherpa_utts]
+                theirs = json_process([sys.executable, "-m", "asr.bench.sherpa_client", str(model_dir), "modified_beam_search",
+                                       "--beam", str(a.beam), "--threads", "1", "--hotwords-file", str(hotwords),
+                                       "--hotwords-score", str(score), "--modeling-unit", "bpe", "--bpe-vocab",
+                                       str(tmp / "bpe.vocab"), *map(str, check)], f"sherpa-onnx on {model_dir}")["tokens"]
+                ours = [model.sherpa_symbols(h) for h in hyps[score][: len(check)]]
+                match[score] = f"{sum(x == y for x, y in zip(ours, theirs))}/{len(check)}"
 
     texts = {k: [model.text(h) for h in v] for k, v in hyps.items()}
     wanted = [entity_words(refs[f.stem], phrases, carrier) for f in files]

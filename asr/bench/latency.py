@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,8 +46,9 @@ from pathlib import Path
 import numpy as np
 
 from asr.audio import read_audio
+from asr.bench import json_process
 from asr.checkpoint import load_model
-from asr.data.librispeech import read_transcripts
+from asr.data.librispeech import test_set
 from asr.errors import UserError
 from asr.fileio import atomic_write, update_json, write_text_atomic
 from asr.frontend import SAMPLE_RATE_HZ
@@ -111,12 +111,7 @@ def _run_child(engine: str, d: Path, files_list: Path, checkpoint, chunk_feature
            "--beam", str(beam), "--threads", str(threads), "--max-silence", str(max_silence)]
     if engine == "pytorch-fp32":
         cmd += ["--checkpoint", checkpoint, "--chunk-feature-frames", str(chunk_feature_frames)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if p.returncode:
-        last = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
-        raise UserError(f"{engine} on {d}: the benchmark process failed ({last[:300]})")
-    return json.loads(p.stdout)
+    return json_process(cmd, f"{engine} on {d}: the benchmark process", {**os.environ, "OMP_NUM_THREADS": str(threads)})
 
 
 def _model_bytes(engine: str, d: Path, checkpoint: str | None) -> int:
@@ -146,13 +141,7 @@ def bench_latency(model_dir: str, data: str, checkpoint: str | None = None, max_
                         "ratios are measured at 1 thread), e.g. --threads 1 2")
     if not max_silence_s >= 0:
         raise UserError(f"--max-silence {max_silence_s}: must be a number of seconds >= 0")
-    refs = read_transcripts(Path(data))
-    files = sorted(Path(data).rglob("*.flac"))[:max_utts]
-    if not files:
-        raise UserError(f"{data}: no .flac files; pass a LibriSpeech-layout folder such as data/synth-small/test")
-    missing = [f for f in files if f.stem not in refs]
-    if missing:
-        raise UserError(f"{missing[0]}: no transcript for it in {data} (*.trans.txt); pass a LibriSpeech-layout folder")
+    files, refs = test_set(data, max_utts)
     chosen = _engines(d, checkpoint)
     if engines:
         unknown = sorted(set(engines) - {e for e, _ in chosen})

@@ -41,7 +41,7 @@ class OurSession:
     def result(self) -> tuple[list[str], str]:
         final = self.s.finals[0] if self.s.finals else None
         tokens = final.tokens if final else self.s.tokens
-        return [self.model.symbols[t].replace("\u2581", " ") for t in tokens], final.text if final else self.s.text
+        return self.model.sherpa_symbols(tokens), final.text if final else self.s.text
 
 
 

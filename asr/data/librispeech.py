@@ -66,6 +66,21 @@ def read_transcripts(part_dir: Path) -> dict[str, str]:
     return texts
 
 
+def test_set(audio_dir: str | Path, max_utts: int | None = None) -> tuple[list[Path], dict[str, str]]:
+    """The benchmarks' test set: the first ``max_utts`` (None: all) ``.flac`` files of a LibriSpeech-layout
+    folder, sorted, and its transcripts (``{utt_id: TEXT}``); a UserError if there are no files or a
+    file has no transcript."""
+    d = Path(audio_dir)
+    refs = read_transcripts(d)
+    files = sorted(d.rglob("*.flac"))[:max_utts]
+    if not files:
+        raise UserError(f"{d}: no .flac files; pass a LibriSpeech-layout folder such as data/synth-small/test")
+    missing = [f for f in files if f.stem not in refs]
+    if missing:
+        raise UserError(f"{missing[0]}: no transcript for it in {d} (*.trans.txt); pass a LibriSpeech-layout folder")
+    return files, refs
+
+
 def _check_all(paths: list[Path]) -> list[tuple[int, int, int]]:
     """:func:`check_audio` of every path, in threads; the first bad file (in ``paths`` order) raises."""
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:

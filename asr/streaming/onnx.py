@@ -136,7 +136,11 @@ class StreamingTransducer:
         return [tuple(s[:, n : n + 1] for s in state) for n in range(state[0].shape[1])]
 
     def text(self, tokens: list[int]) -> str:
-        return "".join(self.symbols[t] for t in tokens).replace("\u2581", " ").strip()
+        return "".join(self.sherpa_symbols(tokens)).strip()
+
+    def sherpa_symbols(self, tokens: list[int]) -> list[str]:
+        """The tokens as sherpa-onnx's result lists them (``\u2581`` shown as a space)."""
+        return [self.symbols[t].replace("\u2581", " ") for t in tokens]
 
     def words(self, tokens: list[int], frames: list[int]) -> list[Word]:
         """Tokens with their encoder frames -> words. A word starts at a token whose symbol begins
