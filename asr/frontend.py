@@ -11,3 +11,4 @@ FRAME_LENGTH_MS = 25
 LOW_FREQ_HZ = 20.0
 HIGH_FREQ_HZ = -400.0  # kaldi's convention: a negative value counts down from Nyquist (7600 Hz at 16 kHz)
 DITHER = 0.0
+PIECE_SAMPLES = SAMPLE_RATE_HZ // 10  # 100 ms: what a live microphone hands over at a time; files are fed so too

@@ -22,9 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from asr.audio import read_audio
-from asr.frontend import SAMPLE_RATE_HZ
-
-PIECE_S = 0.1  # microphone buffer
+from asr.frontend import PIECE_SAMPLES, SAMPLE_RATE_HZ
 
 
 def engine_arguments() -> argparse.ArgumentParser:
@@ -44,9 +42,8 @@ def engine_arguments() -> argparse.ArgumentParser:
 
 def microphone_pieces(x: np.ndarray, max_silence_s: float):
     audio = np.concatenate([x, np.zeros(int(max_silence_s * SAMPLE_RATE_HZ), np.float32)])
-    step = int(PIECE_S * SAMPLE_RATE_HZ)
-    for start in range(0, len(audio), step):
-        yield start, audio[start : start + step], min(start + step, len(audio)) / SAMPLE_RATE_HZ
+    for start in range(0, len(audio), PIECE_SAMPLES):
+        yield start, audio[start : start + PIECE_SAMPLES], min(start + PIECE_SAMPLES, len(audio)) / SAMPLE_RATE_HZ
 
 
 def trace(session, path: str, max_silence_s: float) -> dict:

@@ -54,10 +54,10 @@ from asr.audio import PcmReader
 from asr.chunking import TAIL_PADDING_S
 from asr.decoding.context_graph import load_hotwords
 from asr.errors import UserError
+from asr.frontend import PIECE_SAMPLES
 from asr.streaming.onnx import OnnxRecognizer, OnnxTransducer
 from asr.tokenizer import Tokenizer
 
-BLOCK_SAMPLES = 1600  # 100 ms: files are fed in these pieces, stdin is read in blocks of at most this
 
 
 def check_options(method: str, beam: int, hotwords_file: str | None, hotwords_score: float, threads: int,
@@ -138,19 +138,19 @@ class _Printer:
 
 
 def stream_audio(rec, names: list[str], audio: list, write, partials: bool = True) -> None:
-    """Decode (S,) float arrays as parallel streams, fed BLOCK_SAMPLES at a time, batched."""
+    """Decode (S,) float arrays as parallel streams, fed PIECE_SAMPLES at a time, batched."""
     streams = [rec.create_stream() for _ in audio]
     printer = _Printer(rec, names, write, partials)
     start = 0
     while not all(s.finished for s in streams):
         for s, x in zip(streams, audio):
             if start < len(x):
-                s.accept_waveform(x[start : start + BLOCK_SAMPLES])
+                s.accept_waveform(x[start : start + PIECE_SAMPLES])
             elif not s.input_done:
                 s.input_finished()
         rec.decode(streams)
         printer.flush(streams)
-        start += BLOCK_SAMPLES
+        start += PIECE_SAMPLES
 
 
 def stream_stdin(rec, fd: int, write, partials: bool = True, name: str = "-") -> None:
@@ -158,7 +158,7 @@ def stream_stdin(rec, fd: int, write, partials: bool = True, name: str = "-") ->
     stream = rec.create_stream()
     printer = _Printer(rec, [name], write, partials)
     reader = PcmReader()
-    while data := os.read(fd, 2 * BLOCK_SAMPLES):
+    while data := os.read(fd, 2 * PIECE_SAMPLES):  # 16-bit samples
         samples = reader.feed(data)
         if samples.size:
             stream.accept_waveform(samples)

@@ -17,7 +17,7 @@ import torch
 from asr.chunking import RECEPTIVE_FIELD_FEATURE_FRAMES, Chunking
 from asr.decoding.search import search
 from asr.features import StreamingFbank
-from asr.frontend import NUM_MEL_BINS
+from asr.frontend import NUM_MEL_BINS, PIECE_SAMPLES
 
 
 class StreamingRecognizer:
@@ -56,7 +56,7 @@ class StreamingRecognizer:
             self._run(self.frames)
         self.frames = self.frames[:0]
 
-    def transcribe(self, samples: torch.Tensor, on_partial=None, piece_samples: int = 1600) -> str:
+    def transcribe(self, samples: torch.Tensor, on_partial=None, piece_samples: int = PIECE_SAMPLES) -> str:
         """Feed a whole recording ``piece_samples`` at a time (100 ms, as a microphone would), calling
         ``on_partial(text)`` whenever the partial result changes; returns the final text."""
         last = ""
