@@ -184,6 +184,20 @@ def rounding_divide_by_pot(x, exponent: int) -> np.ndarray:
     return (x >> exponent) + (remainder > threshold)
 
 
+def divide_round_half_away(num, den) -> np.ndarray:
+    """num / den rounded half away from zero, den > 0, exact in int64 (layer norm, softmax)."""
+    num, den = np.asarray(num, dtype=np.int64), np.asarray(den, dtype=np.int64)
+    q = (2 * np.abs(num) + den) // (2 * den)
+    return np.where(num < 0, -q, q)
+
+
+def check_int32(acc: np.ndarray, op: str) -> np.ndarray:
+    """``acc`` if it fits the NNA's int32 accumulator, which would wrap: OverflowError instead."""
+    if acc.size and (acc.min() < INT32_MIN or acc.max() > INT32_MAX):
+        raise OverflowError(f"int32 accumulator overflow in {op}: split the reduction (too many int8 products)")
+    return acc
+
+
 def multiply_by_quantized_multiplier(acc, m0: int, shift: int) -> np.ndarray:
     """TFLite's MultiplyByQuantizedMultiplier: acc * M0 * 2^(shift - 31) with two roundings, half up
     then half away from zero (see the module docstring); within 1 of the exact rounding."""

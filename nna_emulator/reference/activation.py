@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 
 from nna_emulator import spec
-from nna_emulator.reference.norm import _div_round
 
 
 def activation_table(fn, in_scale: float, in_zp: int, out_scale: float, out_zp: int,
@@ -43,4 +42,4 @@ def softmax(x_q, exp_table) -> np.ndarray:
     x = np.asarray(x_q, dtype=np.int64)
     e = np.asarray(exp_table, dtype=np.int64)[x.max(axis=-1, keepdims=True) - x]
     total = e.sum(axis=-1, keepdims=True)
-    return np.clip(_div_round(e * 256, np.maximum(total, 1)) - 128, -128, 127).astype(np.int8)
+    return np.clip(spec.divide_round_half_away(e * 256, np.maximum(total, 1)) - 128, -128, 127).astype(np.int8)

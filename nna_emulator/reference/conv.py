@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 
 from nna_emulator import spec
-from nna_emulator.reference.matmul import _check_int32
 
 
 def conv1d(x_q, x_zp: int, w_q, bias_q, multiplier, out_zp: int, dilation: int = 1, groups: int = 1,
@@ -30,7 +29,7 @@ def conv1d(x_q, x_zp: int, w_q, bias_q, multiplier, out_zp: int, dilation: int =
                 acc[:, co] += w[co, ci, j] * x[:, g * c_per_group + ci, j * dilation : j * dilation + t_out]
     if bias_q is not None:
         acc += np.asarray(bias_q, dtype=np.int64).reshape(1, c_out, 1)
-    _check_int32(acc, "conv1d")
+    spec.check_int32(acc, "conv1d")
     out = spec.requantize(acc.transpose(0, 2, 1), multiplier, out_zp, fmt, profile)  # per-channel on the last axis
     return out.transpose(0, 2, 1)
 
@@ -57,5 +56,5 @@ def conv2d(x_q, x_zp: int, w_q, bias_q, multiplier, out_zp: int, stride=(1, 1), 
                     acc[:, co] += w[co, ci, i, j] * window
     if bias_q is not None:
         acc += np.asarray(bias_q, dtype=np.int64).reshape(1, c_out, 1, 1)
-    _check_int32(acc, "conv2d")
+    spec.check_int32(acc, "conv2d")
     return spec.requantize(acc.transpose(0, 2, 3, 1), multiplier, out_zp, fmt, profile).transpose(0, 3, 1, 2)

@@ -17,14 +17,7 @@ def accumulate(x_q: np.ndarray, x_zp: int, w_q: np.ndarray, bias_q: np.ndarray |
     acc = (np.asarray(x_q, dtype=np.int64) - x_zp) @ np.asarray(w_q, dtype=np.int64).T
     if bias_q is not None:
         acc = acc + np.asarray(bias_q, dtype=np.int64)
-    return _check_int32(acc, "linear")
-
-
-def _check_int32(acc: np.ndarray, op: str) -> np.ndarray:
-    """An NNA's int32 accumulator would wrap: refuse instead."""
-    if acc.size and (acc.min() < spec.INT32_MIN or acc.max() > spec.INT32_MAX):
-        raise OverflowError(f"int32 accumulator overflow in {op}: split the reduction (too many int8 products)")
-    return acc
+    return spec.check_int32(acc, "linear")
 
 
 def linear(x_q, x_zp: int, w_q, bias_q, multiplier, out_zp: int, profile: str = "fixed_point",

@@ -9,18 +9,11 @@ import math
 import numpy as np
 
 from nna_emulator import spec
-from nna_emulator.reference.matmul import _check_int32
 
 
 def layer_norm_eps(eps: float, x_scale: float, dim: int) -> int:
     """The integer epsilon of ``layer_norm``: eps in (code units)^2, times dim^2."""
     return int(round(eps / x_scale**2 * dim**2))
-
-
-def _div_round(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den rounded half away from zero, den > 0, exact in int64."""
-    q = (2 * np.abs(num) + den) // (2 * den)
-    return np.where(num < 0, -q, q)
 
 
 def layer_norm(x_q, x_zp: int, gamma_q, beta_q, multiplier, out_zp: int, eps_int: int,
@@ -42,7 +35,7 @@ def layer_norm(x_q, x_zp: int, gamma_q, beta_q, multiplier, out_zp: int, eps_int
     d = dim * x - x.sum(axis=-1, keepdims=True)
     v = (d * d).sum(axis=-1, keepdims=True) // dim + eps_int
     r = np.vectorize(lambda a: math.isqrt(int(a)), otypes=[np.int64])(v << (2 * spec.LN_EXTRA_BITS)) if v.size else v
-    z = np.where(r > 0, _div_round(d << (spec.LN_FRAC_BITS + spec.LN_EXTRA_BITS), np.maximum(r, 1)), 0)
+    z = np.where(r > 0, spec.divide_round_half_away(d << (spec.LN_FRAC_BITS + spec.LN_EXTRA_BITS), np.maximum(r, 1)), 0)
     acc = z * np.asarray(gamma_q, dtype=np.int64) + np.asarray(beta_q, dtype=np.int64)
-    _check_int32(acc, "layer_norm")
+    spec.check_int32(acc, "layer_norm")
     return spec.requantize(acc, multiplier, out_zp, fmt, profile)
