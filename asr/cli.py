@@ -27,6 +27,7 @@ from asr.data.synth import SIZES
 from asr.errors import UserError
 
 SEARCHES = ["greedy", "modified_beam_search"]
+INT8_FLAVOURS = ["dynamic", "static", "accelerator"]  # export.int8.FLAVOURS (a test keeps them equal)
 COMPRESSION_METHODS = "s8bqat, gq, qat, aat, csp or magnitude"  # asr.compression.METHODS (a test keeps them equal)
 BENCH_HELP = {
     "loss": "pruned RNN-T loss vs torchaudio's full loss: step time and peak memory",
@@ -114,8 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     verbs = p.add_subparsers(dest="verb", metavar="<verb>", required=True)
 
-    def verb(name: str, help_text: str, description: str | None = None) -> argparse.ArgumentParser:
-        return verbs.add_parser(name, help=help_text, description=description or help_text, epilog=EXAMPLES[name],
+    def verb(name: str, help_text: str) -> argparse.ArgumentParser:
+        return verbs.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name],
                                 formatter_class=fmt)
 
     prep = verb("prepare", "make a corpus and/or its lhotse manifests")
@@ -210,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="feature frames the stream advances per encoder call (decode_chunk_len; default: 32, "
                           "a Conformer's own chunk)")
     exp.add_argument("--bpe-model", default=None, help="default: the tokenizer the checkpoint carries")
-    exp.add_argument("--int8", nargs="+", default=[], choices=["dynamic", "static", "accelerator"],
+    exp.add_argument("--int8", nargs="+", default=[], choices=INT8_FLAVOURS,
                      help="also write these int8 flavours, each a complete model folder OUT/int8-<flavour> "
                           "(see export/int8.py)")
     exp.add_argument("--calib", default=None,
@@ -300,7 +301,7 @@ def _bench_options(p: dict[str, argparse.ArgumentParser]) -> None:
     comp.add_argument("--audio-dir", default=None,
                       help="the test set as a LibriSpeech-layout folder (e.g. data/synth-small/test): adds the "
                            "onnxruntime int8 WER")
-    comp.add_argument("--ort-int8", default="dynamic", choices=["dynamic", "static", "accelerator"],
+    comp.add_argument("--ort-int8", default="dynamic", choices=INT8_FLAVOURS,
                       help="the asr export --int8 flavour onnxruntime decodes (default dynamic: onnxruntime's CPU int8)")
     comp.add_argument("--report", action="store_true", help="only print the table of the results file (--out) and exit")
     comp.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),

@@ -53,6 +53,7 @@ from asr.errors import UserError
 from asr.fileio import atomic_write, update_json, write_text_atomic
 from asr.frontend import SAMPLE_RATE_HZ
 from asr.metrics import word_errors
+from export.int8 import FLAVOURS
 from export.onnx import read_metadata
 
 SPEECH_FLOOR_DB = 35.0  # a 10 ms frame this far below the loudest one counts as silence
@@ -95,7 +96,7 @@ def _pct(values: list[float], q: float) -> float | None:
 def _engines(model_dir: Path, checkpoint: str | None) -> list[tuple[str, Path]]:
     found = [("pytorch-fp32", model_dir)] if checkpoint else []
     found.append(("onnx-fp32", model_dir))
-    for flavour in ("dynamic", "static", "accelerator"):
+    for flavour in FLAVOURS:
         if (model_dir / f"int8-{flavour}" / "encoder.onnx").is_file():
             found.append((f"onnx-int8-{flavour}", model_dir / f"int8-{flavour}"))
     found.append(("sherpa-onnx-fp32", model_dir))

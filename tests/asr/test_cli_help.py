@@ -96,6 +96,13 @@ def test_the_compression_methods_in_the_help_are_the_registry_s():
     assert set(re.split(r", | or ", COMPRESSION_METHODS)) == set(METHODS)
 
 
+def test_the_int8_flavours_in_the_help_are_the_exporter_s():
+    from asr.cli import INT8_FLAVOURS
+    from export.int8 import FLAVOURS
+
+    assert INT8_FLAVOURS == list(FLAVOURS)
+
+
 def test_every_verb_that_builds_a_model_finds_the_aat_handler(tmp_path):
     """AAT's handler lives in export and registers itself on import; ``asr train`` on a config with an
     aat section (and every verb in COMPRESSED_MODEL_VERBS) must find it without the caller importing it.
