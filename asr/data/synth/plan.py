@@ -52,10 +52,18 @@ class Utterance:
     peak_dbfs: float
 
 
+PLAN_STREAM, NOISE_STREAM = 0, 1  # the random streams of one utterance: its plan, its noise samples
+
+
+def utterance_rng(seed: int, split: str, index: int, stream: int) -> np.random.Generator:
+    """The random stream ``stream`` of utterance ``index`` of ``split``: an utterance depends only on
+    (seed, split, index), never on the order or the process it is made in."""
+    return np.random.default_rng([seed, SPLIT_CODES[split], index, stream])
+
+
 def plan_utterance(assets: Assets, seed: int, split: str, index: int) -> Utterance:
     """Draw text, voice and signal parameters of utterance ``index`` of ``split``."""
-    # Stream 0 draws the plan; stream 1 (in render_utterance) draws noise samples.
-    rng = np.random.default_rng([seed, SPLIT_CODES[split], index, 0])
+    rng = utterance_rng(seed, split, index, PLAN_STREAM)
     template = assets.templates[rng.integers(len(assets.templates))]
     entities = []
 

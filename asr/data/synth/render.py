@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from asr.data.synth.espeak import engine
-from asr.data.synth.plan import SPLIT_CODES, Utterance
+from asr.data.synth.plan import NOISE_STREAM, Utterance, utterance_rng
 from asr.frontend import SAMPLE_RATE_HZ
 
 # 22050 / 16000 = 441 / 320 after dividing by their gcd 50: every 441 input samples give 320 outputs.
@@ -82,7 +82,7 @@ def render_utterance(utt: Utterance, seed: int) -> np.ndarray:
     trail = int(round(utt.trail_silence_s * SAMPLE_RATE_HZ))
     audio = np.concatenate([np.zeros(lead), speech, np.zeros(trail)])
     if utt.snr_db is not None:
-        rng = np.random.default_rng([seed, SPLIT_CODES[utt.split], utt.index, 1])
+        rng = utterance_rng(seed, utt.split, utt.index, NOISE_STREAM)
         if utt.pink_noise:
             # FFT at a power-of-two length (fast for any utterance length), then cut to size.
             noise = _pink(rng.standard_normal(1 << (audio.size - 1).bit_length()))[: audio.size]
