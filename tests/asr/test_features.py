@@ -9,6 +9,17 @@ from asr.frontend import NUM_MEL_BINS
 ATOL = 1e-5
 
 
+def _fed_in_random_pieces(fb, samples: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """The features of ``samples`` fed to the streaming front end ``fb`` in pieces of 1 to 899 samples."""
+    parts, start = [], 0
+    while start < samples.numel():
+        size = int(torch.randint(1, 900, (1,), generator=g))
+        parts.append(fb.accept_waveform(samples[start : start + size]))
+        start += size
+    parts.append(fb.input_finished())
+    return torch.cat(parts)
+
+
 @pytest.mark.parametrize("num_samples", [0, 1, 79, 80, 119, 120, 200, 280, 399, 400, 401, 1000, 16000, 16123, 48017])
 def test_streaming_equals_offline(num_samples):
     g = torch.Generator().manual_seed(num_samples)
@@ -16,13 +27,7 @@ def test_streaming_equals_offline(num_samples):
     offline = fbank(samples)
     assert offline.shape == (num_frames(num_samples), NUM_MEL_BINS)
     for trial in range(4):
-        fb, parts, start = StreamingFbank(), [], 0
-        while start < num_samples:
-            size = int(torch.randint(1, 900, (1,), generator=g))
-            parts.append(fb.accept_waveform(samples[start : start + size]))
-            start += size
-        parts.append(fb.input_finished())
-        streamed = torch.cat(parts)
+        streamed = _fed_in_random_pieces(StreamingFbank(), samples, g)
         assert streamed.shape == offline.shape
         if offline.numel():
             diff = (streamed - offline).abs().max().item()
@@ -66,12 +71,6 @@ def test_sherpa_fbank_streams_and_matches_ours(num_samples):
     whole = SherpaFbank()
     ref = torch.cat([whole.accept_waveform(samples), whole.input_finished()])
     assert ref.shape == (num_frames(num_samples), NUM_MEL_BINS)
-    fb, parts, start = SherpaFbank(), [], 0
-    while start < num_samples:
-        size = int(torch.randint(1, 900, (1,), generator=g))
-        parts.append(fb.accept_waveform(samples[start : start + size]))
-        start += size
-    parts.append(fb.input_finished())
-    assert torch.equal(torch.cat(parts), ref)
+    assert torch.equal(_fed_in_random_pieces(SherpaFbank(), samples, g), ref)
     diff = (ref - fbank(samples)).abs().max().item()
     assert diff <= KNF_ATOL, f"kaldi-native-fbank vs torchaudio fbank max |diff| {diff:.3e} > {KNF_ATOL}"
