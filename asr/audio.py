@@ -122,6 +122,15 @@ def check_audio(path: Path) -> tuple[int, int, int]:
     return info
 
 
+def read_pcm(path: str | Path) -> tuple[np.ndarray, int]:
+    """A mono wav file at any rate -> ((S,) int16 samples, sample rate); for synthesizer output, which
+    the caller resamples itself."""
+    samples, sample_rate_hz = sf.read(str(path), dtype="int16")
+    if samples.ndim != 1:
+        raise UserError(f"{path}: {samples.shape[1]} channels, expected mono")
+    return samples, int(sample_rate_hz)
+
+
 def write_audio(path: str | Path, samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> None:
     """(S,) float samples in [-1, 1] -> a 16-bit FLAC file."""
     sf.write(str(path), samples, sample_rate_hz, format="FLAC", subtype="PCM_16")

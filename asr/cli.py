@@ -121,11 +121,11 @@ def _parser() -> argparse.ArgumentParser:
 
     prep = verb("prepare", "make a corpus and/or its lhotse manifests")
     corpora = prep.add_subparsers(dest="corpus", metavar="<corpus>", required=True)
-    synth = corpora.add_parser("synth", help="synthesize the embedded voice-assistant corpus (espeak-ng)",
+    synth = corpora.add_parser("synth", help="synthesize the embedded corpus (espeak-ng, flite, festival)",
                                epilog="example:\n  asr prepare synth --size mini --out data/synth-mini", formatter_class=fmt)
     synth.add_argument("--size", default="mini", choices=list(SIZES),
-                       help="utterances per split: " + "; ".join(f"{k} {v['train']}/{v['dev']}/{v['test']}"
-                                                                  for k, v in SIZES.items()) + " (tiny: for tests)")
+                       help="utterances per split (" + "/".join(next(iter(SIZES.values()))) + "): "
+                       + "; ".join(f"{k} " + "/".join(map(str, v.values())) for k, v in SIZES.items()) + " (tiny: for tests)")
     synth.add_argument("--out", required=True, help="output folder (LibriSpeech layout)")
     synth.add_argument("--seed", type=int, default=0)
     libri = corpora.add_parser("librispeech", help="lhotse manifests from a local LibriSpeech-layout tree",
@@ -161,14 +161,16 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--exp-dir", default=None, help="output folder (default: train.exp_dir, else <CKPT dir>/compress-<method>)")
     comp.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output folder")
 
-    dec = verb("decode", "decode a cut manifest and write recogs/errs/wer files")
+    dec = verb("decode", "decode cut manifests and write recogs/errs/wer files")
     dec.add_argument("--checkpoint", required=True)
-    dec.add_argument("--cuts", required=True)
+    dec.add_argument("--cuts", required=True, nargs="+", metavar="CUTS",
+                     help="one or more cut manifests, cuts_<set>.jsonl.gz (each scored on its own, as <set>_wer)")
     dec.add_argument("--out", required=True)
     _search_options(dec)
     _threads_option(dec)
     dec.add_argument("--bpe-model", default=None, help="default: the tokenizer the checkpoint carries")
-    dec.add_argument("--results-json", default=None, help="merge test_wer, params, train_minutes, decode_rtf into this JSON")
+    dec.add_argument("--results-json", default=None,
+                     help="merge <set>_wer for each set (test_wer, test_open_wer, ...), params, train_minutes, decode_rtf into this JSON")
     dec.add_argument("--delay-reference", default=None, metavar="CKPT",
                      help="also report the symbol delay against this model's forced alignment in full context")
 
@@ -394,15 +396,18 @@ def _cmd_compress(args) -> None:
 
 
 def _cmd_decode(args) -> None:
-    from asr.decode import decode  # lazy: this verb's stack
+    from asr.decode import decode, results_values, table  # lazy: this verb's stack
     from asr.fileio import update_json  # lazy: this verb's stack
 
     _threads(args.threads)
-    r = decode(args.checkpoint, args.cuts, args.out, args.decoding_method, args.beam, bpe_model=args.bpe_model,
-               delay_reference=args.delay_reference)
-    print(r.table(args.checkpoint))
+    parts = [Path(cuts).name.split(".")[0].removeprefix("cuts_") for cuts in args.cuts]
+    if len(set(parts)) < len(parts):
+        raise UserError(f"--cuts names one set twice ({', '.join(args.cuts)}); each set's results are keyed by its name")
+    results = [decode(args.checkpoint, cuts, args.out, args.decoding_method, args.beam, bpe_model=args.bpe_model,
+                      delay_reference=args.delay_reference) for cuts in args.cuts]
+    print(table(results, args.checkpoint))
     if args.results_json:
-        update_json(args.results_json, r.results())
+        update_json(args.results_json, results_values(results))
         print(f"updated {args.results_json}")
 
 

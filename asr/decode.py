@@ -40,29 +40,44 @@ class DecodeResult:
     method: str
     beam: int
     symbol_delay_ms: float | None = None  # with a delay reference only
+    part: str = "test"  # the decoded set, from the cut manifest's name: cuts_<part>.jsonl.gz
+    audio_s: float = 0.0
 
     @property
     def search_label(self) -> str:
         return self.method if self.method == "greedy" else f"{self.method}, beam {self.beam}"
 
-    def table(self, checkpoint: str) -> str:
-        """One markdown table row (with its header) for the checkpoint."""
-        delay_head, delay_cell = ("", "") if self.symbol_delay_ms is None else (" symbol delay ms |", f" {self.symbol_delay_ms:.1f} |")
-        return "\n".join([
-            "| checkpoint | method | utts | WER % | params | train min | decode RTF |" + delay_head,
-            "|---|---|---|---|---|---|---|" + ("---|" if delay_head else ""),
-            f"| {checkpoint} | {self.search_label} | {self.num_utts} | {self.wer:.2f} | {self.params / 1e6:.2f} M | "
-            f"{self.train_minutes:.1f} | {self.rtf:.4f} |" + delay_cell])
+    @property
+    def key(self) -> str:
+        """The part as a results key: ``test-open`` -> ``test_open`` (its WER is ``test_open_wer``)."""
+        return self.part.replace("-", "_")
 
-    def results(self) -> dict:
-        """The keys ``asr decode --results-json`` merges into a results file."""
-        values = {"test_wer": round(self.wer, 3), "params": self.params, "train_minutes": round(self.train_minutes, 2),
-                  "decode_rtf": round(self.rtf, 5), "decode_method": self.method}
-        if self.method != "greedy":
-            values["decode_beam"] = self.beam
-        if self.symbol_delay_ms is not None:
-            values["symbol_delay_ms"] = round(self.symbol_delay_ms, 1)
-        return values
+
+def table(results: list[DecodeResult], checkpoint: str) -> str:
+    """A markdown table, one row per decoded set, for the checkpoint."""
+    delayed = any(r.symbol_delay_ms is not None for r in results)
+    rows = ["| checkpoint | set | method | utts | WER % | params | train min | decode RTF |" + (" symbol delay ms |" if delayed else ""),
+            "|---|---|---|---|---|---|---|---|" + ("---|" if delayed else "")]
+    for r in results:
+        delay = "" if not delayed else " - |" if r.symbol_delay_ms is None else f" {r.symbol_delay_ms:.1f} |"
+        rows.append(f"| {checkpoint} | {r.part} | {r.search_label} | {r.num_utts} | {r.wer:.2f} | {r.params / 1e6:.2f} M | "
+                    f"{r.train_minutes:.1f} | {r.rtf:.4f} |" + delay)
+    return "\n".join(rows)
+
+
+def results_values(results: list[DecodeResult]) -> dict:
+    """The keys ``asr decode --results-json`` merges into a results file: ``<part>_wer`` (and
+    ``<part>_symbol_delay_ms``) per set; params, train minutes, search; the decode RTF over all sets."""
+    first = results[0]
+    values = {"params": first.params, "train_minutes": round(first.train_minutes, 2), "decode_method": first.method,
+              "decode_rtf": round(sum(r.rtf * r.audio_s for r in results) / max(sum(r.audio_s for r in results), 1e-9), 5)}
+    if first.method != "greedy":
+        values["decode_beam"] = first.beam
+    for r in results:
+        values[f"{r.key}_wer"] = round(r.wer, 3)
+        if r.symbol_delay_ms is not None:
+            values[f"{r.key}_symbol_delay_ms"] = round(r.symbol_delay_ms, 1)
+    return values
 
 
 def decode(checkpoint: str, cuts_path: str, out_dir: str, method: str = "greedy", beam: int = 4,
@@ -88,7 +103,8 @@ def decode_model(model, tokenizer, cuts_path: str, out_dir: str, method: str = "
     ``delay_reference``: a model whose full-context forced alignment the symbol delay is measured against."""
     cuts = load_cuts(cuts_path)
     delay_sum, delay_count = 0.0, 0
-    tag = tag or f"{Path(cuts_path).name.split('.')[0].removeprefix('cuts_')}-{method}"
+    part = Path(cuts_path).name.split(".")[0].removeprefix("cuts_")
+    tag = tag or f"{part}-{method}"
     rows, errors, words, audio_s, compute_s = [], 0, 0, 0.0, 0.0
     for cut_batch in SimpleCutSampler(cuts, max_duration=max_duration_s):
         batch = collate(cut_batch, tokenizer)
@@ -121,7 +137,8 @@ def decode_model(model, tokenizer, cuts_path: str, out_dir: str, method: str = "
     delay_ms = ENCODER_FRAME_MS * delay_sum / delay_count if delay_count else None
     delay_note = "" if delay_ms is None else f", symbol delay {delay_ms:.1f} ms over {delay_count} tokens"
     write_text_atomic(out / f"wer-{tag}.txt", summary + delay_note + "\n")
-    return DecodeResult(wer, errors, words, compute_s / max(audio_s, 1e-9), len(rows), 0, 0.0, method, beam, delay_ms)
+    return DecodeResult(wer, errors, words, compute_s / max(audio_s, 1e-9), len(rows), 0, 0.0, method, beam, delay_ms,
+                        part, audio_s)
 
 
 @torch.no_grad()

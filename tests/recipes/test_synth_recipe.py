@@ -34,7 +34,7 @@ def test_synth_recipe_runs_every_stage(tmp_path):
     exp = tmp_path / "exp" / "e2e"
     results = json.loads((exp / "results.json").read_text())
     # stage 5 (decode), 8 (latency benchmark): the keys the README's demo table is made of
-    for key in ("test_wer", "params", "decode_rtf", "onnx_fp32_wer", "onnx_int8_wer", "stream_rtf", "sherpa_rtf",
+    for key in ("test_wer", "test_open_wer", "test_names_wer", "test_engine_wer", "params", "decode_rtf", "onnx_fp32_wer", "onnx_int8_wer", "stream_rtf", "sherpa_rtf",
                 "fp32_encoder_bytes", "int8_encoder_bytes"):
         assert key in results, (key, results)
     assert results["sherpa_tokens_match"] is True  # sherpa-onnx decodes our export token for token

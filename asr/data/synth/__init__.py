@@ -51,10 +51,13 @@ from asr.data.synth.assets import DEFAULT_ASSETS_DIR, SLOT_FILES, Assets, Templa
 from asr.data.synth.corpus import FORMAT_VERSION, SIZES, prepare_synth
 from asr.data.synth.espeak import engine
 from asr.data.synth.plan import SPLITS, Utterance, plan_utterance
-from asr.data.synth.render import SAMPLE_RATE_HZ, render_utterance, resample_22050_to_16000
+from asr.data.synth.render import SAMPLE_RATE_HZ, render_utterance, render_utterances, resample_to_16000
+from asr.data.synth.text import DEFAULT_WORDNET_DIR, OpenText, load_open_text
 from asr.data.synth.voices import (
     ALL_VARIANTS,
     EXCLUDED_VARIANTS,
+    FESTIVAL_VOICES,
+    FLITE_VOICES,
     GENERATED_VOICES,
     LANGUAGES,
     SPLIT_VARIANTS,
@@ -66,10 +69,14 @@ __all__ = [
     "ALL_VARIANTS",
     "Assets",
     "DEFAULT_ASSETS_DIR",
+    "DEFAULT_WORDNET_DIR",
     "EXCLUDED_VARIANTS",
+    "FESTIVAL_VOICES",
+    "FLITE_VOICES",
     "FORMAT_VERSION",
     "GENERATED_VOICES",
     "LANGUAGES",
+    "OpenText",
     "SAMPLE_RATE_HZ",
     "SIZES",
     "SLOT_FILES",
@@ -79,10 +86,12 @@ __all__ = [
     "Utterance",
     "engine",
     "generated_voice",
+    "load_open_text",
     "load_assets",
     "plan_utterance",
     "prepare_synth",
     "render_utterance",
-    "resample_22050_to_16000",
+    "render_utterances",
+    "resample_to_16000",
     "speaker_id",
 ]

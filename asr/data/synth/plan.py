@@ -9,14 +9,38 @@ from dataclasses import dataclass
 import numpy as np
 
 from asr.data.synth.assets import DOMAIN_CHAPTERS, SLOT_RE, Assets
-from asr.data.synth.voices import GENERATED_SHARE, GENERATED_VOICES, LANGUAGES, SPLIT_VARIANTS, speaker_id
+from asr.data.synth.text import OpenText
+from asr.data.synth.voices import (
+    FESTIVAL_VOICES,
+    FLITE_VOICES,
+    GENERATED_SHARE,
+    GENERATED_VOICES,
+    LANGUAGES,
+    SPLIT_VARIANTS,
+    speaker_id,
+)
 
-SPLITS = ("train", "dev", "test")
+# test: the assistant commands, as before open text came in (its plans are unchanged); test-open: WordNet
+# usage examples that no training text holds; test-names: commands that name held-out people;
+# test-engine: test-open's sentences spoken by festival, an engine no training utterance comes from.
+SPLITS = ("train", "dev", "test", "test-open", "test-names", "test-engine")
 # Fixed codes (not list positions) seed the per-utterance generators.
-SPLIT_CODES = {"train": 0, "dev": 1, "test": 2}
+SPLIT_CODES = {"train": 0, "dev": 1, "test": 2, "test-open": 3, "test-names": 4, "test-engine": 5}
+# Whose voices speak a split (test-engine: festival's).
+VOICE_SPLIT = {"train": "train", "dev": "dev", "test": "test", "test-open": "test", "test-names": "test"}
+
+# Where each split's text comes from: (source, probability) for train and dev, one source otherwise.
+SOURCE_MIX = {
+    "train": (("templates", 0.4), ("examples", 0.3), ("definitions", 0.3)),
+    "dev": (("templates", 0.5), ("examples", 0.5)),
+}
+SPLIT_SOURCE = {"test": "templates", "test-open": "examples", "test-names": "templates", "test-engine": "examples"}
+SOURCE_CHAPTERS = {"examples": 13, "definitions": 14}  # chapters 1-12: the template domains
+NAME_SHARE = 0.5  # train and dev: a {contact} slot takes a person's name instead of contacts.txt
+FLITE_SHARE = 0.25  # train, test-open, test-names: utterances spoken by flite instead of espeak-ng
 
 WAKE_WORD = "alexa"
-WAKE_WORD_PROB = 0.3
+WAKE_WORD_PROB = 0.3  # commands only
 RATE_WPM_RANGE = (130, 210)
 PITCH_RANGE = (25, 75)  # espeakPITCH, 0-100, default 50
 PITCH_SPAN_RANGE = (20, 80)  # espeakRANGE (intonation range), 0-100, default 50
@@ -24,7 +48,7 @@ SNR_DB_RANGE = (10.0, 35.0)
 NO_NOISE_PROB = 0.1
 PINK_NOISE_PROB = 0.5
 PEAK_DBFS_RANGE = (-20.0, -1.0)
-SILENCE_S_RANGE = (0.05, 0.4)  # each side, after trimming espeak's own silence
+SILENCE_S_RANGE = (0.05, 0.4)  # each side, after trimming the synthesizer's own silence
 
 
 @dataclass(frozen=True)
@@ -34,11 +58,12 @@ class Utterance:
     split: str
     index: int
     text: str  # transcript words, lowercase
-    spoken: str  # what espeak reads: ``text`` with a comma after the wake word for a natural pause
-    domain: str
+    spoken: str  # what the synthesizer reads: ``text`` with a comma after the wake word for a natural pause
+    source: str  # "templates", "examples" or "definitions" (asr.data.synth.text)
+    domain: str  # the template's domain; for open text, its source
     entities: tuple[tuple[str, str], ...]  # (slot, value) pairs used
-    language: str
-    variant: str
+    language: str  # espeak-ng's accent, or the other engine: "flite" or "festival"
+    variant: str  # espeak-ng's voice variant, or the flite / festival voice
     speaker_id: int
     chapter_id: int
     rate_wpm: int
@@ -52,7 +77,8 @@ class Utterance:
     peak_dbfs: float
 
 
-PLAN_STREAM, NOISE_STREAM = 0, 1  # the random streams of one utterance: its plan, its noise samples
+PLAN_STREAM, NOISE_STREAM, TEXT_STREAM = 0, 1, 2  # the random streams of one utterance: its plan, its
+# noise samples, and (test-open and test-engine) its sentence
 
 
 def utterance_rng(seed: int, split: str, index: int, stream: int) -> np.random.Generator:
@@ -61,16 +87,26 @@ def utterance_rng(seed: int, split: str, index: int, stream: int) -> np.random.G
     return np.random.default_rng([seed, SPLIT_CODES[split], index, stream])
 
 
-def plan_utterance(assets: Assets, seed: int, split: str, index: int) -> Utterance:
-    """Draw text, voice and signal parameters of utterance ``index`` of ``split``."""
-    rng = utterance_rng(seed, split, index, PLAN_STREAM)
-    template = assets.templates[rng.integers(len(assets.templates))]
+def _fill_template(rng: np.random.Generator, assets: Assets, split: str, open_text: OpenText):
+    """A command: its text, spoken form, domain and (slot, value) entities. The draws for ``test`` are
+    those of the corpus before open text (no name draws), so its plans did not change."""
+    templates = assets.templates
+    if split == "test-names":
+        templates = tuple(t for t in templates if "{contact}" in t.text)
+    template = templates[rng.integers(len(templates))]
     entities = []
 
     def fill(match: re.Match) -> str:
         slot = match.group(1)
-        values = assets.entities[slot]
-        value = values[rng.integers(len(values))]
+        if slot == "contact" and split == "test-names":
+            first = open_text.test_first_names[rng.integers(len(open_text.test_first_names))]
+            value = f"{first} {open_text.test_last_names[rng.integers(len(open_text.test_last_names))]}"
+        elif slot == "contact" and split in ("train", "dev") and rng.random() < NAME_SHARE:
+            words = 1 + int(rng.integers(2))  # a first name, or a first and a last name
+            value = " ".join(open_text.names[rng.integers(len(open_text.names))] for _ in range(words))
+        else:
+            values = assets.entities[slot]
+            value = values[rng.integers(len(values))]
         entities.append((slot, value))
         return value
 
@@ -79,12 +115,39 @@ def plan_utterance(assets: Assets, seed: int, split: str, index: int) -> Utteran
     if rng.random() < WAKE_WORD_PROB:
         text = f"{WAKE_WORD} {text}"
         spoken = f"{WAKE_WORD}, {spoken}"
+    return text, spoken, template.domain, tuple(entities)
 
-    variants = SPLIT_VARIANTS[split]
-    language = LANGUAGES[rng.integers(len(LANGUAGES))]
-    variant = variants[rng.integers(len(variants))]
-    if split == "train" and rng.random() < GENERATED_SHARE:
-        variant = f"gen{int(rng.integers(GENERATED_VOICES)):03d}"
+
+def plan_utterance(assets: Assets, open_text: OpenText, seed: int, split: str, index: int) -> Utterance:
+    """Draw text, voice and signal parameters of utterance ``index`` of ``split``."""
+    rng = utterance_rng(seed, split, index, PLAN_STREAM)
+    if split in SOURCE_MIX:
+        sources, weights = zip(*SOURCE_MIX[split])
+        source = sources[int(np.searchsorted(np.cumsum(weights), rng.random() * sum(weights), side="right"))]
+    else:
+        source = SPLIT_SOURCE[split]
+    if source == "templates":
+        text, spoken, domain, entities = _fill_template(rng, assets, split, open_text)
+    else:
+        if split in ("test-open", "test-engine"):  # the same sentence for the same index
+            pool = open_text.examples["test"]
+            text = pool[utterance_rng(seed, "test-open", index, TEXT_STREAM).integers(len(pool))]
+        else:
+            pool = open_text.definitions if source == "definitions" else open_text.examples[split]
+            text = pool[rng.integers(len(pool))]
+        spoken, domain, entities = text, source, ()
+
+    if split == "test-engine":
+        language, variant = "festival", FESTIVAL_VOICES[rng.integers(len(FESTIVAL_VOICES))]
+    elif split not in ("test", "dev") and rng.random() < FLITE_SHARE:
+        flite_voices = FLITE_VOICES[VOICE_SPLIT[split]]
+        language, variant = "flite", flite_voices[rng.integers(len(flite_voices))]
+    else:
+        variants = SPLIT_VARIANTS[VOICE_SPLIT[split]]
+        language = LANGUAGES[rng.integers(len(LANGUAGES))]
+        variant = variants[rng.integers(len(variants))]
+        if split == "train" and rng.random() < GENERATED_SHARE:
+            variant = f"gen{int(rng.integers(GENERATED_VOICES)):03d}"
     no_noise = rng.random() < NO_NOISE_PROB
     snr_db = float(rng.uniform(*SNR_DB_RANGE))
     return Utterance(
@@ -92,12 +155,13 @@ def plan_utterance(assets: Assets, seed: int, split: str, index: int) -> Utteran
         index=index,
         text=text,
         spoken=spoken,
-        domain=template.domain,
-        entities=tuple(entities),
+        source=source,
+        domain=domain,
+        entities=entities,
         language=language,
         variant=variant,
         speaker_id=speaker_id(language, variant),
-        chapter_id=DOMAIN_CHAPTERS[template.domain],
+        chapter_id=DOMAIN_CHAPTERS[domain] if source == "templates" else SOURCE_CHAPTERS[source],
         rate_wpm=int(rng.integers(RATE_WPM_RANGE[0], RATE_WPM_RANGE[1] + 1)),
         pitch=int(rng.integers(PITCH_RANGE[0], PITCH_RANGE[1] + 1)),
         pitch_span=int(rng.integers(PITCH_SPAN_RANGE[0], PITCH_SPAN_RANGE[1] + 1)),

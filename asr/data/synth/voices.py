@@ -83,9 +83,25 @@ GENERATED_VOICES = 200  # espeak-ng lists at most 349 voices; see voice_data_dir
 GENERATED_SHARE = 0.5
 
 
+# The other synthesizers, Debian's flite and festival (``asr.data.synth.flite``, ``.festival``). An
+# utterance of theirs has the engine's name as its "language" and the voice as its "variant". flite's
+# CMU voices: awb (Scottish male), rms (US male) and kal16 (US male, diphone) train; slt (US female)
+# speaks in the test splits only (kal, kal16's speaker at 8 kHz, is not used; dev is espeak-ng's). festival speaks only
+# test-engine, so no training utterance comes from its engine: the HTS voice of slt and the kal
+# diphone voice. kal_diphone is recorded from the same speaker as flite's kal16 (a training voice), by
+# another engine; slt is never a training voice in either engine.
+FLITE_VOICES = {"train": ("awb", "rms", "kal16"), "dev": (), "test": ("slt",)}
+FESTIVAL_VOICES = ("cmu_us_slt_arctic_hts", "kal_diphone")
+OTHER_ENGINES = {"flite": ("awb", "rms", "kal16", "slt"), "festival": FESTIVAL_VOICES}
+_ENGINE_SPEAKER_BASE = {"flite": 9000, "festival": 9100}  # above every espeak-ng id (at most 8000 + 302)
+
+
 def speaker_id(language: str, variant: str) -> int:
     """Integer speaker id of a (language, variant) voice (generated ``genNNN`` voices follow the
-    built-in ones: 1000 * (language + 1) + 100 + NNN)."""
+    built-in ones: 1000 * (language + 1) + 100 + NNN; flite and festival voices: 9000 and 9100 + the
+    voice's position in ``OTHER_ENGINES``)."""
+    if language in OTHER_ENGINES:
+        return _ENGINE_SPEAKER_BASE[language] + OTHER_ENGINES[language].index(variant)
     if variant.startswith("gen"):
         return 1000 * (LANGUAGES.index(language) + 1) + len(ALL_VARIANTS) + int(variant[3:])
     return 1000 * (LANGUAGES.index(language) + 1) + ALL_VARIANTS.index(variant)

@@ -1,4 +1,4 @@
-"""Tests for the embedded espeak-ng corpus (asr.data.synth), on the 20-utterance "tiny" size."""
+"""Tests for the embedded corpus (asr.data.synth: espeak-ng, flite, festival), on the "tiny" size."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def _transcripts(root: Path) -> dict[str, str]:
 
 
 def _voices(split_dir: Path) -> set[tuple[str, str]]:
+    """(espeak-ng language or flite / festival, variant or voice) pairs of a split's SPEAKERS.txt."""
     voices = set()
     for line in (split_dir / "SPEAKERS.txt").read_text().splitlines():
         if line.startswith(";"):
@@ -67,27 +68,116 @@ def test_other_seed_differs(tiny_a, tmp_path):
     assert sorted(_transcripts(tiny_a).values()) != sorted(_transcripts(out_b).values())
 
 
-def test_utterance_depends_only_on_seed_split_index():
-    assets = synth.load_assets()
-    first = [synth.plan_utterance(assets, 3, "dev", i) for i in range(5)]
-    assert synth.plan_utterance(assets, 3, "dev", 4) == first[4]
+@pytest.fixture(scope="module")
+def assets():
+    return synth.load_assets()
+
+
+@pytest.fixture(scope="module")
+def open_text(assets):
+    return synth.load_open_text(assets)
+
+
+def test_utterance_depends_only_on_seed_split_index(assets, open_text):
+    for split in synth.SPLITS:
+        first = [synth.plan_utterance(assets, open_text, 3, split, i) for i in range(5)]
+        assert synth.plan_utterance(assets, open_text, 3, split, 4) == first[4]
+    first = [synth.plan_utterance(assets, open_text, 3, "dev", i) for i in range(5)]
     audio_late = synth.render_utterance(first[4], 3)
     audio_after_other = (synth.render_utterance(first[0], 3), synth.render_utterance(first[4], 3))[1]
     assert np.array_equal(audio_late, audio_after_other)
 
 
+def test_every_engine_renders_the_same_audio_alone_and_in_a_batch(assets, open_text):
+    plans = [synth.plan_utterance(assets, open_text, 0, split, i) for split in ("train", "test-open", "test-engine")
+             for i in range(12)]
+    engines = {u.language if u.language in ("flite", "festival") else "espeak-ng" for u in plans}
+    assert engines == {"espeak-ng", "flite", "festival"}
+    batch = synth.render_utterances(plans, 0)
+    for utt, audio in zip(plans, batch):
+        assert np.array_equal(audio, synth.render_utterance(utt, 0)), (utt.language, utt.variant)
+        assert audio.dtype == np.int16 and audio.size > 0.3 * 16000 and np.abs(audio).max() > 1000
+
+
+# Splits whose voices must differ: the test splits other than test-engine share the test voices.
+VOICE_GROUPS = {"train": ("train",), "dev": ("dev",), "test": ("test", "test-open", "test-names"),
+                "test-engine": ("test-engine",)}
+
+
 def test_splits_share_no_voice(tiny_a):
     # From the written voice maps.
-    voices = {split: _voices(tiny_a / split) for split in synth.SPLITS}
-    for i, a in enumerate(synth.SPLITS):
-        for b in synth.SPLITS[i + 1 :]:
+    voices = {group: set().union(*(_voices(tiny_a / split) for split in splits)) for group, splits in VOICE_GROUPS.items()}
+    groups = list(VOICE_GROUPS)
+    for i, a in enumerate(groups):
+        for b in groups[i + 1 :]:
             assert not voices[a] & voices[b], (a, b)
             assert not {v for _, v in voices[a]} & {v for _, v in voices[b]}, (a, b)
     # From the tables, which the tiny corpus only samples.
-    variant_sets = [set(synth.SPLIT_VARIANTS[split]) for split in synth.SPLITS]
+    variant_sets = [set(synth.SPLIT_VARIANTS[split]) for split in ("train", "dev", "test")]
     assert sum(len(s) for s in variant_sets) == len(set().union(*variant_sets))
-    assert all(len(synth.SPLIT_VARIANTS[s]) == len(set(synth.SPLIT_VARIANTS[s])) for s in synth.SPLITS)
+    assert all(len(synth.SPLIT_VARIANTS[s]) == len(set(synth.SPLIT_VARIANTS[s])) for s in ("train", "dev", "test"))
     assert not set(synth.EXCLUDED_VARIANTS) & set().union(*variant_sets)
+    flite_sets = [set(v) for v in synth.FLITE_VOICES.values()]
+    assert sum(len(s) for s in flite_sets) == len(set().union(*flite_sets))
+
+
+def test_no_test_engine_voice_renders_a_training_utterance(assets, open_text):
+    """festival speaks test-engine and nothing else: no training (or dev) plan of the small corpus uses it,
+    and every test-engine plan does."""
+    for split in ("train", "dev", "test", "test-open", "test-names"):
+        plans = [synth.plan_utterance(assets, open_text, 0, split, i) for i in range(synth.SIZES["small"][split])]
+        assert not any(u.language == "festival" or u.variant in synth.FESTIVAL_VOICES for u in plans), split
+        if split == "train":
+            assert {u.variant for u in plans if u.language == "flite"} == set(synth.FLITE_VOICES["train"])
+    engine_plans = [synth.plan_utterance(assets, open_text, 0, "test-engine", i) for i in range(300)]
+    assert {u.variant for u in engine_plans} == set(synth.FESTIVAL_VOICES)
+    assert all(u.language == "festival" for u in engine_plans)
+
+
+def _training_text(assets, open_text, size="small"):
+    """The transcripts of the training plans of ``size`` and every word they hold."""
+    texts = {synth.plan_utterance(assets, open_text, 0, "train", i).text for i in range(synth.SIZES[size]["train"])}
+    return texts, {word for text in texts for word in text.split()}
+
+
+def test_no_test_open_sentence_and_no_test_names_name_is_in_the_training_text(assets, open_text):
+    # The pools: held-out examples occur in no training sentence and in no command.
+    training_pool = set(open_text.examples["train"]) | set(open_text.definitions)
+    held_out = set(open_text.examples["test"]) | set(open_text.examples["dev"])
+    assert not synth.text.contained_in(held_out, training_pool | synth.text.command_texts(assets))
+    # The plans: what training actually reads, for the small and the medium corpus, searched as text.
+    for size in ("small", "medium"):
+        texts, words = _training_text(assets, open_text, size)
+        training = "\n".join(f" {text} " for text in texts)
+        for split in ("test-open", "test-engine"):
+            plans = [synth.plan_utterance(assets, open_text, 0, split, i) for i in range(synth.SIZES[size][split])]
+            leaked = [u.text for u in plans if f" {u.text} " in training]
+            assert not leaked, (size, split, leaked[:3])
+        names = [value for i in range(synth.SIZES[size]["test-names"])
+                 for slot, value in synth.plan_utterance(assets, open_text, 0, "test-names", i).entities if slot == "contact"]
+        assert len(names) == synth.SIZES[size]["test-names"]
+        assert not [n for n in names if set(n.split()) & words], (size, "a test-names name in the training text")
+    # The pools of names, against every training pool (not just what one size draws).
+    _, words = _training_text(assets, open_text, "tiny")
+    words |= synth.text.template_words(assets) | set(open_text.names)
+    for text in training_pool:
+        words.update(text.split())
+    assert not (set(open_text.test_first_names) | set(open_text.test_last_names)) & words
+
+
+def test_test_engine_says_test_open_sentences(assets, open_text):
+    for i in range(50):
+        open_plan = synth.plan_utterance(assets, open_text, 0, "test-open", i)
+        engine_plan = synth.plan_utterance(assets, open_text, 0, "test-engine", i)
+        assert open_plan.text == engine_plan.text and open_plan.source == "examples"
+
+
+def test_open_text_is_large_normalised_and_stable(open_text):
+    words = {w for pool in (open_text.examples["train"], open_text.definitions) for s in pool for w in s.split()}
+    assert len(words) > 30000, "tens of thousands of distinct training words"
+    for pool in (*open_text.examples.values(), open_text.definitions):
+        assert all(re.fullmatch(r"[a-z]+(?:'[a-z]+)*(?: [a-z]+(?:'[a-z]+)*){2,19}", s) for s in pool)
+    assert len(open_text.examples["test"]) > 3000 and len(open_text.test_first_names) > 500
 
 
 def test_every_variant_file_is_used_or_excluded():
@@ -122,7 +212,7 @@ def test_librispeech_layout(tiny_a):
 
 
 def test_entities_are_those_used(tiny_a):
-    for split in synth.SPLITS:
+    for split in ("train", "dev", "test", "test-names"):
         all_text = " ".join(_transcripts(tiny_a / split).values()).lower()
         entity_dir = tiny_a / split / "entities"
         assert {p.stem for p in entity_dir.iterdir()} == set(synth.SLOT_FILES)
@@ -167,14 +257,15 @@ def test_assets_are_valid_and_bad_assets_are_user_errors(tmp_path):
         synth.load_assets(tmp_path)
 
 
-def test_resampler_matches_torchaudio():
+@pytest.mark.parametrize("sample_rate_hz", [22050, 32000])
+def test_resampler_matches_torchaudio(sample_rate_hz):
     torch = pytest.importorskip("torch")
     torchaudio_functional = pytest.importorskip("torchaudio.functional")
     rng = np.random.default_rng(0)
     for num_samples in (1, 440, 441, 442, 9999):
         x = rng.standard_normal(num_samples)
-        ours = synth.resample_22050_to_16000(x)
-        reference = torchaudio_functional.resample(torch.from_numpy(x), 22050, 16000).numpy()
+        ours = synth.resample_to_16000(x, sample_rate_hz)
+        reference = torchaudio_functional.resample(torch.from_numpy(x), sample_rate_hz, 16000).numpy()
         assert ours.shape == reference.shape
         max_diff = np.abs(ours - reference).max()
         assert max_diff < 1e-12, f"num_samples={num_samples}: max |diff| {max_diff:.3g} >= 1e-12"
@@ -187,12 +278,16 @@ def test_generated_voices_are_fixed_distinct_training_only_and_speak():
     assert all(f"name gen{k:03d}\n" in t for k, t in enumerate(texts))
     # only the training split draws them, and their speaker ids collide with no other voice
     assets = synth.load_assets()
-    plans = {split: [synth.plan_utterance(assets, 0, split, i) for i in range(300)] for split in synth.SPLITS}
-    generated = [u for u in plans["train"] if u.variant.startswith("gen")]
-    assert 100 < len(generated) < 200, "about half of the training utterances"
-    assert not any(u.variant.startswith("gen") for split in ("dev", "test") for u in plans[split])
+    open_text = synth.load_open_text(assets)
+    plans = {split: [synth.plan_utterance(assets, open_text, 0, split, i) for i in range(300)] for split in synth.SPLITS}
+    espeak = [u for u in plans["train"] if u.language != "flite"]
+    generated = [u for u in espeak if u.variant.startswith("gen")]
+    assert 0.4 * len(espeak) < len(generated) < 0.6 * len(espeak), "about half of the espeak-ng training utterances"
+    assert not any(u.variant.startswith("gen") for split in synth.SPLITS[1:] for u in plans[split])
     ids = {(lang, v): synth.speaker_id(lang, v) for lang in synth.LANGUAGES
            for v in [*synth.ALL_VARIANTS, *(f"gen{k:03d}" for k in range(synth.GENERATED_VOICES))]}
+    ids.update({(engine, v): synth.speaker_id(engine, v) for engine, voices in synth.voices.OTHER_ENGINES.items()
+                for v in voices})
     assert len(set(ids.values())) == len(ids)
     # espeak-ng accepts every generated voice in every language and speaks with it
     engine = synth.engine()
