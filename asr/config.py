@@ -85,6 +85,7 @@ class LoopConfig:
     seed: int = 42
     num_threads: int = 0  # torch intra-op threads; 0 = leave torch's default
     log_every: int = 25
+    diagnostics_every: int = 0  # > 0: per-module update ratios, gradient norms, attention entropy (asr.diagnostics)
     valid_every: int = 500
     save_every: int = 500
     keep_last: int = 5  # step checkpoints kept on disk (for averaging)

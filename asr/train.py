@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import math
 import re
 import sys
@@ -36,6 +37,7 @@ from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from asr import diagnostics
 from asr.checkpoint import (average_checkpoints, carried_tokenizer, read_checkpoint, read_float_checkpoint, save_checkpoint,
                             tokenizer_tensor)
 from asr.chunking import encoder_frames
@@ -269,6 +271,21 @@ def _finish(cfg: TrainConfig, model, method, tokenizer, dev_cuts, exp_dir: Path,
     return final, dev_wer
 
 
+def _write_diagnostics(exp_dir: Path, writer, step: int, result: StepResult, groups, before, attention) -> None:
+    """One line of ``diagnostics.jsonl`` (and the same values in TensorBoard) after ``step``."""
+    record = {"step": step, "loss": round(result.loss, 5), "grad_norm": round(result.grad_norm, 5),
+              "update_ratio": {k: float(f"{v:.3g}") for k, v in diagnostics.update_ratios(groups, before).items()},
+              "grad": {k: float(f"{v:.3g}") for k, v in diagnostics.grad_norms(groups).items()},
+              "attention_entropy": [None if m.entropy is None else round(m.entropy, 4) for m in attention]}
+    for name, value in record["update_ratio"].items():
+        writer.add_scalar(f"update_ratio/{name}", value, step)
+    for layer, value in enumerate(record["attention_entropy"]):
+        if value is not None:
+            writer.add_scalar(f"attention_entropy/{layer}", value, step)
+    with open(exp_dir / "diagnostics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
     """Train from ``cfg``; with ``resume`` continue from the newest ``step-*.pt`` in ``exp_dir``."""
     exp_dir = Path(cfg.train.exp_dir)
@@ -345,7 +362,15 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
             seen += 1
             batch = collate(cut_batch, tokenizer)
             batch["x"] = augment(batch, cfg.data, aug_gen)
+            diagnose = cfg.train.diagnostics_every > 0 and (at.step + 1) % cfg.train.diagnostics_every == 0
+            if diagnose:
+                groups = diagnostics.parameter_groups(model)
+                before = diagnostics.snapshot(groups)
+                attention = diagnostics.record_attention_entropy(model, True)
             result = train_step(model, batch, optimizer, scheduler, cfg, at.step, method)
+            if diagnose:
+                _write_diagnostics(exp_dir, writer, at.step + 1, result, groups, before, attention)
+                diagnostics.record_attention_entropy(model, False)
             at.step += 1
             at.batch_in_epoch += 1
             losses.append((at.step, result.loss))
@@ -368,6 +393,10 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
                 described = method.describe(model) if method else ""
                 note = f", {described}" if described else ""
                 bar.write(f"step {at.step}: train loss {result.loss:.3f}, dev loss {dev_loss:.3f}, dev WER {dev_wer:.2f}%{note}")
+                with open(exp_dir / "validation.jsonl", "a") as f:  # dev WER against training time (compare.sh plots it)
+                    f.write(json.dumps({"step": at.step, "train_minutes": round(at.train_seconds / 60, 3),
+                                        "train_loss": round(result.loss, 4), "dev_loss": round(dev_loss, 4),
+                                        "dev_wer": round(dev_wer, 3)}) + "\n")
                 t_start = time.perf_counter()
             if at.step % cfg.train.save_every == 0 or last:
                 at.train_seconds += time.perf_counter() - t_start

@@ -47,6 +47,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from asr.chunking import ENCODER_FRAME_MS, Chunking
+from asr.diagnostics import attention_entropy
 from asr.errors import UserError
 from asr.modules.normalize import GlobalCMVN
 from asr.modules.subsampling import Conv2dSubsampling
@@ -67,6 +68,11 @@ class ConformerEncoderConfig:
     train_chunk_encoder_frames: tuple = (4, 8, 16, 32)  # dynamic chunk training: one drawn per batch (0 = full context)
     subsampling_channels: int = 64
     dropout: float = 0.1
+    # The last linear map of every residual branch (attention output, feed-forward output, conv module
+    # output) starts scaled by this: 0 starts each block as its output LayerNorm of the input, every
+    # branch adding nothing (ReZero's idea, Bachlechner et al. 2020; icefall's
+    # ScaledLinear(initial_scale=0.25) does it more mildly). Why: recipes/synth/RESULTS.md.
+    branch_init_scale: float = 1.0
 
     def __post_init__(self):
         self.train_chunk_encoder_frames = tuple(int(c) for c in self.train_chunk_encoder_frames)
@@ -109,6 +115,8 @@ class RelPositionAttention(nn.Module):
         self.bias_v = nn.Parameter(torch.zeros(num_heads, self.dk))
         self.out = nn.Linear(d_model, d_model)
         self.dropout = nn.Dropout(dropout)
+        self.record_entropy = False  # asr.diagnostics: keep the last forward's attention entropy
+        self.entropy: float | None = None
 
     def project(self, x: torch.Tensor):
         """(N, T, D) -> q, k, v, each (N, T, D)."""
@@ -132,7 +140,11 @@ class RelPositionAttention(nn.Module):
         bd = torch.gather(bd, 3, index.expand(n, self.h, tq, tk))  # (N, H, Tq, Tk)
         scores = (ac + bd) / math.sqrt(self.dk)
         scores = scores.masked_fill(~mask.unsqueeze(1), NEG_INF)
-        attn = self.dropout(torch.softmax(scores, dim=-1))
+        attn = torch.softmax(scores, dim=-1)
+        if self.record_entropy:
+            with torch.no_grad():
+                self.entropy = attention_entropy(attn, mask)
+        attn = self.dropout(attn)
         return self.out(torch.matmul(attn, v).transpose(1, 2).reshape(n, tq, self.h * self.dk))
 
 
@@ -200,6 +212,12 @@ class ConformerEncoder(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.num_layers))
         self.output_dim = cfg.d_model
+        if cfg.branch_init_scale != 1.0:
+            with torch.no_grad():
+                for layer in self.layers:
+                    for last in (layer.attn.out, layer.ff1[4], layer.ff2[4], layer.conv.pointwise2):
+                        last.weight.mul_(cfg.branch_init_scale)
+                        last.bias.mul_(cfg.branch_init_scale)
 
     @property
     def required_chunk_encoder_frames(self) -> int:

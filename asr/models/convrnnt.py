@@ -61,6 +61,9 @@ class ConvRNNTEncoderConfig:
     proj_dim: int = 0
     subsampling_channels: int = 64
     dropout: float = 0.1
+    # The last pointwise conv of every global block (its residual branch) starts scaled by this: 0
+    # starts each block as the identity (as the Conformer's branch_init_scale).
+    branch_init_scale: float = 1.0
 
     def __post_init__(self):
         self.local_channels = tuple(int(c) for c in self.local_channels)
@@ -136,6 +139,11 @@ class ConvRNNTEncoder(nn.Module):
         self.stack = LSTMStack(c, cfg.num_layers, cfg.hidden_dim, cfg.proj_dim, cfg.dropout)
         self.output_dim = self.stack.output_dim
         self.global_pads = [b.pad for b in self.blocks]
+        if cfg.branch_init_scale != 1.0:
+            with torch.no_grad():
+                for block in self.blocks:
+                    block.pointwise2.weight.mul_(cfg.branch_init_scale)
+                    block.pointwise2.bias.mul_(cfg.branch_init_scale)
 
     def receptive_field_frames(self) -> int:
         """Encoder frames of history the convolutions see, the current frame included (SE aside)."""

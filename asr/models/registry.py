@@ -69,7 +69,7 @@ def conformer_small(vocab_size: int = 0) -> ModelConfig:
     return ModelConfig(encoder=ConformerEncoderConfig(num_layers=6, d_model=144, num_heads=4, ffn_dim=576, conv_kernel=15,
                                                       chunk_encoder_frames=8, left_context_encoder_frames=32,
                                                       train_chunk_encoder_frames=(4, 8, 16, 0), subsampling_channels=64,
-                                                      dropout=0.0),
+                                                      dropout=0.0, branch_init_scale=0.0),
                        vocab_size=vocab_size, **_synth_predictor_and_loss())
 
 
@@ -77,7 +77,7 @@ def convrnnt_small(vocab_size: int = 0) -> ModelConfig:
     """A ConvRNN-T of the demo's size, 2.7 M parameters (``recipes/synth/convrnnt.yaml``)."""
     return ModelConfig(encoder=ConvRNNTEncoderConfig(d_model=192, local_channels=(8, 8, 8, 8), local_kernel=5, global_blocks=6,
                                                      global_kernel=3, se_reduction=16, num_layers=2, hidden_dim=320,
-                                                     proj_dim=0, subsampling_channels=64, dropout=0.0),
+                                                     proj_dim=0, subsampling_channels=64, dropout=0.0, branch_init_scale=0.0),
                        vocab_size=vocab_size, **_synth_predictor_and_loss())
 
 

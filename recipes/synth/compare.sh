@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Encoder comparison on the synth corpus (recipes/synth/RESULTS.md, "Encoder comparison"): LSTM, Conformer and ConvRNN-T
-# of about 3 M parameters, each trained for the same number of minutes on the `small` corpus with
-# the pruned, modified RNN-T loss, then decoded on the held-out-voice test split. The Conformer is
-# trained first: decoded with full context it gives the reference alignments of the symbol delay.
+# of about 3 M parameters, each trained for the same number of minutes on the same corpus, features
+# and vocabulary with the pruned, modified RNN-T loss, then decoded on the four held-out-voice test
+# splits with modified beam search (beam 8) and greedy search. The Conformer is trained first:
+# decoded with full context it gives the reference alignments of the symbol delay. Writes
+# exp/compare-<size>-<minutes>min/{compare.json, compare.png} (dev WER against training minutes)
+# and prints the table.
 #
 # Usage (from the repository root, with the venv's `asr` on PATH):
 #   bash recipes/synth/compare.sh                      # 8 minutes per model
-#   bash recipes/synth/compare.sh --minutes 20 --size medium
+#   bash recipes/synth/compare.sh --minutes 30
 # Steps per model are set so that the cosine schedule ends near the time limit (measured step
 # times on a 2-core CPU, see STEP_SECONDS); train.max_minutes stops a slower machine on time.
 set -euo pipefail
@@ -21,33 +24,22 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-# seconds per training step (60 s batches) on this project's 2-core CPU
-declare -A STEP_SECONDS=([conformer]=0.55 [lstm]=0.32 [convrnnt]=0.55)
-exp=exp/compare-$size
+# seconds per training step (60 s batches) on the EPYC 2-core CPU, 2026-12-07
+declare -A STEP_SECONDS=([conformer]=0.50 [lstm]=0.30 [convrnnt]=0.55)
+exp=exp/compare-$size-${minutes}min
 fbank=data/fbank/synth-$size
 mkdir -p "$exp"
 bash recipes/synth/run.sh --size "$size" --stop-stage 3
+test_cuts=(); for t in test test-open test-names test-engine; do test_cuts+=("$fbank/cuts_$t.jsonl.gz"); done
 for model in conformer lstm convrnnt; do
   steps=$(python3 -c "print(int($minutes * 60 / ${STEP_SECONDS[$model]}))")
   bash recipes/synth/run.sh --size "$size" --stage 4 --stop-stage 4 --config "recipes/synth/$model.yaml" \
     --exp "$exp/$model" --set train.max_steps="$steps" --set train.max_minutes="$minutes" \
-    --set train.valid_every=1000000 --set train.save_every="$steps" --set train.progress=false
-  asr decode --checkpoint "$exp/$model/final.pt" --cuts "$fbank/cuts_test.jsonl.gz" --out "$exp/$model/decode" \
+    --set train.valid_every=$((steps / 6 + 1)) --set train.save_every="$steps" --set train.progress=false
+  asr decode --checkpoint "$exp/$model/final.pt" --cuts "${test_cuts[@]}" --out "$exp/$model/decode" \
+    --decoding-method modified_beam_search --beam 8 \
     --delay-reference "$exp/conformer/final.pt" --results-json "$exp/$model/results.json"
+  asr decode --checkpoint "$exp/$model/final.pt" --cuts "${test_cuts[@]}" --out "$exp/$model/decode" \
+    --decoding-method greedy --results-json "$exp/$model/results-greedy.json"
 done
-python3 - "$exp" <<'PY'
-import json, sys
-from pathlib import Path
-
-import yaml
-
-exp = Path(sys.argv[1])
-print("| encoder | params | test WER % | algorithmic latency ms | decode RTF | symbol delay ms | train min |")
-print("|---|---|---|---|---|---|---|")
-for model in ("lstm", "conformer", "convrnnt"):
-    r = json.loads((exp / model / "results.json").read_text())
-    enc = yaml.safe_load((exp / model / "config.yaml").read_text())["model"]["encoder"]
-    chunk_ms = 40 * enc.get("chunk_encoder_frames", 8)  # LSTM and ConvRNN-T: decoded in the Conformer's 320 ms chunks
-    print(f"| {model} | {r['params'] / 1e6:.2f} M | {r['test_wer']:.2f} | {chunk_ms} + 50 | {r['decode_rtf']:.4f} | "
-          f"{r.get('symbol_delay_ms', float('nan')):.0f} | {r['train_minutes']:.1f} |")
-PY
+python3 recipes/synth/compare_report.py "$exp" "$minutes"

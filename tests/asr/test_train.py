@@ -24,18 +24,20 @@ def four_utts(tmp_path_factory):
 
     from asr.data.fbank import compute_fbank
     from asr.data.librispeech import prepare_librispeech
-    from asr.data.synth import load_assets, plan_utterance, render_utterance
+    from asr.data.synth import load_assets, load_open_text, plan_utterance, render_utterance
     from asr.tokenizer import train_bpe
 
     root = tmp_path_factory.mktemp("four")
     chapter = root / "corpus" / "train" / "1" / "1"
     chapter.mkdir(parents=True)
     assets, lines = load_assets(), []
+    open_text = load_open_text(assets)
     texts = ["play music call mom", "call mom play music", "music play mom call", "mom call music play"]
     for i, text in enumerate(texts):
-        # one built-in voice for all four (the corpus plan may draw a generated training voice)
-        utt = dataclasses.replace(plan_utterance(assets, 3, "train", i), text=text, spoken=text, snr_db=None,
-                                  lead_silence_s=0.2, trail_silence_s=0.2, language="en-us", variant="default")
+        # one built-in voice for all four (a corpus plan may draw a generated voice or another engine)
+        utt = dataclasses.replace(plan_utterance(assets, open_text, 3, "train", i), text=text, spoken=text, snr_db=None,
+                                  lead_silence_s=0.2, trail_silence_s=0.2, language="en-us", variant="default",
+                                  formant_scale=1.0, rate_wpm=140, pitch=50, pitch_span=50)
         sf.write(chapter / f"1-1-{i:04d}.flac", render_utterance(utt, 3), 16000)
         lines.append(f"1-1-{i:04d} {utt.text.upper()}")
     (chapter / "1-1.trans.txt").write_text("\n".join(lines) + "\n")
@@ -101,6 +103,23 @@ def test_resume_continues_exactly(four_utts, tmp_path):
     a = torch.load(tmp_path / "full" / "step-6.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "resumed" / "step-6.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_diagnostics_are_written_and_do_not_change_training(four_utts, tmp_path):
+    import json
+
+    from asr.train import train
+
+    plain = train(_cfg(four_utts, tmp_path / "plain", **{"train.max_steps": 4}), log=lambda *_: None)
+    watched = train(_cfg(four_utts, tmp_path / "watched", **{"train.max_steps": 4, "train.diagnostics_every": 2}),
+                    log=lambda *_: None)
+    assert watched.losses == plain.losses
+    records = [json.loads(line) for line in (tmp_path / "watched" / "diagnostics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4]
+    for r in records:
+        assert {"encoder.subsampling.conv", "joiner.output"} <= set(r["update_ratio"]) and r["attention_entropy"] == []
+        assert all(0 < v < 1 for v in r["update_ratio"].values()), r["update_ratio"]
+    assert not (tmp_path / "plain" / "diagnostics.jsonl").exists()
 
 
 def test_frequency_warp_moves_spectral_peaks_by_alpha():

@@ -21,13 +21,14 @@ pytest.importorskip("sherpa_onnx")
 
 from asr.streaming.onnx import OnnxStream, OnnxTransducer  # noqa: E402
 from export.folder import export_onnx  # noqa: E402
+from tests.conftest import tiny_flacs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model_dir(emitting_checkpoint, tiny_fbank, tmp_path_factory):
     out = tmp_path_factory.mktemp("sherpa") / "onnx"
     export_onnx(str(emitting_checkpoint), str(out), chunk_feature_frames=16, int8=("dynamic", "static", "accelerator"),
-                calib=str(tiny_fbank / "cuts_train.jsonl.gz"), num_calib=10)
+                calib=str(tiny_fbank / "cuts_test.jsonl.gz"), num_calib=10)  # test: its audio is fixed across corpus versions
     return out
 
 
@@ -47,7 +48,7 @@ FOLDERS = [("", "greedy_search"), ("", "modified_beam_search"), ("int8-dynamic",
 
 @pytest.mark.parametrize("folder,method", FOLDERS, ids=[f"{f or 'fp32'}-{m}" for f, m in FOLDERS])
 def test_sherpa_tokens_equal_ours(model_dir, tiny_corpus, folder, method):
-    files = sorted(tiny_corpus.glob("*/*/*/*.flac"))[:6]
+    files = tiny_flacs(tiny_corpus)[:6]
     theirs = _sherpa(model_dir / folder, method, files)
     model = OnnxTransducer(model_dir / folder)
     ours = []
@@ -66,7 +67,7 @@ def test_sherpa_tokens_equal_ours(model_dir, tiny_corpus, folder, method):
 def test_batched_streams_in_sherpa_equal_single(model_dir, tiny_corpus):
     """sherpa-onnx's decode_streams stacks several streams on the batch axis: the exported graphs
     must accept any batch and give each stream the tokens it gets alone."""
-    files = sorted(tiny_corpus.glob("*/*/*/*.flac"))[:3]
+    files = tiny_flacs(tiny_corpus)[:3]
     assert _sherpa(model_dir, "greedy_search", files, "--batch") == _sherpa(model_dir, "greedy_search", files)
 
 
@@ -93,7 +94,7 @@ def test_other_encoders_tokens_equal_sherpa(tiny_checkpoint, tiny_corpus, tmp_pa
 
     path = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=encoder_config(name, **OTHER_ENCODERS[name]))
     export_onnx(str(make_emitting(path, tmp_path / "emitting.pt")), str(tmp_path / "onnx"))
-    files = sorted(tiny_corpus.glob("*/*/*/*.flac"))[:4]
+    files = tiny_flacs(tiny_corpus)[:4]
     model = OnnxTransducer(tmp_path / "onnx")
     for method in ("greedy_search", "modified_beam_search"):
         theirs = _sherpa(tmp_path / "onnx", method, files)

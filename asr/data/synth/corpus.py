@@ -99,12 +99,12 @@ def _write_split(
         + "".join(f"{speaker} | {language} | {variant}\n" for speaker, language, variant in voices)
     )
 
-    rows = ["utt_id\tsource\tlanguage\tvariant\trate_wpm\tpitch\tpitch_span\tsnr_db\tnoise\tpeak_dbfs\tduration_s\n"]
+    rows = ["utt_id\tsource\tlanguage\tvariant\tformant_scale\trate_wpm\tpitch\tpitch_span\tsnr_db\tnoise\tpeak_dbfs\tduration_s\n"]
     for utt, utt_id, n in sorted(zip(utterances, utt_ids, num_samples), key=lambda row: row[1]):
         snr = "none" if utt.snr_db is None else f"{utt.snr_db:.1f}"
         noise = "none" if utt.snr_db is None else ("pink" if utt.pink_noise else "white")
         rows.append(
-            f"{utt_id}\t{utt.source}\t{utt.language}\t{utt.variant}\t{utt.rate_wpm}\t{utt.pitch}\t{utt.pitch_span}\t"
+            f"{utt_id}\t{utt.source}\t{utt.language}\t{utt.variant}\t{utt.formant_scale:.2f}\t{utt.rate_wpm}\t{utt.pitch}\t{utt.pitch_span}\t"
             f"{snr}\t{noise}\t{utt.peak_dbfs:.1f}\t{n / SAMPLE_RATE_HZ:.3f}\n"
         )
     (split_dir / "utterances.tsv").write_text("".join(rows))

@@ -38,6 +38,11 @@ SPLIT_SOURCE = {"test": "templates", "test-open": "examples", "test-names": "tem
 SOURCE_CHAPTERS = {"examples": 13, "definitions": 14}  # chapters 1-12: the template domains
 NAME_SHARE = 0.5  # train and dev: a {contact} slot takes a person's name instead of contacts.txt
 FLITE_SHARE = 0.25  # train, test-open, test-names: utterances spoken by flite instead of espeak-ng
+# flite has three training voices, all male (its one female voice, slt, is a test voice). Training
+# utterances of flite are played faster or slower by a factor in [0.8, 1.25] (k / 20, k = 16..25),
+# which scales the formants and the pitch together, as a shorter or longer vocal tract would: more
+# speakers from the three. Without it a model trained on them read slt at 109 % WER (RESULTS.md).
+FORMANT_SCALE_20THS = (16, 25)
 
 WAKE_WORD = "alexa"
 WAKE_WORD_PROB = 0.3  # commands only
@@ -64,6 +69,7 @@ class Utterance:
     entities: tuple[tuple[str, str], ...]  # (slot, value) pairs used
     language: str  # espeak-ng's accent, or the other engine: "flite" or "festival"
     variant: str  # espeak-ng's voice variant, or the flite / festival voice
+    formant_scale: float  # frequencies scaled by this (1.0: the voice as it is); see FORMANT_SCALE_20THS
     speaker_id: int
     chapter_id: int
     rate_wpm: int
@@ -137,11 +143,14 @@ def plan_utterance(assets: Assets, open_text: OpenText, seed: int, split: str, i
             text = pool[rng.integers(len(pool))]
         spoken, domain, entities = text, source, ()
 
+    formant_scale = 1.0
     if split == "test-engine":
         language, variant = "festival", FESTIVAL_VOICES[rng.integers(len(FESTIVAL_VOICES))]
     elif split not in ("test", "dev") and rng.random() < FLITE_SHARE:
         flite_voices = FLITE_VOICES[VOICE_SPLIT[split]]
         language, variant = "flite", flite_voices[rng.integers(len(flite_voices))]
+        if split == "train":
+            formant_scale = int(rng.integers(FORMANT_SCALE_20THS[0], FORMANT_SCALE_20THS[1] + 1)) / 20
     else:
         variants = SPLIT_VARIANTS[VOICE_SPLIT[split]]
         language = LANGUAGES[rng.integers(len(LANGUAGES))]
@@ -160,6 +169,7 @@ def plan_utterance(assets: Assets, open_text: OpenText, seed: int, split: str, i
         entities=entities,
         language=language,
         variant=variant,
+        formant_scale=formant_scale,
         speaker_id=speaker_id(language, variant),
         chapter_id=DOMAIN_CHAPTERS[domain] if source == "templates" else SOURCE_CHAPTERS[source],
         rate_wpm=int(rng.integers(RATE_WPM_RANGE[0], RATE_WPM_RANGE[1] + 1)),

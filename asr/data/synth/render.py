@@ -78,7 +78,8 @@ def _speech(utt: Utterance, samples: np.ndarray, sample_rate_hz: int) -> np.ndar
     if loud.size == 0:
         raise RuntimeError(f"{utt.language}+{utt.variant} produced silence for {utt.spoken!r}")
     samples = samples[loud[0] : loud[-1] + 1]
-    return resample_to_16000(samples.astype(np.float64) / 32768.0, sample_rate_hz)
+    # Read as if recorded at formant_scale x its rate: every frequency scales by formant_scale.
+    return resample_to_16000(samples.astype(np.float64) / 32768.0, round(sample_rate_hz * utt.formant_scale))
 
 
 def _duration_stretch(utt: Utterance) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -163,6 +164,19 @@ def test_no_test_open_sentence_and_no_test_names_name_is_in_the_training_text(as
     for text in training_pool:
         words.update(text.split())
     assert not (set(open_text.test_first_names) | set(open_text.test_last_names)) & words
+
+
+def test_formant_scaling_only_for_flite_training_voices(assets, open_text):
+    plans = [synth.plan_utterance(assets, open_text, 0, split, i) for split in synth.SPLITS for i in range(200)]
+    scaled = [u for u in plans if u.formant_scale != 1.0]
+    assert scaled and all(u.split == "train" and u.language == "flite" for u in scaled)
+    assert {u.formant_scale for u in scaled} <= {k / 20 for k in range(16, 26)}
+    # played faster by 1.25: every frequency up by 1.25, the audio 1.25 x shorter
+    utt = next(u for u in scaled if u.formant_scale == 1.25)
+    plain = dataclasses.replace(utt, formant_scale=1.0, snr_db=None, lead_silence_s=0.0, trail_silence_s=0.0)
+    fast = dataclasses.replace(plain, formant_scale=1.25)
+    n_plain, n_fast = synth.render_utterance(plain, 0).size, synth.render_utterance(fast, 0).size
+    assert abs(n_plain / n_fast - 1.25) < 0.01
 
 
 def test_test_engine_says_test_open_sentences(assets, open_text):

@@ -18,6 +18,7 @@ import torch
 from asr.decoding.context_graph import ContextGraph, load_hotwords
 from asr.decoding.search import beam_init, finalize_context, modified_beam_search, search
 from asr.errors import UserError
+from tests.conftest import tiny_flacs  # noqa: E402
 
 
 def ids(word: str) -> list[int]:
@@ -223,7 +224,7 @@ def test_sherpa_hotwords_tokens_equal_ours(model_dir, tiny_corpus, tmp_path):
     from asr.streaming.onnx import OnnxTransducer
     from asr.tokenizer import Tokenizer
 
-    files = sorted(tiny_corpus.glob("*/*/*/*.flac"))[:6]
+    files = tiny_flacs(tiny_corpus)[:6]
     hotwords = tmp_path / "hotwords.txt"
     hotwords.write_text(HOTWORDS, encoding="utf-8")
     p = subprocess.run([sys.executable, "-m", "asr.bench.sherpa_client", str(model_dir), "modified_beam_search",

@@ -93,6 +93,28 @@ def test_conformer_dynamic_chunks_in_training_and_latency():
     assert enc.algorithmic_latency_ms(16) == 16 * 40 + 50
 
 
+def test_branch_init_scale_zero_starts_every_block_as_its_skip_path():
+    """Conformer: each block starts as its output LayerNorm of the input; ConvRNN-T: each global block
+    as the identity. Streaming still equals the full forward (the scale changes weights, not the graph)."""
+    x = torch.randn(2, 9, 32)
+    conformer = _conformer(branch_init_scale=0.0)
+    for layer in conformer.layers:
+        mask = torch.ones(2, 9, 9, dtype=torch.bool)
+        empty, conv0 = x.new_zeros(2, 0, 32), x.new_zeros(2, 32, 4)
+        y, *_ = layer(x, empty, empty, conv0, 0, mask, torch.ones(2, 9))
+        assert torch.allclose(y, layer.out_norm(x), atol=1e-6)
+    convrnnt = _convrnnt(branch_init_scale=0.0)
+    for block in convrnnt.blocks:
+        y, _, _ = block(x, x.new_zeros(2, 32, block.pad), x.new_zeros(2, 32), torch.zeros(2, dtype=torch.long))
+        assert torch.equal(y, x)
+    default = _conformer()
+    assert default.layers[0].attn.out.weight.abs().sum() > 0  # 1.0 leaves PyTorch's initialisation
+    features = torch.randn(1, 4 * 8 * 3 + 5, 80)
+    for enc, chunk in ((conformer, 8), (convrnnt, 8)):
+        full, _ = enc(features, torch.tensor([features.size(1)]), chunk)
+        assert torch.allclose(_stream(enc, features, chunk), full, atol=ATOL)
+
+
 @pytest.mark.parametrize("chunk", [1, 3, 8, 16])
 def test_convrnnt_streaming_equals_full_forward(chunk):
     enc = _convrnnt()
