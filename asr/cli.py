@@ -396,11 +396,11 @@ def _cmd_compress(args) -> None:
 
 
 def _cmd_decode(args) -> None:
-    from asr.decode import decode, results_values, table  # lazy: this verb's stack
+    from asr.decode import decode, results_values, set_name, table  # lazy: this verb's stack
     from asr.fileio import update_json  # lazy: this verb's stack
 
     _threads(args.threads)
-    parts = [Path(cuts).name.split(".")[0].removeprefix("cuts_") for cuts in args.cuts]
+    parts = [set_name(cuts) for cuts in args.cuts]
     if len(set(parts)) < len(parts):
         raise UserError(f"--cuts names one set twice ({', '.join(args.cuts)}); each set's results are keyed by its name")
     results = [decode(args.checkpoint, cuts, args.out, args.decoding_method, args.beam, bpe_model=args.bpe_model,

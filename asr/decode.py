@@ -80,6 +80,11 @@ def results_values(results: list[DecodeResult]) -> dict:
     return values
 
 
+def set_name(cuts_path: str) -> str:
+    """The decoded set a cut manifest holds, from its name: ``.../cuts_test-open.jsonl.gz`` -> ``test-open``."""
+    return Path(cuts_path).name.split(".")[0].removeprefix("cuts_")
+
+
 def decode(checkpoint: str, cuts_path: str, out_dir: str, method: str = "greedy", beam: int = 4,
            max_duration_s: float = 300.0, bpe_model: str | None = None, tag: str | None = None,
            delay_reference: str | None = None) -> DecodeResult:
@@ -103,7 +108,7 @@ def decode_model(model, tokenizer, cuts_path: str, out_dir: str, method: str = "
     ``delay_reference``: a model whose full-context forced alignment the symbol delay is measured against."""
     cuts = load_cuts(cuts_path)
     delay_sum, delay_count = 0.0, 0
-    part = Path(cuts_path).name.split(".")[0].removeprefix("cuts_")
+    part = set_name(cuts_path)
     tag = tag or f"{part}-{method}"
     rows, errors, words, audio_s, compute_s = [], 0, 0, 0.0, 0.0
     for cut_batch in SimpleCutSampler(cuts, max_duration=max_duration_s):

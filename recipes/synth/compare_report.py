@@ -32,8 +32,8 @@ def row(exp: Path, encoder: str, minutes: float) -> dict:
            "steps": validation[-1]["step"], "params": beam["params"]}
     for s in SETS:
         out[f"{s}_wer"] = beam[f"{s}_wer"]  # modified beam search, beam 8
-    out["greedy_open_wer"] = greedy["test_open_wer"]
-    for s in SETS:
+    out["greedy_open_wer"] = greedy["test_open_wer"]  # the key the acceptance names
+    for s in ("test", "test_names", "test_engine"):
         out[f"greedy_{s}_wer"] = greedy[f"{s}_wer"]
     out.update({"algorithmic_latency_ms": chunk_ms + 50, "decode_rtf": beam["decode_rtf"],
                 "greedy_decode_rtf": greedy["decode_rtf"], "symbol_delay_ms": beam.get("test_open_symbol_delay_ms"),

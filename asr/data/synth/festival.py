@@ -9,6 +9,7 @@ each item's voice, sets its ``Duration_Stretch`` and saves its waveform. Output 
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ _SAFE_TEXT = re.compile(r"^[a-z' ]+$")  # our normalised transcripts; nothing Sc
 _SAFE_VOICE = re.compile(r"^[a-z0-9_]+$")
 
 
+@functools.cache  # once per process (a missing binary raises, which is not cached)
 def check_festival() -> str:
     """The path of the festival binary, or a UserError that says how to install it."""
     path = shutil.which(FESTIVAL)

@@ -6,6 +6,7 @@ Each call runs ``flite`` once (about 10-50 ms): rate by ``duration_stretch`` and
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import tempfile
@@ -19,6 +20,7 @@ from asr.errors import UserError
 FLITE = "flite"
 
 
+@functools.cache  # once per process (a missing binary raises, which is not cached)
 def check_flite() -> str:
     """The path of the flite binary, or a UserError that says how to install it."""
     path = shutil.which(FLITE)

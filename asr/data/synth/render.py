@@ -103,13 +103,10 @@ def render_utterances(utts: list[Utterance], seed: int) -> list[np.ndarray]:
     """Synthesize and degrade utterances; returns int16 samples at 16 kHz for each. The festival ones
     are synthesized in one festival run."""
     festival = [utt for utt in utts if utt.language == "festival"]
-    festival_audio = dict(zip(
-        (utt.index for utt in festival),
-        synthesize_festival([(utt.spoken, utt.variant, _duration_stretch(utt)) for utt in festival]),
-    ))
+    festival_audio = iter(synthesize_festival([(utt.spoken, utt.variant, _duration_stretch(utt)) for utt in festival]))
     out = []
     for utt in utts:
-        samples, rate = festival_audio[utt.index] if utt.language == "festival" else _synthesize(utt)
+        samples, rate = next(festival_audio) if utt.language == "festival" else _synthesize(utt)
         out.append(_degrade(utt, seed, _speech(utt, samples, rate)))
     return out
 
