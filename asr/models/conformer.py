@@ -50,6 +50,7 @@ from asr.chunking import ENCODER_FRAME_MS, Chunking
 from asr.diagnostics import attention_entropy
 from asr.errors import UserError
 from asr.modules.normalize import GlobalCMVN
+from asr.modules.pointwise import Pointwise
 from asr.modules.subsampling import Conv2dSubsampling
 
 NEG_INF = -1e4  # masked attention score (finite, so fully masked rows give a uniform softmax, not NaN)
@@ -151,22 +152,20 @@ class RelPositionAttention(nn.Module):
 class ConvModule(nn.Module):
     def __init__(self, d_model: int, kernel: int, dropout: float) -> None:
         super().__init__()
-        self.pointwise1 = nn.Conv1d(d_model, 2 * d_model, 1)
+        self.pointwise1 = Pointwise(d_model, 2 * d_model)
         self.depthwise = nn.Conv1d(d_model, d_model, kernel, groups=d_model)
         self.norm = nn.LayerNorm(d_model)
-        self.pointwise2 = nn.Conv1d(d_model, d_model, 1)
+        self.pointwise2 = Pointwise(d_model, d_model)
         self.dropout = nn.Dropout(dropout)
         self.cache_frames = kernel - 1
 
     def forward(self, x: torch.Tensor, cache: torch.Tensor, valid: torch.Tensor):
         """x (N, T, D), cache (N, D, K - 1) = the previous GLU outputs, valid (N, T) -> (N, T, D), new cache."""
-        y = F.glu(self.pointwise1(x.transpose(1, 2)), dim=1)  # (N, D, T)
-        y = y * valid.unsqueeze(1)  # padding frames hold zeros, as in the streaming cache
-        y = torch.cat([cache, y], dim=2)  # (N, D, K - 1 + T)
+        y = F.glu(self.pointwise1(x), dim=2) * valid.unsqueeze(2)  # (N, T, D); padding frames hold zeros, as in the streaming cache
+        y = torch.cat([cache, y.transpose(1, 2)], dim=2)  # (N, D, K - 1 + T)
         new_cache = y[:, :, y.size(2) - self.cache_frames :]
-        y = self.depthwise(y)  # (N, D, T): causal
-        y = F.silu(self.norm(y.transpose(1, 2)))
-        return self.dropout(self.pointwise2(y.transpose(1, 2)).transpose(1, 2)), new_cache
+        y = self.depthwise(y).transpose(1, 2)  # (N, T, D): causal
+        return self.dropout(self.pointwise2(F.silu(self.norm(y)))), new_cache
 
 
 class FeedForward(nn.Sequential):

@@ -7,7 +7,7 @@ Input normalisation -> conv subsampling x4 to ``d_model`` = C -> two causal CNN 
 - local: 4 Conv2d layers over the (time, channel) plane, kernel ``local_kernel`` (5x5), causal in
   time (left padding k - 1), 'same' on the channel axis, SiLU after each, then a 1x1 Conv2d to one
   plane: (N, T', C) -> (N, T', C);
-- global: ``global_blocks`` (6) residual blocks, block i = 1..6: pointwise Conv1d C -> 2C, GLU,
+- global: ``global_blocks`` (6) residual blocks, block i = 1..6: pointwise (1x1, a Linear) C -> 2C, GLU,
   LayerNorm; causal depthwise Conv1d (kernel 3, dilation 2^i); SiLU, LayerNorm; pointwise C -> C;
   squeeze-and-excitation whose squeeze is the *causal running mean over time* (frames 0..t), FC
   (C -> C / 16), ReLU, FC, sigmoid, channel scaling; dropout; residual add;
@@ -44,6 +44,7 @@ from torch.nn import functional as F
 from asr.errors import UserError
 from asr.models.lstm import LSTMStack
 from asr.modules.normalize import GlobalCMVN
+from asr.modules.pointwise import Pointwise
 from asr.modules.subsampling import Conv2dSubsampling
 
 
@@ -99,23 +100,22 @@ class LocalCNN(nn.Module):
 class GlobalBlock(nn.Module):
     def __init__(self, c: int, kernel: int, dilation: int, se_reduction: int, dropout: float) -> None:
         super().__init__()
-        self.pointwise1 = nn.Conv1d(c, 2 * c, 1)
+        self.pointwise1 = Pointwise(c, 2 * c)
         self.norm1 = nn.LayerNorm(c)
         self.depthwise = nn.Conv1d(c, c, kernel, dilation=dilation, groups=c)
         self.norm2 = nn.LayerNorm(c)
-        self.pointwise2 = nn.Conv1d(c, c, 1)
+        self.pointwise2 = Pointwise(c, c)
         self.se = nn.Sequential(nn.Linear(c, c // se_reduction), nn.ReLU(), nn.Linear(c // se_reduction, c), nn.Sigmoid()) if se_reduction else None
         self.dropout = nn.Dropout(dropout)
         self.pad = (kernel - 1) * dilation
 
     def forward(self, x, cache, se_sum, processed):
         """x (N, T, C), cache (N, C, pad), se_sum (N, C) over earlier frames, processed (N,) earlier frames."""
-        y = F.glu(self.pointwise1(x.transpose(1, 2)), dim=1)  # (N, C, T)
-        y = self.norm1(y.transpose(1, 2)).transpose(1, 2)
+        y = self.norm1(F.glu(self.pointwise1(x), dim=2)).transpose(1, 2)  # (N, C, T)
         y = torch.cat([cache, y], dim=2)  # (N, C, pad + T)
         new_cache = y[:, :, y.size(2) - self.pad :]
         y = self.norm2(F.silu(self.depthwise(y)).transpose(1, 2))  # (N, T, C)
-        y = self.pointwise2(y.transpose(1, 2)).transpose(1, 2)  # (N, T, C)
+        y = self.pointwise2(y)  # (N, T, C)
         if self.se is not None:
             cum = se_sum.unsqueeze(1) + torch.cumsum(y, dim=1)  # (N, T, C) sums over frames 0..t
             count = processed.view(-1, 1, 1) + torch.arange(1, y.size(1) + 1, device=y.device).view(1, -1, 1)

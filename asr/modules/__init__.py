@@ -1,2 +1,2 @@
-"""Blocks the encoders share: conv subsampling by 4 (``subsampling``) and input normalisation
-(``normalize``)."""
+"""Blocks the encoders share: conv subsampling by 4 (``subsampling``), input normalisation
+(``normalize``) and a 1x1 conv as a matmul (``pointwise``)."""

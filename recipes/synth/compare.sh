@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
 done
 
 # seconds per training step (60 s batches) on the EPYC 2-core CPU, 2026-12-07
-declare -A STEP_SECONDS=([conformer]=0.50 [lstm]=0.30 [convrnnt]=0.55)
+declare -A STEP_SECONDS=([conformer]=0.48 [lstm]=0.30 [convrnnt]=0.52)
 exp=exp/compare-$size-${minutes}min
 fbank=data/fbank/synth-$size
 mkdir -p "$exp"
