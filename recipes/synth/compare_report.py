@@ -1,6 +1,8 @@
 """The encoder comparison's report (run by compare.sh): a markdown table, ``compare.json`` and a PNG of
 dev WER against training minutes, from ``<exp>/<encoder>/{results.json, results-greedy.json,
-config.yaml, validation.jsonl}``.
+config.yaml, validation.jsonl, decode/recogs-*.txt}``. Each encoder's beam-8 WER on each test split is
+also given minus the LSTM's with a paired-bootstrap 95 % interval over the split's utterances
+(``vs_lstm_<split>``: [difference, low, high] in points; negative = fewer errors than the LSTM).
 
 Usage: python recipes/synth/compare_report.py EXP_DIR MINUTES
 """
@@ -16,6 +18,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
+
+from asr.metrics import paired_bootstrap, read_recogs  # noqa: E402
 
 ENCODERS = ("lstm", "conformer", "convrnnt")
 SETS = ("test", "test_open", "test_names", "test_engine")
@@ -41,9 +45,23 @@ def row(exp: Path, encoder: str, minutes: float) -> dict:
     return out
 
 
+def against_lstm(exp: Path, encoder: str) -> dict:
+    """``vs_lstm_<split>``: this encoder's beam-8 WER minus the LSTM's, with its paired-bootstrap interval."""
+    out = {}
+    for s in SETS:
+        name = f"recogs-{s.replace('_', '-')}-modified_beam_search.txt"
+        mine, lstm = exp / encoder / "decode" / name, exp / "lstm" / "decode" / name
+        if mine.is_file() and lstm.is_file():
+            out[f"vs_lstm_{s}"] = [round(v, 2) for v in paired_bootstrap(read_recogs(mine), read_recogs(lstm))]
+    return out
+
+
 def main(exp_dir: str, minutes: str) -> None:
     exp = Path(exp_dir)
     rows = [row(exp, encoder, float(minutes)) for encoder in ENCODERS if (exp / encoder / "results-greedy.json").is_file()]
+    for r in rows:
+        if r["encoder"] != "lstm":
+            r.update(against_lstm(exp, r["encoder"]))
     print("| encoder | params | steps | train min | test | test-open | test-names | test-engine | test-open greedy "
           "| algorithmic latency ms | symbol delay ms (test-open) | decode RTF beam / greedy |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -52,6 +70,10 @@ def main(exp_dir: str, minutes: str) -> None:
         print(f"| {r['encoder']} | {r['params'] / 1e6:.2f} M | {r['steps']} | {r['train_minutes']:.1f} | {r['test_wer']:.2f} | "
               f"{r['test_open_wer']:.2f} | {r['test_names_wer']:.2f} | {r['test_engine_wer']:.2f} | {r['greedy_open_wer']:.2f} | "
               f"{r['algorithmic_latency_ms']} | {delay} | {r['decode_rtf']:.4f} / {r['greedy_decode_rtf']:.4f} |")
+    for r in rows:
+        if r["encoder"] != "lstm":
+            print(f"{r['encoder']} minus lstm (beam 8, points, 95 % paired bootstrap): " + "; ".join(
+                f"{s} {d:+.2f} [{lo:+.2f}, {hi:+.2f}]" for s in SETS if (v := r.get(f"vs_lstm_{s}")) for d, lo, hi in [v]))
     (exp / "compare.json").write_text(json.dumps(rows, indent=1) + "\n")
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in rows:
