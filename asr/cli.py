@@ -25,6 +25,7 @@ from asr.audio import RAW_FORMAT
 from asr.bench import process_env, reexec_with_env
 from asr.bounds import Range
 from asr.chunking import TAIL_PADDING_S
+from asr.decoding.context_graph import SCORE_BOUNDS
 from asr.data.synth import SIZES
 from asr.errors import UserError, os_error_line
 from asr.frontend import SAMPLE_RATE_HZ
@@ -364,7 +365,7 @@ def _threads(n: int) -> None:
 # (argparse only checks the type): a beam of 0, a tail padding of 1e9 s or a hotword score of 1e308 would
 # otherwise crash or overflow deep inside the search.
 OPTION_BOUNDS = {"beam": Range(1, 1000), "threads": Range(1, 1024), "tail_padding": Range(0, 60),
-                 "hotwords_score": Range(-100, 100), "chunk_feature_frames": Range(0, 4096), "num_calib": Range(1, 1_000_000),
+                 "hotwords_score": SCORE_BOUNDS, "chunk_feature_frames": Range(0, 4096), "num_calib": Range(1, 1_000_000),
                  "max_utts": Range(0, 10_000_000)}
 
 

@@ -394,6 +394,17 @@ class OnnxStream:
         frames = [self.search_origin + t for t in st.timestamps[0][self.prefix :]]
         return tokens, frames
 
+    def _segment_extent(self) -> tuple[int, int | None, int | None]:
+        """(tokens in the current segment, encoder frame of its first token, of its last), read without
+        copying the hypothesis: the book-keeping of every chunk stays as cheap in the second hour as in
+        the first second."""
+        st = self.search_state
+        stamps = st.timestamps[0] if isinstance(st, GreedyState) else st.best(0).timestamps
+        count = len(stamps) - self.prefix
+        if count <= 0:
+            return 0, None, None
+        return count, self.search_origin + stamps[self.prefix], self.search_origin + stamps[-1]
+
     def partial(self) -> SegmentResult:
         """The current segment's result so far."""
         return self._result(final=False)
@@ -428,11 +439,11 @@ class OnnxStream:
         self.frames = self.frames[self.model.chunking.chunk_feature_frames :]
         self.processed_frames += self.model.chunking.chunk_feature_frames
         self.encoder_frames += num_encoder_frames
-        tokens, frames = self._segment_tokens()
-        if self.first_token is None and tokens:
-            self.first_token = FirstToken(frames[0], frames[0] * ENCODER_FRAME_S, now, self.received_s)
+        count, first, last = self._segment_extent()
+        if self.first_token is None and count:
+            self.first_token = FirstToken(first, first * ENCODER_FRAME_S, now, self.received_s)
         if self.endpoint is not None:
-            blanks = trailing_blanks(frames, self.segment_start_encoder_frame, self.encoder_frames)
+            blanks = trailing_blanks([last] if count else [], self.segment_start_encoder_frame, self.encoder_frames)
             rule = self.endpoint.detect(self.processed_frames - self.segment_start_frame, blanks)
             if rule is not None:
                 self._end_segment(rule, now)

@@ -21,7 +21,7 @@ import torch
 from asr.audio import load_audio
 from asr.errors import UserError
 from asr.frontend import SAMPLE_RATE_HZ
-from tests.conftest import assert_user_error, finish_asr_subprocess, start_asr_subprocess
+from tests.conftest import assert_user_error, finish_asr_subprocess, start_asr_subprocess, tiny_flacs
 
 # ---- helpers -----------------------------------------------------------------------------------
 
@@ -368,6 +368,41 @@ def test_load_audio_any_rate_in_bounded_memory(tmp_path):
     samples, peak_kib = map(int, out.split())
     assert samples == SAMPLE_RATE_HZ
     assert peak_kib < 1 << 20, f"peak RSS {peak_kib / 1024:.0f} MiB"
+
+
+def test_transcribe_one_hour_in_bounded_memory(tiny_checkpoint, tmp_path):
+    """One hour of quiet noise (16-bit, 16 kHz): encoded at once it peaked at 3.8 GB; chunk by chunk the
+    whole process, torch included, stays under 1 GB."""
+    wav = tmp_path / "hour.wav"
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(wav, "w", SAMPLE_RATE_HZ, 1, subtype="PCM_16") as f:
+        for _ in range(60):
+            f.write((0.01 * rng.standard_normal(SAMPLE_RATE_HZ * 60)).astype(np.float32))
+    code = ("import resource, sys; from asr.cli import main; rc = main(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)")
+    p = subprocess.run([sys.executable, "-c", code, "transcribe", str(wav), "--checkpoint", str(tiny_checkpoint.path)],
+                       capture_output=True, text=True, timeout=1200)
+    assert p.returncode == 0, p.stderr
+    peak_kib = int(p.stderr.strip().splitlines()[-1])
+    assert peak_kib < 1 << 20, f"peak RSS {peak_kib / 1024:.0f} MiB"
+
+
+def test_transcribe_long_recording_equals_offline(asr_cli, emitting_checkpoint, tiny_corpus, tmp_path):
+    """Past OFFLINE_MAX_SECONDS the recording is encoded chunk by chunk: the same text as at once."""
+    from asr.checkpoint import checkpoint_tokenizer, load_model
+    from asr.cli import OFFLINE_MAX_SECONDS
+    from asr.decode import transcribe
+
+    pieces = [sf.read(f, dtype="float32")[0] for f in tiny_flacs(tiny_corpus)]
+    samples = np.concatenate(pieces * (OFFLINE_MAX_SECONDS * SAMPLE_RATE_HZ // sum(map(len, pieces)) + 2))
+    assert samples.size > OFFLINE_MAX_SECONDS * SAMPLE_RATE_HZ
+    wav = tmp_path / "long.wav"
+    sf.write(wav, samples, SAMPLE_RATE_HZ, subtype="FLOAT")
+    r = asr_cli("transcribe", wav, "--checkpoint", emitting_checkpoint)
+    assert r.returncode == 0, r.stderr
+    model, cfg, ckpt = load_model(emitting_checkpoint)
+    offline = transcribe(model, checkpoint_tokenizer(ckpt, cfg, str(emitting_checkpoint)), torch.from_numpy(samples))
+    assert offline and r.stdout.strip() == offline
 
 
 def _float_wav(path, samples, rate):
