@@ -10,8 +10,8 @@
   ``asr stream -``; a wav header at the start of the pipe is parsed here by hand because a pipe
   cannot be seeked, which ``soundfile`` needs; other containers and text are refused.
 
-Only :func:`load_audio` needs torch (its result is a tensor; resampling is torchaudio's), so it
-imports it when called: the benchmarks read audio with this module in processes that run only
+Only :func:`load_audio` needs torch (its result is a tensor) and soxr (its resampler), so it
+imports them when called: the benchmarks read audio with this module in processes that run only
 sherpa-onnx and measure their memory.
 
 Shape legend: S samples.
@@ -50,6 +50,21 @@ def _opened(path: str, files: str, or_else: str = "") -> Iterator[sf.SoundFile]:
         raise UserError(f"{path}: cannot read audio ({first_line(e)}); pass a readable {files}") from None
 
 
+READ_BLOCK_SAMPLES = 1 << 16  # samples per channel read at a time: bounded memory for any length and rate
+
+
+def check_finite(samples: np.ndarray, path: str, sample_rate_hz: int, offset: int = 0) -> None:
+    """UserError naming the first NaN or infinite sample of ``samples`` (which start at sample ``offset``
+    of ``path``): a float wav can hold them, and every later feature frame would be garbage."""
+    bad = ~np.isfinite(samples).reshape(-1)  # (S,) or (S, C) -> frame-major
+    if bad.any():
+        index = int(np.argmax(bad))
+        first, value = offset + index // (samples.shape[1] if samples.ndim == 2 else 1), samples.reshape(-1)[index]
+        raise UserError(f"{path}: sample {first} (at {first / sample_rate_hz:.3f} s) is {value}; the recording holds "
+                        "non-finite samples, so no transcript of it would be right; repair the recording or "
+                        "export it again from its source")
+
+
 def read_audio(path: str):
     """A 16 kHz mono wav/flac file -> (S,) float32 samples in [-1, 1]; anything else is a UserError
     (unlike :func:`load_audio`, nothing is resampled or mixed down behind the user's back)."""
@@ -64,18 +79,20 @@ def read_audio(path: str):
         data = f.read(dtype="float32")
     if data.size == 0:
         raise UserError(f"{path}: the file contains no samples; pass a non-empty recording")
+    check_finite(data, path, SAMPLE_RATE_HZ)
     return data
 
 
 def load_audio(path: str, *, warn=None):
     """Read an audio file as (S,) float32 in [-1, 1] at 16 kHz.
 
-    Another sample rate is resampled and several channels are averaged, each with a warning through
-    ``warn(message)`` (default: print to stderr). Unreadable or empty files raise UserError.
-    Returns a torch tensor."""
-    # lazy: torch and torchaudio only for this function (see the module docstring)
+    Another sample rate is resampled (soxr, high quality, in blocks: memory does not grow with the
+    rates' common divisor or the file's length beyond the 16 kHz result) and several channels are
+    averaged, each with a warning through ``warn(message)`` (default: print to stderr). Unreadable or
+    empty files and non-finite samples raise UserError. Returns a torch tensor."""
+    # lazy: torch only for this function (see the module docstring)
+    import soxr
     import torch
-    import torchaudio.functional
 
     if warn is None:
 
@@ -83,16 +100,33 @@ def load_audio(path: str, *, warn=None):
             print(f"warning: {message}", file=sys.stderr)
 
     with _opened(path, "wav or flac file") as f:
-        rate, data = f.samplerate, f.read(dtype="float32", always_2d=True)
-    if data.shape[0] == 0:
-        raise UserError(f"{path}: the file contains no samples; pass a non-empty recording")
-    if data.shape[1] > 1:
-        warn(f"{path}: {data.shape[1]} channels, averaged to mono")
-    samples = torch.from_numpy(data.mean(axis=1))
-    if rate != SAMPLE_RATE_HZ:
-        warn(f"{path}: sample rate {rate} Hz, resampled to {SAMPLE_RATE_HZ} Hz")
-        samples = torchaudio.functional.resample(samples, rate, SAMPLE_RATE_HZ)
-    return samples
+        rate, channels, frames = f.samplerate, f.channels, f.frames
+        if frames == 0:
+            raise UserError(f"{path}: the file contains no samples; pass a non-empty recording")
+        notices = []  # warned once the whole file has read well (a bad file gets its one error line only)
+        if channels > 1:
+            notices.append(f"{path}: {channels} channels, averaged to mono")
+        resampler = None
+        if rate != SAMPLE_RATE_HZ:
+            notices.append(f"{path}: sample rate {rate} Hz, resampled to {SAMPLE_RATE_HZ} Hz")
+            resampler = soxr.ResampleStream(rate, SAMPLE_RATE_HZ, 1, dtype="float32", quality="HQ")
+        out = np.empty(int(np.ceil(frames * SAMPLE_RATE_HZ / rate)) + 64, dtype=np.float32)  # + soxr's rounding
+        filled = read = 0
+        for block in f.blocks(blocksize=READ_BLOCK_SAMPLES, dtype="float32", always_2d=True):
+            check_finite(block, path, rate, offset=read)
+            read += block.shape[0]
+            mono = block[:, 0] if channels == 1 else block.mean(axis=1, dtype=np.float32)
+            if resampler is not None:
+                mono = resampler.resample_chunk(mono, last=False)
+            out[filled : filled + mono.size] = mono
+            filled += mono.size
+        if resampler is not None:
+            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            out[filled : filled + tail.size] = tail
+            filled += tail.size
+    for notice in notices:
+        warn(notice)
+    return torch.from_numpy(out[:filled])
 
 
 class BadAudio(UserError):
@@ -146,14 +180,70 @@ CONTAINERS = [(0, b"fLaC", "FLAC"), (0, b"OggS", "Ogg"), (0, b"ID3", "MP3"), (0,
 
 
 def _looks_like_text(head: bytes) -> bool:
-    """UTF-8 with only printable characters and line breaks (a character cut at the end allowed)."""
+    """Text in UTF-8 (a byte-order mark allowed), UTF-16 or Latin-1: only printable characters and line
+    breaks (a character cut at the end allowed). For UTF-16 and Latin-1, which any byte string decodes
+    in, most characters must also be ASCII letters and spaces, as in prose and word lists but not in
+    16-bit samples."""
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as e:
-        if e.start < len(head) - 3 or e.reason != "unexpected end of data":
-            return False
-        text = head[: e.start].decode("utf-8")
+        text = head[: e.start].decode("utf-8") if e.start >= len(head) - 3 and e.reason == "unexpected end of data" else None
+    if text is not None and _printable(text):
+        return True
+    candidates = [head.decode("latin-1")]
+    for bom, codec in ((b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"), (b"", "utf-16-le"), (b"", "utf-16-be")):
+        if head.startswith(bom):
+            body = head[len(bom) :]
+            candidates.append(body[: len(body) - len(body) % 2].decode(codec, errors="replace"))
+    return any(_printable(text) and sum(ch.isascii() and (ch.isalpha() or ch == " ") for ch in text) >= 0.6 * len(text)
+               for text in candidates)
+
+
+def _printable(text: str) -> bool:
     return bool(text) and all(ch.isprintable() or ch in "\t\n\r" for ch in text)
+
+
+# MPEG audio (MP3 without an ID3 tag starts with a frame): kbit/s by (version is MPEG-1, layer) and Hz by version.
+_MPEG_KBPS = {(True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+              (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+              (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+              (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+              (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}
+_MPEG_HZ = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # version bits -> rates
+MPEG_SNIFF_BYTES = 4096  # room for two frames at 320 kbit/s, 32 kHz
+
+
+def _mpeg_frame(head: bytes, pos: int) -> tuple[int, int] | None:
+    """(frame length in bytes, version-layer-rate key) of a valid MPEG audio frame header at ``pos``, else None."""
+    if len(head) < pos + 4 or head[pos] != 0xFF or head[pos + 1] & 0xE0 != 0xE0:
+        return None
+    version, layer_bits = (head[pos + 1] >> 3) & 3, (head[pos + 1] >> 1) & 3
+    bitrate_index, rate_index, padding = head[pos + 2] >> 4, (head[pos + 2] >> 2) & 3, (head[pos + 2] >> 1) & 1
+    if version == 1 or layer_bits == 0 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    layer, mpeg1 = 4 - layer_bits, version == 3
+    kbps = _MPEG_KBPS[(mpeg1, min(layer, 2) if not mpeg1 else layer)][bitrate_index - 1]
+    rate = _MPEG_HZ[version][rate_index]
+    if layer == 1:
+        size = (12 * kbps * 1000 // rate + padding) * 4
+    else:
+        size = (144 if mpeg1 or layer == 2 else 72) * kbps * 1000 // rate + padding
+    return size, head[pos + 1] & 0xFE | (head[pos + 2] & 0x0C) << 8
+
+
+def _looks_like_mpeg_audio(head: bytes) -> bool | None:
+    """True: two consecutive MPEG audio frames; False: not; None: a first frame header whose next frame
+    lies beyond ``head`` (read more bytes). Raw PCM that starts with the sample -1 (bytes FF FF) passes
+    the first header's checks about half the time, so one header is not enough."""
+    first = _mpeg_frame(head, 0)
+    if first is None:
+        return False
+    second = _mpeg_frame(head, first[0])
+    if second is None:
+        return None if len(head) < first[0] + 4 else False
+    return second[1] == first[1]
 
 
 class PcmReader:
@@ -172,7 +262,7 @@ class PcmReader:
     def feed(self, data: bytes):
         self.pending += data
         if self.kind is None and len(self.pending) >= SNIFF_BYTES:
-            self._sniff()
+            self._sniff(at_end=False)
         if self.kind == "wav header":
             self._parse_wav_header(at_end=False)
         return self._samples() if self.kind == "pcm" else np.zeros(0, np.float32)
@@ -180,7 +270,7 @@ class PcmReader:
     def finish(self):
         """End of input: the remaining samples, or a UserError for what is wrong with the input."""
         if self.kind is None and self.pending:
-            self._sniff()
+            self._sniff(at_end=True)
         if self.kind == "wav header":
             self._parse_wav_header(at_end=True)
         samples = self._samples() if self.kind == "pcm" else np.zeros(0, np.float32)
@@ -191,16 +281,20 @@ class PcmReader:
             raise UserError(f"stdin: no audio received; pipe {RAW_FORMAT} into 'asr stream MODEL_DIR -'")
         return samples
 
-    def _sniff(self) -> None:
+    def _sniff(self, at_end: bool) -> None:
         head = self.pending[:SNIFF_BYTES]
         if head.startswith(b"RIFF"):
             self.kind = "wav header"
             return
-        for offset, magic, name in CONTAINERS:
-            if head[offset : offset + len(magic)] == magic:
-                raise UserError(f"stdin: starts like a {name} file, but '-' reads {RAW_FORMAT}; pass the file's path "
-                                "instead, or convert it: 'ffmpeg -loglevel error -i FILE -f s16le -ar 16000 -ac 1 - "
-                                "| asr stream MODEL_DIR -'")
+        mpeg = _looks_like_mpeg_audio(self.pending[:MPEG_SNIFF_BYTES])
+        if mpeg is None and not at_end and len(self.pending) < MPEG_SNIFF_BYTES:
+            return  # wait for the second frame's header
+        name = next((name for offset, magic, name in CONTAINERS if head[offset : offset + len(magic)] == magic), None)
+        if name is not None or mpeg:
+            name = name or "MP3 (MPEG audio)"
+            raise UserError(f"stdin: starts like a {name} file, but '-' reads {RAW_FORMAT}; pass the file's path "
+                            "instead, or convert it: 'ffmpeg -loglevel error -i FILE -f s16le -ar 16000 -ac 1 - "
+                            "| asr stream MODEL_DIR -'")
         if _looks_like_text(head):
             raise UserError(f"stdin: looks like text ({head[:20]!r}...), not audio; '-' reads {RAW_FORMAT}, e.g. "
                             "'arecord -q -f S16_LE -r 16000 -c 1 -t raw | asr stream MODEL_DIR -'")

@@ -128,6 +128,10 @@ def load_model(path: str | Path) -> tuple[Transducer, TrainConfig, dict]:
                         "pass a .pt file written by 'asr train'") from None
     if method is not None:
         method.convert_loaded(model)
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UserError(f"{path}: weight {name} holds NaN or infinite values (the run that wrote it diverged); "
+                            "use an earlier checkpoint of the run, or train again with a lower optim.lr")
     model.eval()
     return model, cfg, ckpt
 

@@ -16,17 +16,24 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import warnings
 from pathlib import Path
 
 from asr.audio import RAW_FORMAT
 from asr.bench import process_env, reexec_with_env
+from asr.bounds import Range
 from asr.chunking import TAIL_PADDING_S
+from asr.decoding.context_graph import SCORE_BOUNDS
 from asr.data.synth import SIZES
-from asr.errors import UserError
+from asr.errors import UserError, os_error_line
+from asr.frontend import SAMPLE_RATE_HZ
 
 SEARCHES = ["greedy", "modified_beam_search"]
+# asr transcribe encodes a longer recording chunk by chunk (the streaming loop, whose final text equals
+# offline decoding's): its memory stays bounded (1 hour of audio: 3.8 GB at once)
+OFFLINE_MAX_SECONDS = 60
 INT8_FLAVOURS = ["dynamic", "static", "accelerator"]  # export.int8.FLAVOURS (a test keeps them equal)
 COMPRESSION_METHODS = "s8bqat, gq, qat, aat, csp or magnitude"  # asr.compression.METHODS (a test keeps them equal)
 BENCH_HELP = {
@@ -105,9 +112,17 @@ def _threads_option(p: argparse.ArgumentParser) -> None:
                                                           "more threads are often slower)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error contract: one ``error:`` line and exit status 2 (argparse
+    prints its usage block first), naming the verb and where its options are listed."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message}; see '{self.prog} --help'\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="asr", formatter_class=fmt,
         description="ondevice-asr: train, compress, export and stream on-device transducers.",
         epilog="example (the whole demo: data, features, BPE, training, decoding, export, streaming):\n  make demo\n\n"
@@ -150,6 +165,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", required=True)
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in train.exp_dir")
+    tr.add_argument("--force", action="store_true", help="train a new run into a train.exp_dir that holds a finished "
+                                                         "or started one (its checkpoints are deleted)")
 
     comp = verb("compress", "fine-tune a float checkpoint into a compressed one (sub-8-bit, int8 QAT, pruning) "
                             "through the training loop; writes final.pt with the converted model")
@@ -160,6 +177,8 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value, e.g. compression.bits=3")
     comp.add_argument("--exp-dir", default=None, help="output folder (default: train.exp_dir, else <CKPT dir>/compress-<method>)")
     comp.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output folder")
+    comp.add_argument("--force", action="store_true", help="start anew in an output folder that holds a finished or "
+                                                           "started run (its checkpoints are deleted)")
 
     dec = verb("decode", "decode cut manifests and write recogs/errs/wer files")
     dec.add_argument("--checkpoint", required=True)
@@ -333,8 +352,6 @@ def _bench_options(p: dict[str, argparse.ArgumentParser]) -> None:
 def _threads(n: int) -> None:
     import torch  # lazy: the verbs that run torch set its threads
 
-    if n < 1:
-        raise UserError(f"--threads {n}: must be >= 1")
     torch.set_num_threads(n)
 
 
@@ -344,6 +361,22 @@ def _threads(n: int) -> None:
 
 # The verbs that read a checkpoint or a training config, either of which may be a compression run's
 # (whose model is built through its method's handler). The others never build a model.
+# The range of every numeric option that more than one verb takes, checked for every verb before it runs
+# (argparse only checks the type): a beam of 0, a tail padding of 1e9 s or a hotword score of 1e308 would
+# otherwise crash or overflow deep inside the search.
+OPTION_BOUNDS = {"beam": Range(1, 1000), "threads": Range(1, 1024), "tail_padding": Range(0, 60),
+                 "hotwords_score": SCORE_BOUNDS, "chunk_feature_frames": Range(0, 4096), "num_calib": Range(1, 1_000_000),
+                 "max_utts": Range(0, 10_000_000)}
+
+
+def _check_options(args) -> None:
+    for name, bounds in OPTION_BOUNDS.items():
+        value = getattr(args, name, None)
+        for v in value if isinstance(value, list) else [value]:
+            if v is not None and v not in bounds:
+                raise UserError(f"--{name.replace('_', '-')} {v}: must be {bounds}")
+
+
 COMPRESSED_MODEL_VERBS = {"train", "compress", "decode", "transcribe", "emulate", "export", "bench"}
 
 
@@ -384,22 +417,28 @@ def _cmd_train(args) -> None:
     from asr.config import load_config  # lazy: this verb's stack
     from asr.train import train  # lazy: this verb's stack
 
-    result = train(load_config(args.config, args.set), resume=args.resume)
+    if args.resume and args.force:
+        raise UserError("--resume continues the run in train.exp_dir, --force replaces it; pass one of them")
+    result = train(load_config(args.config, args.set), resume=args.resume, force=args.force)
     print(f"final checkpoint: {result.final_checkpoint}")
 
 
 def _cmd_compress(args) -> None:
     from asr.compress import compress  # lazy: this verb's stack
 
-    result = compress(args.checkpoint, args.method, args.config, args.set, args.exp_dir, resume=args.resume)
+    if args.resume and args.force:
+        raise UserError("--resume continues the run in the output folder, --force replaces it; pass one of them")
+    result = compress(args.checkpoint, args.method, args.config, args.set, args.exp_dir, resume=args.resume, force=args.force)
     print(f"final checkpoint: {result.final_checkpoint}")
 
 
 def _cmd_decode(args) -> None:
     from asr.decode import decode, results_values, set_name, table  # lazy: this verb's stack
-    from asr.fileio import update_json  # lazy: this verb's stack
+    from asr.fileio import read_json_object, update_json  # lazy: this verb's stack
 
     _threads(args.threads)
+    if args.results_json:
+        read_json_object(args.results_json)  # a bad results file: refused before the decode, not after
     parts = [set_name(cuts) for cuts in args.cuts]
     if len(set(parts)) < len(parts):
         raise UserError(f"--cuts names one set twice ({', '.join(args.cuts)}); each set's results are keyed by its name")
@@ -422,11 +461,20 @@ def _cmd_transcribe(args) -> None:
     model, cfg, ckpt = load_model(args.checkpoint)
     tokenizer = checkpoint_tokenizer(ckpt, cfg, args.checkpoint, args.bpe_model)
     samples = load_audio(args.audio)
-    if not args.streaming:
+    long = samples.numel() > OFFLINE_MAX_SECONDS * SAMPLE_RATE_HZ
+    if not args.streaming and not long:
         print(transcribe(model, tokenizer, samples, args.decoding_method, args.beam))
         return
+    if long and not args.streaming and model.encoder.required_chunk_encoder_frames == 0:
+        raise UserError(f"{args.audio}: {samples.numel() / SAMPLE_RATE_HZ:.0f} s long, and {args.checkpoint} is a "
+                        "full-context model, which attends over a whole recording at once (memory grows with the "
+                        f"square of its length); cut the recording into pieces of at most {OFFLINE_MAX_SECONDS} s, e.g. "
+                        f"'sox {args.audio} piece.wav trim 0 {OFFLINE_MAX_SECONDS} : newfile : restart'")
     rec = StreamingRecognizer(model, tokenizer, chunking_for(model.encoder, args.chunk_feature_frames, args.checkpoint),
                               args.decoding_method, args.beam)
+    if not args.streaming:  # a long recording: chunk by chunk, in bounded memory, to the same text
+        print(rec.transcribe(samples))
+        return
     final = rec.transcribe(samples, on_partial=lambda text: print(f"partial: {text}", flush=True))
     print(f"final: {final}")
 
@@ -439,10 +487,12 @@ def _cmd_average(args) -> None:
 
 
 def _cmd_emulate(args) -> None:
-    from asr.fileio import update_json  # lazy: this verb's stack
+    from asr.fileio import read_json_object, update_json  # lazy: this verb's stack
     from export.nna.emulate import emulate, results, table  # lazy: this verb's stack
 
     _threads(args.threads)
+    if args.results_json:
+        read_json_object(args.results_json)  # a bad results file: refused before the emulation, not after
     out = args.out or str(Path(args.checkpoint).parent / "emulate")
     r = emulate(args.checkpoint, args.cuts, out, args.calib, args.num_calib, args.profile, args.backend,
                 args.decoding_method, args.beam, args.chunk_feature_frames, args.logits_bits, args.bpe_model)
@@ -468,11 +518,13 @@ def _cmd_stream(args) -> None:
     stdin = args.inputs == ["-"]
     if "-" in args.inputs and not stdin:
         raise UserError("'-' (stdin) must be the only input; decode files and stdin in separate 'asr stream' runs")
+    if stdin and sys.stdin is None:  # the shell closed file descriptor 0 ('<&-')
+        raise UserError(f"stdin is closed; pipe {RAW_FORMAT} into it, e.g. "
+                        "'arecord -q -f S16_LE -r 16000 -c 1 -t raw | asr stream MODEL_DIR -'")
     if stdin and sys.stdin.isatty():
         raise UserError(f"stdin is a terminal; pipe {RAW_FORMAT} into it, e.g. "
                         "'arecord -q -f S16_LE -r 16000 -c 1 -t raw | asr stream MODEL_DIR -'")
-    jsonl.check_options(args.decoding_method, args.beam, args.hotwords_file, args.hotwords_score, args.threads,
-                        args.tail_padding)
+    jsonl.check_options(args.decoding_method, args.hotwords_file)
     endpoint = None
     if args.endpoint:
         for option in ("rule1_min_trailing_silence", "rule2_min_trailing_silence", "rule3_min_utterance_length"):
@@ -519,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     warnings.filterwarnings("ignore", message=".*LSTM with projections is not supported with oneDNN.*")
     try:
+        _check_options(args)
         if args.verb == "bench":  # before torch or BLAS loads
             reexec_with_env(process_env(args), argv)
         if args.verb in COMPRESSED_MODEL_VERBS:
@@ -526,6 +579,12 @@ def main(argv: list[str] | None = None) -> int:
         globals()[f"_cmd_{args.verb}"](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader left ('asr stream ... | head -n 1'): end quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else the flush at exit fails again
+        return 141  # 128 + SIGPIPE: what a shell reports for a tool that SIGPIPE ended
+    except OSError as e:  # a full disk, an output path that cannot be written
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

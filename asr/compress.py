@@ -70,7 +70,7 @@ def compress_config(checkpoint: str, method: str, path: str | None = None, overr
 
 
 def compress(checkpoint: str, method: str, path: str | None = None, overrides: list[str] = (),
-             exp_dir: str | None = None, resume: bool = False) -> TrainResult:
+             exp_dir: str | None = None, resume: bool = False, force: bool = False) -> TrainResult:
     """Fine-tune ``checkpoint`` with ``method`` (see :func:`compress_config`); ``final.pt`` holds the
-    converted model."""
-    return train(compress_config(checkpoint, method, path, overrides, exp_dir), resume=resume)
+    converted model. ``resume`` and ``force`` as in :func:`asr.train.train`."""
+    return train(compress_config(checkpoint, method, path, overrides, exp_dir), resume=resume, force=force)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from asr.bounds import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Range
 from asr.compression import config_class as compression_config_class
 from asr.errors import UserError, first_line
 from asr.models.config import ModelConfig
@@ -53,9 +55,9 @@ class DataConfig:
     # log-mel bin, so it is applied exactly on cached features.
     volume_perturb_db: float = 6.0
 
-    def __post_init__(self):
-        if self.max_duration_s <= 0:
-            raise UserError(f"data.max_duration_s={self.max_duration_s}: must be > 0 seconds")
+    BOUNDS = {"max_duration_s": Range(0, 86400, low_open=True), "num_buckets": Range(1, 1000), "max_dev_cuts": COUNT,
+              "freq_masks": Range(0, 100), "freq_mask_bins": Range(0, 1000), "time_masks": Range(0, 100),
+              "time_mask_ratio": FRACTION, "freq_warp": Range(0, 1, high_open=True), "volume_perturb_db": Range(0, 60)}
 
 
 @dataclass
@@ -67,12 +69,15 @@ class OptimConfig:
     betas: tuple = (0.9, 0.98)
     warmup_steps: int = 200
     final_lr_ratio: float = 0.05
-    clip_grad_norm: float = 5.0
+    clip_grad_norm: float = 5.0  # the gradient's norm is scaled down to at most this
+
+    BOUNDS = {"lr": Range(0, 10, low_open=True), "weight_decay": Range(0, 10), "betas": Range(0, 1, high_open=True),
+              "warmup_steps": NON_NEGATIVE, "final_lr_ratio": FRACTION, "clip_grad_norm": POSITIVE}
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
-        if self.lr <= 0:
-            raise UserError(f"optim.lr={self.lr}: must be > 0")
+        if len(self.betas) != 2:
+            raise UserError(f"optim.betas={list(self.betas)}: give two numbers in [0, 1), e.g. [0.9, 0.98]")
 
 
 @dataclass
@@ -92,9 +97,11 @@ class LoopConfig:
     average_last: int = 1  # checkpoints averaged into final.pt (1 = the last one)
     progress: bool = True
 
+    BOUNDS = {"max_steps": COUNT, "max_minutes": NON_NEGATIVE, "seed": Range(0, 2**63 - 1), "num_threads": Range(0, 4096),
+              "log_every": COUNT, "diagnostics_every": NON_NEGATIVE, "valid_every": COUNT, "save_every": COUNT,
+              "keep_last": Range(1, 10000), "average_last": COUNT}
+
     def __post_init__(self):
-        if self.max_steps <= 0:
-            raise UserError(f"train.max_steps={self.max_steps}: must be > 0")
         if self.average_last < 1 or self.average_last > self.keep_last:
             raise UserError(
                 f"train.average_last={self.average_last}: must be in 1..train.keep_last={self.keep_last}"
@@ -159,21 +166,41 @@ def from_dict(cls, data: dict, where: str, prefix: str = ""):
             kwargs[key] = from_dict(hint, value, where, f"{prefix}{key}.")
         else:
             kwargs[key] = _coerce(value, hint, where, f"{prefix}{key}")
+            bounds = getattr(cls, "BOUNDS", {}).get(key)
+            if bounds is not None:
+                _check_bounds(kwargs[key], bounds, where, f"{prefix}{key}")
     try:
         return cls(**kwargs)
     except TypeError as e:
         raise UserError(f"{where}: bad value in section '{prefix or '<top>'}': {e}") from None
 
 
+def _check_bounds(value, bounds: Range, where: str, key: str) -> None:
+    """``value`` (a number, or a list or tuple of numbers) within the field's declared range."""
+    for number in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise UserError(f"{where}: {key}={value!r}: expected numbers")
+        if number not in bounds:
+            raise UserError(f"{where}: {key}={value!r}: must be {bounds}")
+
+
 def _coerce(value, hint, where: str, key: str):
-    """Numbers as the field declares them: YAML 1.1 reads ``1e-3`` (no dot) as a string."""
+    """Values as the field declares them. Numbers: YAML 1.1 reads ``1e-3`` (no dot) as a string;
+    floats must be finite. Booleans only from YAML's true/false: a quoted "false" or "no" (a string,
+    which Python would take as true) and 0/1 are refused."""
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{where}: {key}={value!r}: expected true or false (unquoted)")
+        return value
     if hint in (int, float) and not isinstance(value, bool):
         try:
             number = hint(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise UserError(f"{where}: {key}={value!r}: expected {'an integer' if hint is int else 'a number'}") from None
         if hint is int and isinstance(value, float) and number != value:
             raise UserError(f"{where}: {key}={value!r}: expected an integer")
+        if hint is float and not math.isfinite(number):
+            raise UserError(f"{where}: {key}={value!r}: expected a finite number")
         return number
     return value
 

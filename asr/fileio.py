@@ -1,16 +1,23 @@
 """Atomic file writes: the one place that implements "write to a temp file, then rename".
 
 Every output a user may find after a crash (checkpoints, manifests, tokens, decode results) goes
-through :func:`atomic_write`, so a file is either complete or absent, and no temp file is left.
+through :func:`atomic_write`, so a file is either complete or absent. A temp file of a process that
+was killed (``kill -9``, power loss) cannot be removed by it: the next write of the same file removes
+it (:func:`remove_stale_temps`).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from asr.errors import UserError, first_line
 
 
 @contextmanager
@@ -20,6 +27,7 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     from them)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path.parent, f".{path.name}.tmp-")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{''.join(path.suffixes)}")
     try:
         yield tmp
@@ -28,9 +36,55 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path, prefix: str) -> None:
+    """Remove the files and folders in ``folder`` named ``<prefix><pid>...`` whose process is gone (this
+    program's temp names end in the writer's pid)."""
+    if not folder.is_dir():
+        return
+    for stale in folder.glob(f"{glob.escape(prefix)}*"):
+        pid = re.match(r"\d+", stale.name[len(prefix) :])
+        if pid is None or int(pid.group()) == os.getpid() or _alive(int(pid.group())):
+            continue
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_write(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def read_json_object(path: str | Path) -> dict:
+    """The JSON object in ``path`` ({} if there is no such file); a UserError if it holds anything else.
+    Commands that end by merging their numbers into a results file call it first, before their work."""
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{p}: a folder, but the results are written to a JSON file; pass a file name")
+    if not p.exists():
+        return {}
+    if not p.is_file():
+        raise UserError(f"{p}: not a regular file (a device or a pipe), but the results are written to a JSON file; "
+                        "pass a file name")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{p}: not valid JSON ({first_line(e)}); pass a new file name or a results file written by asr") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{p}: holds a JSON {type(data).__name__}, not an object of named results; pass a new file "
+                        "name or a results file written by asr")
+    return data
 
 
 def update_json(path: str | Path, values: dict) -> dict:
@@ -38,7 +92,7 @@ def update_json(path: str | Path, values: dict) -> dict:
     The results files of the recipes (``exp/<run>/results.json``) are built this way, one command's
     numbers at a time."""
     p = Path(path)
-    data = json.loads(p.read_text()) if p.is_file() else {}
+    data = read_json_object(p)
     data.update(values)
     write_text_atomic(p, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return data

@@ -26,6 +26,7 @@ import itertools
 import json
 import math
 import re
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from asr.compression import CompressionMethod, codebooks, fp32_bytes, handler, m
 from asr.compression.packing import save_packed
 from asr.config import TrainConfig, to_dict
 from asr.data.augment import augment
-from asr.data.dataset import collate, load_cuts
+from asr.data.dataset import collate, cut_features, load_cuts
 from asr.decoding.search import greedy_search
 from asr.errors import UserError
 from asr.fileio import write_text_atomic
@@ -136,7 +137,7 @@ def feature_stats(cuts, max_cuts: int = 500) -> tuple[torch.Tensor, torch.Tensor
     for i, cut in enumerate(cuts):
         if i >= max_cuts:
             break
-        feats = torch.from_numpy(cut.load_features()).double()
+        feats = torch.from_numpy(cut_features(cut)).double()
         total = total + feats.sum(0)
         total_sq = total_sq + (feats**2).sum(0)
         count += feats.size(0)
@@ -226,6 +227,16 @@ def _step_checkpoints(exp_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def _check_new_run(exp_dir: Path) -> None:
+    """A new run goes into a folder without checkpoints: a finished or started run is not overwritten."""
+    if (exp_dir / "final.pt").is_file():
+        raise UserError(f"{exp_dir / 'final.pt'}: this folder holds a finished run; pass --force to train a new one in "
+                        "its place (its checkpoints are deleted), or choose another train.exp_dir")
+    if exp_dir.is_dir() and _step_checkpoints(exp_dir):
+        raise UserError(f"{exp_dir}: already holds checkpoints; pass --resume to continue, --force to start anew "
+                        "(they are deleted), or choose another train.exp_dir")
+
+
 def _load_float_weights(model, cfg: TrainConfig, float_ckpt: dict) -> None:
     """Fill ``model`` with the float checkpoint a compression run starts from."""
     if float_ckpt["config"]["model"] != to_dict(cfg.model):
@@ -286,9 +297,13 @@ def _write_diagnostics(exp_dir: Path, writer, step: int, result: StepResult, gro
         f.write(json.dumps(record) + "\n")
 
 
-def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
-    """Train from ``cfg``; with ``resume`` continue from the newest ``step-*.pt`` in ``exp_dir``."""
+def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False) -> TrainResult:
+    """Train from ``cfg``; with ``resume`` continue from the newest ``step-*.pt`` in ``exp_dir``. A new run
+    into a folder that holds checkpoints (a ``final.pt`` or step checkpoints) is refused unless ``force``,
+    which deletes them first."""
     exp_dir = Path(cfg.train.exp_dir)
+    if not resume and not force:
+        _check_new_run(exp_dir)
     float_ckpt = _float_checkpoint(cfg, resume)
     tokenizer = _tokenizer(cfg, float_ckpt)
     if cfg.model.vocab_size == 0:
@@ -322,8 +337,10 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
             raise UserError(f"{exp_dir}: no step-*.pt checkpoint to resume from; drop --resume to start a new run")
         at = _resume(existing[-1], cfg, model, optimizer, scheduler, aug_gen, log)
     else:
-        if existing:
-            raise UserError(f"{exp_dir}: already holds checkpoints; pass --resume to continue, or choose another train.exp_dir")
+        if force:  # refused before the data was read (_check_new_run) unless forced: delete the old run now
+            for path in [*existing, *(exp_dir / name for name in ("final.pt", "validation.jsonl", "diagnostics.jsonl"))]:
+                path.unlink(missing_ok=True)
+            shutil.rmtree(exp_dir / "tensorboard", ignore_errors=True)
         if method is None:  # a compression run keeps the float model's statistics
             mean, std = feature_stats(train_cuts)
             model.encoder.normalize.set_stats(mean, std)

@@ -20,6 +20,7 @@ from pathlib import Path
 from asr.checkpoint import checkpoint_tokenizer, load_model
 from asr.chunking import chunking_for
 from asr.errors import UserError
+from asr.fileio import remove_stale_temps
 from asr.models.convrnnt import ConvRNNTEncoder
 from asr.models.predictor import StatelessPredictor
 from asr.streaming.pytorch import is_lstm
@@ -58,7 +59,9 @@ def export_onnx(checkpoint: str, out_dir: str, chunk_feature_frames: int | None 
     model = model.float().eval()
 
     out = Path(out_dir)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out, ".export.tmp-")  # of an export that was killed
     tmp = out / f".export.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -80,6 +83,8 @@ def export_onnx(checkpoint: str, out_dir: str, chunk_feature_frames: int | None 
             shutil.rmtree(out / f"int8-{flavour}", ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if created and not any(out.iterdir()):  # failed or interrupted: no empty folder left behind
+            out.rmdir()
     return {"out": str(out), "files": {f: (out / f).stat().st_size for f in files}, "max_abs_diff": errs,
             "decode_chunk_len": chunking.chunk_feature_frames, "T": chunking.window_feature_frames, "int8": int8_info}
 

@@ -26,6 +26,7 @@ graph is ``asr.streaming.pytorch.EncoderStep``, the module the PyTorch streaming
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from pathlib import Path
 
@@ -217,6 +218,8 @@ def write_graphs(model, out: Path, chunking: Chunking, unrolled: bool = False, f
     def axes(d: dict) -> dict | None:
         return None if fixed_batch else {k: {v: "N"} for k, v in d.items()}
 
+    # one id in the three graphs' metadata: a recognizer refuses a folder whose graphs come from different exports
+    export_id = uuid.uuid4().hex
     h, c = graph.init_state(n)
     _export(graph, (torch.zeros(n, T, enc.normalize.mean.numel()), h, c), out / "encoder.onnx",
             ["x", "state0", "state1"], ["encoder_out", "new_state0", "new_state1"],
@@ -225,13 +228,13 @@ def write_graphs(model, out: Path, chunking: Chunking, unrolled: bool = False, f
     add_metadata(out / "encoder.onnx", {
         "model_type": "lstm", "version": 1, "model_author": "ondevice-asr", "decode_chunk_len": chunking.chunk_feature_frames,
         "T": T, "num_encoder_layers": layers, "d_model": P, "rnn_hidden_size": H,
-        "encoder": type(enc).__name__, "state_layout": "lstm" if graph.packer is None else "packed"})
+        "encoder": type(enc).__name__, "state_layout": "lstm" if graph.packer is None else "packed", "export_id": export_id})
     _export(DecoderGraph(model), (torch.zeros(n, ctx, dtype=torch.int64),), out / "decoder.onnx", ["y"],
             ["decoder_out"], axes({"y": 0, "decoder_out": 0}))
-    add_metadata(out / "decoder.onnx", {"vocab_size": vocab, "context_size": ctx})
+    add_metadata(out / "decoder.onnx", {"vocab_size": vocab, "context_size": ctx, "export_id": export_id})
     _export(JoinerGraph(model), (torch.zeros(n, J), torch.zeros(n, J)), out / "joiner.onnx",
             ["encoder_out", "decoder_out"], ["logit"], axes({"encoder_out": 0, "decoder_out": 0, "logit": 0}))
-    add_metadata(out / "joiner.onnx", {"joiner_dim": J})
+    add_metadata(out / "joiner.onnx", {"joiner_dim": J, "export_id": export_id})
     if not fixed_batch:
         for name in GRAPHS:
             fixed = batch_axes_are_dynamic(out / name, BATCH_AXES)

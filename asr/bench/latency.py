@@ -50,7 +50,7 @@ from asr.bench import json_process
 from asr.checkpoint import load_model
 from asr.data.librispeech import test_set
 from asr.errors import UserError
-from asr.fileio import atomic_write, update_json, write_text_atomic
+from asr.fileio import atomic_write, read_json_object, update_json, write_text_atomic
 from asr.frontend import SAMPLE_RATE_HZ
 from asr.metrics import word_errors
 from export.int8 import FLAVOURS
@@ -277,6 +277,8 @@ def run(args) -> None:
     if args.results_json and args.engines and not ({"onnx-fp32", "sherpa-onnx-fp32"} <= chosen
                                                    and any(e.startswith("onnx-int8-") for e in chosen)):
         raise UserError(RESULTS_ENGINES)
+    if args.results_json:
+        read_json_object(args.results_json)  # a bad results file: refused before the benchmark, not after
     rows, summary = bench_latency(args.model_dir, args.audio_dir, args.checkpoint, args.max_utts, args.decoding_method,
                                   args.beam, tuple(args.threads), args.max_silence, args.engines, args.json, args.plot)
     label = args.decoding_method if args.decoding_method == "greedy" else f"{args.decoding_method}, beam {args.beam}"

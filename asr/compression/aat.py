@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from asr.compression.common import MethodConfig
+from asr.bounds import COUNT, NON_NEGATIVE, Range
 from asr.errors import UserError
 from nna_emulator import spec
 
@@ -21,10 +22,9 @@ class AATConfig(MethodConfig):
     profile: str = "fixed_point"
     chunk_feature_frames: int = 32  # the encoder runs streaming, as deployed (0: the whole utterance at once)
 
+    BOUNDS = {"num_calib": COUNT, "recalibrate_every": NON_NEGATIVE, "chunk_feature_frames": Range(0, 100000)}
+
     def __post_init__(self):
         self.check_method("aat")
-        if self.num_calib < 1 or self.recalibrate_every < 0 or self.chunk_feature_frames < 0:
-            raise UserError(f"aat num_calib={self.num_calib}, recalibrate_every={self.recalibrate_every}, "
-                            f"chunk_feature_frames={self.chunk_feature_frames}: need >= 1, >= 0, >= 0")
         if self.profile not in spec.PROFILES:
             raise UserError(f"aat profile={self.profile!r}: use one of {', '.join(spec.PROFILES)}")

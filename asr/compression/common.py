@@ -24,7 +24,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from asr.bounds import Range
 from asr.errors import UserError
+
+BITS = Range(1, 8)  # weight bit widths
 
 CODEBOOK_SUFFIX = "_codebook"
 MASK_SUFFIX = "_mask"
@@ -70,7 +73,7 @@ class MethodConfig:
         """Bit widths are integers from 1 to 8 (the default and every per-layer one)."""
         self.check_per_layer("bits_per_layer", per_layer)
         for name, b in [("bits", bits), *per_layer.items()]:
-            if not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= 8:
+            if not isinstance(b, int) or isinstance(b, bool) or b not in BITS:
                 raise UserError(f"{self.method} {name}={b}: bit widths must be integers from 1 to 8")
 
 

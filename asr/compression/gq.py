@@ -37,7 +37,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from asr.compression.codebook import hard_compress, nearest_index
-from asr.compression.common import CODEBOOK_SUFFIX, CompressionMethod, MethodConfig, check_names, register_handler
+from asr.compression.common import BITS, CODEBOOK_SUFFIX, CompressionMethod, MethodConfig, check_names, register_handler
+from asr.bounds import COUNT, FRACTION, Range
 from asr.errors import UserError
 from nna_emulator import spec
 
@@ -177,16 +178,14 @@ class GQConfig(MethodConfig):
     snap_int8: bool = True  # levels on the int8 grid of the range (s / 127): the NNA runs them exactly
     scale_init: str = "mse"  # "mse": the range that quantizes the float weights best; "max": max |W|
 
+    BOUNDS = {"bits": BITS, "mu_init": Range(0, 1e6, low_open=True), "anneal_fraction": FRACTION,
+              "tau_min_ratio": Range(0, 1, low_open=True), "quantize_every": COUNT, "param_lr_ratio": Range(0, 1e3)}
+
     def __post_init__(self):
         self.check_method("gq")
         self.check_bits(self.bits, self.bits_per_layer)
-        if self.mu_init <= 0 or not 0 <= self.anneal_fraction <= 1 or not 0 < self.tau_min_ratio <= 1:
-            raise UserError(f"GQ mu_init={self.mu_init}, anneal_fraction={self.anneal_fraction}, "
-                            f"tau_min_ratio={self.tau_min_ratio}: need > 0, in [0, 1], in (0, 1]")
         if self.scale_init not in ("mse", "max"):
             raise UserError(f"GQ scale_init={self.scale_init!r}: use 'mse' or 'max'")
-        if self.quantize_every < 1 or self.param_lr_ratio < 0:
-            raise UserError(f"GQ quantize_every={self.quantize_every}, param_lr_ratio={self.param_lr_ratio}: need >= 1 and >= 0")
 
     def tau_ratio(self, step: int, total_steps: int) -> float:
         """tau / tau_0 at ``step``: tau_min_ratio^(t / T_anneal) while annealing, 0 (hard) after."""

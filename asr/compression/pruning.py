@@ -38,7 +38,10 @@ from torch import nn
 
 from asr.compression.common import (MASK_SUFFIX, CompressionMethod, MethodConfig, check_names, masks, no_embedding_filter,
                                      register_handler)
+from asr.bounds import COUNT, FRACTION, Range
 from asr.errors import UserError
+
+SPARSITY = Range(0, 1, high_open=True)  # the fraction of a weight set to zero
 
 CODE_SUFFIX = "_cs_code"  # CSP's sparse reconstruction X of a weight, refreshed at every event
 
@@ -53,16 +56,18 @@ class PruningConfig(MethodConfig):
     prune_every: int = 20  # steps between pruning events
     filter_fn: Callable[[nn.Module, str], bool] = field(default=no_embedding_filter, metadata={"yaml": False})
 
+    BOUNDS = {"sparsity": SPARSITY, "initial_sparsity": SPARSITY, "start_fraction": FRACTION, "end_fraction": FRACTION,
+              "prune_every": COUNT}
+
     def _check(self, name: str) -> None:
         self.check_method(name)
         self.check_per_layer("sparsity_per_layer", self.sparsity_per_layer)
-        for key, s in [("sparsity", self.sparsity), ("initial_sparsity", self.initial_sparsity),
-                       *self.sparsity_per_layer.items()]:
-            if not 0 <= s < 1:
+        for key, s in self.sparsity_per_layer.items():
+            if not isinstance(s, (int, float)) or isinstance(s, bool) or s not in SPARSITY:
                 raise UserError(f"{name} {key}={s}: a sparsity is a fraction in [0, 1)")
-        if not 0 <= self.start_fraction <= self.end_fraction <= 1 or self.prune_every < 1:
-            raise UserError(f"{name} start_fraction={self.start_fraction}, end_fraction={self.end_fraction}, "
-                            f"prune_every={self.prune_every}: need 0 <= start <= end <= 1 and prune_every >= 1")
+        if self.start_fraction > self.end_fraction:
+            raise UserError(f"{name} start_fraction={self.start_fraction}, end_fraction={self.end_fraction}: the start "
+                            "must not come after the end")
 
     def target(self, qualified: str) -> float:
         return self.sparsity_per_layer.get(qualified, self.sparsity)
@@ -101,11 +106,11 @@ class CSPConfig(PruningConfig):
     alpha: float = 0.1  # weight of mean |W * M|
     beta: float = 1.0  # weight of mean (W - X)^2
 
+    BOUNDS = {**PruningConfig.BOUNDS, "measure_ratio": Range(0, 1, low_open=True), "block": Range(2, 65536),
+              "iters": Range(1, 10000), "alpha": Range(0, 1e6), "beta": Range(0, 1e6)}
+
     def __post_init__(self):
         self._check("csp")
-        if not 0 < self.measure_ratio <= 1 or self.block < 2 or self.iters < 1 or self.alpha < 0 or self.beta < 0:
-            raise UserError(f"csp measure_ratio={self.measure_ratio}, block={self.block}, iters={self.iters}, "
-                            f"alpha={self.alpha}, beta={self.beta}: need (0, 1], >= 2, >= 1, >= 0, >= 0")
 
 
 # ---- the compressed-sensing solver ------------------------------------------------------------------

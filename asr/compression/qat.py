@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from asr.compression.common import CompressionMethod, MethodConfig, check_names, int8_bytes, register_handler
+from asr.bounds import Range
 from asr.errors import UserError
 from nna_emulator import spec
 
@@ -222,10 +223,10 @@ class Int8QATConfig(MethodConfig):
     momentum: float = 0.99  # of the activation range observers
     profile: str = "fixed_point"  # the NNA's requantization (nna_emulator.spec.PROFILES)
 
+    BOUNDS = {"momentum": Range(0, 1, high_open=True)}
+
     def __post_init__(self):
         self.check_method("qat")
-        if not 0 <= self.momentum < 1:
-            raise UserError(f"qat momentum={self.momentum}: must be in [0, 1)")
         if self.profile not in spec.PROFILES:
             raise UserError(f"qat profile={self.profile!r}: use one of {', '.join(spec.PROFILES)}")
 

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from asr.compression.codebook import hard_compress, lloyd_max, mracos
-from asr.compression.common import CODEBOOK_SUFFIX, CompressionMethod, MethodConfig, check_names, codebooks, register_handler
+from asr.compression.common import BITS, CODEBOOK_SUFFIX, CompressionMethod, MethodConfig, check_names, codebooks, register_handler
+from asr.bounds import COUNT, FRACTION, Range
 from asr.errors import UserError
 
 
@@ -29,12 +30,11 @@ class S8BQATConfig(MethodConfig):
     ramp_fraction: float = 0.1  # of the fine-tuning steps, lambda rises linearly from 0
     hard_compress_every: int = 500  # optimizer steps between hard compressions
 
+    BOUNDS = {"bits": BITS, "lambda_max": Range(0, 100), "ramp_fraction": FRACTION, "hard_compress_every": COUNT}
+
     def __post_init__(self):
         self.check_method("s8bqat")
         self.check_bits(self.bits, self.bits_per_layer)
-        if self.lambda_max < 0 or not 0 <= self.ramp_fraction <= 1 or self.hard_compress_every < 1:
-            raise UserError(f"S8BQAT lambda_max={self.lambda_max}, ramp_fraction={self.ramp_fraction}, "
-                            f"hard_compress_every={self.hard_compress_every}: need >= 0, in [0, 1] and >= 1")
 
     def weight(self, step: int, total_steps: int) -> float:
         """lambda(t): linear from 0 to lambda_max over the first ramp_fraction of the steps."""

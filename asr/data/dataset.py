@@ -7,16 +7,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from lhotse import load_manifest_lazy
+from lhotse.utils import fastcopy
 
-from asr.errors import UserError
+from asr.errors import UserError, first_line
 
 
 def collate(cuts, tokenizer) -> dict:
     """A list of cuts -> ``{"x", "x_lens", "y", "y_lens", "texts", "ids"}`` (features zero padded,
     tokens padded with blank)."""
-    feats = [torch.from_numpy(c.load_features()) for c in cuts]
+    feats = [torch.from_numpy(cut_features(c)) for c in cuts]
     x_lens = torch.tensor([f.size(0) for f in feats])
     x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)  # (N, T, F), zero padded
     texts = [" ".join(s.text for s in c.supervisions) for c in cuts]
@@ -26,15 +28,59 @@ def collate(cuts, tokenizer) -> dict:
     return {"x": x, "x_lens": x_lens, "y": y, "y_lens": y_lens, "texts": texts, "ids": [c.id for c in cuts]}
 
 
+def cut_features(cut):
+    """A cut's feature matrix; a UserError naming the archive if it is missing or damaged."""
+    try:
+        feats = cut.load_features()
+    except Exception as e:  # lilcom, numpy and lhotse raise many types for damaged or missing data
+        raise UserError(f"{cut.features.storage_path}: cannot read the features of cut {cut.id} ({first_line(e)}); "
+                        "the archive is damaged or missing: run 'asr features' again") from None
+    if feats.ndim != 2 or not np.isfinite(feats).all():
+        raise UserError(f"{cut.features.storage_path}: the features of cut {cut.id} are damaged (shape {feats.shape} or "
+                        "non-finite values); run 'asr features' again")
+    return feats
+
+
+def _resolve_storage(manifest: Path, storage: str) -> str:
+    """A feature archive's path as a cut records it -> a path that exists: as written if absolute, else
+    beside the manifest (the rule), else from the current folder (manifests that recorded paths from
+    the folder 'asr features' ran in), else by name beside the manifest (a folder moved or used from
+    elsewhere)."""
+    p = Path(storage)
+    candidates = [p] if p.is_absolute() else [manifest.parent / p, p, manifest.parent / p.name]
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    raise UserError(f"{manifest}: its features are stored in {storage}, which is missing (looked beside the manifest "
+                    "and in the current folder); run 'asr features' again")
+
+
 def load_cuts(path: str):
-    if not Path(path).is_file():
+    """A cut manifest with features, read through once so that a damaged file fails here, with the cut it
+    fails at, and not hours into training; relative feature paths resolved (:func:`_resolve_storage`)."""
+    manifest = Path(path)
+    if not manifest.is_file():
         raise UserError(f"{path}: no such cut manifest; run 'asr features' first (or fix data.*_cuts in the config)")
-    cuts = load_manifest_lazy(path)
-    first = next(iter(cuts), None)
-    if first is None:
+    storages: dict[str, str] = {}
+    count = 0
+    try:
+        for cut in load_manifest_lazy(path):
+            if not cut.has_features:
+                raise UserError(f"{path}: cut {cut.id} has no features; pass the manifest written by 'asr features'")
+            storage = cut.features.storage_path
+            if storage not in storages:
+                storages[storage] = _resolve_storage(manifest, storage)
+            count += 1
+    except UserError:
+        raise
+    except Exception as e:  # gzip, JSON and lhotse raise many types for a damaged file
+        raise UserError(f"{path}: unreadable after {count} cuts ({first_line(e)}): the file is damaged or not a cut "
+                        "manifest; run 'asr features' again") from None
+    if count == 0:
         raise UserError(f"{path}: the manifest holds no cuts; prepare the data again")
-    if not first.has_features:
-        raise UserError(f"{path}: cuts have no features; pass the manifest written by 'asr features'")
+    cuts = load_manifest_lazy(path)
+    if any(resolved != storage for storage, resolved in storages.items()):
+        cuts = cuts.map(lambda c: fastcopy(c, features=fastcopy(c.features, storage_path=storages[c.features.storage_path])))
     return cuts
 
 

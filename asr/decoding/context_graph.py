@@ -31,12 +31,12 @@ optionally followed by `` :SCORE`` (the per-token bonus of that phrase), e.g. ``
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from asr.bounds import Range
 from asr.errors import UserError
 
 
@@ -132,6 +132,11 @@ class ContextGraph:
         return -state.node_score, self.root
 
 
+# a hotword's bonus per token: far beyond any useful value (sherpa-onnx's default is 1.5), short of the
+# float overflow that 1e308 gives once a phrase's bonuses are summed
+SCORE_BOUNDS = Range(-100, 100)
+
+
 def _parse_line(path: Path, lineno: int, line: str) -> tuple[str, float | None] | None:
     """``PHRASE [:SCORE]`` -> (phrase, score or None); None for a blank line."""
     words, score, where = [], None, f"{path}:{lineno}"
@@ -144,8 +149,8 @@ def _parse_line(path: Path, lineno: int, line: str) -> tuple[str, float | None] 
             except ValueError:
                 raise UserError(f"{where}: bad score {word!r} in {line.strip()!r}; write the phrase, then ':SCORE' "
                                 "with a number, e.g. 'TAYLOR SWIFT :2.0'") from None
-            if score == 0 or not math.isfinite(score):
-                raise UserError(f"{where}: score {word!r} must be a finite non-zero number "
+            if score == 0 or score not in SCORE_BOUNDS:
+                raise UserError(f"{where}: score {word!r} must be a non-zero number {SCORE_BOUNDS} "
                                 "(sherpa-onnx reads 0 as the default); drop it to use the default")
         elif score is not None:
             raise UserError(f"{where}: {word!r} after the score in {line.strip()!r}; put ':SCORE' at the end of the line")

@@ -59,7 +59,7 @@ class SearchModel(Protocol):
 def context(model: SearchModel, ys: list[int] | tuple) -> list[int]:
     """The predictor input for a hypothesis: its last C tokens, left-padded as sherpa-onnx does."""
     c = model.context_size
-    return ([-1] * (c - 1) + [model.blank_id] + list(ys))[-c:]
+    return ([-1] * (c - 1) + [model.blank_id] + list(ys[-c:]))[-c:]  # ys[-c:] first: a long hypothesis is not copied
 
 
 def _is_blank(model: SearchModel, token: int) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from asr.bounds import DROPOUT, LAYERS, NON_NEGATIVE, WIDTH, Range
 from asr.errors import UserError
 from asr.models.conformer import ConformerEncoderConfig
 from asr.models.convrnnt import ConvRNNTEncoderConfig
@@ -47,6 +48,8 @@ class PredictorConfig:
     num_layers: int = 1  # lstm only
     dropout: float = 0.1
 
+    BOUNDS = {"embed_dim": WIDTH, "context_size": Range(1, 64), "hidden_dim": WIDTH, "num_layers": LAYERS, "dropout": DROPOUT}
+
     def __post_init__(self):
         if self.type not in ("stateless", "lstm"):
             raise UserError(f"model.predictor.type={self.type!r}: use 'stateless' or 'lstm'")
@@ -79,13 +82,15 @@ class LossConfig:
     delay_penalty: float = 0.0  # k2's delay penalty (rewards earlier symbols)
     fastemit_lambda: float = 0.0  # FastEmit's scale on the symbol-arc gradients
 
+    BOUNDS = {"prune_range": Range(2, 1000), "simple_scale": Range(0, 100), "lm_scale": Range(0, 100),
+              "am_scale": Range(0, 100), "warmup_steps": NON_NEGATIVE, "delay_penalty": Range(0, 100),
+              "fastemit_lambda": Range(0, 100)}
+
     def __post_init__(self):
         if self.type not in ("full", "pruned"):
             raise UserError(f"model.loss.type={self.type!r}: use 'full' or 'pruned'")
         if self.rnnt_type not in ("regular", "modified"):
             raise UserError(f"model.loss.rnnt_type={self.rnnt_type!r}: use 'regular' or 'modified'")
-        if self.prune_range < 2:
-            raise UserError(f"model.loss.prune_range={self.prune_range}: must be >= 2")
 
 
 @dataclass
@@ -100,3 +105,5 @@ class ModelConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     vocab_size: int = 0  # 0 = take it from the tokenizer at training time
     num_mel_bins: int = 80
+
+    BOUNDS = {"joiner_dim": WIDTH, "ctc_weight": Range(0, 1), "vocab_size": Range(0, 1_000_000), "num_mel_bins": Range(1, 1024)}

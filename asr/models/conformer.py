@@ -48,6 +48,7 @@ from torch.nn import functional as F
 
 from asr.chunking import ENCODER_FRAME_MS, Chunking
 from asr.diagnostics import attention_entropy
+from asr.bounds import DROPOUT, KERNEL, LAYERS, WIDTH, Range
 from asr.errors import UserError
 from asr.modules.normalize import GlobalCMVN
 from asr.modules.pointwise import Pointwise
@@ -75,19 +76,18 @@ class ConformerEncoderConfig:
     # ScaledLinear(initial_scale=0.25) does it more mildly). Why: recipes/synth/RESULTS.md.
     branch_init_scale: float = 1.0
 
+    # chunks and context in encoder frames of 40 ms (chunk 0 = full context); 25000 frames = 1000 s
+    BOUNDS = {"num_layers": LAYERS, "d_model": WIDTH, "num_heads": Range(1, 256), "ffn_dim": WIDTH, "conv_kernel": KERNEL,
+              "chunk_encoder_frames": Range(0, 25000), "left_context_encoder_frames": Range(0, 25000),
+              "train_chunk_encoder_frames": Range(0, 25000), "subsampling_channels": WIDTH, "dropout": DROPOUT,
+              "branch_init_scale": Range(0, 1)}
+
     def __post_init__(self):
         self.train_chunk_encoder_frames = tuple(int(c) for c in self.train_chunk_encoder_frames)
         if self.d_model % self.num_heads or self.d_model % 2:
             raise UserError(f"model.encoder.d_model={self.d_model}: must be even and divisible by num_heads={self.num_heads}")
-        chunks = self.train_chunk_encoder_frames
-        if self.chunk_encoder_frames < 0 or self.left_context_encoder_frames < 0 or not chunks or min(chunks) < 0:
-            raise UserError(
-                f"model.encoder: chunk_encoder_frames={self.chunk_encoder_frames}, train_chunk_encoder_frames="
-                f"{list(chunks)} and left_context_encoder_frames={self.left_context_encoder_frames} must be >= 0 "
-                "(encoder frames of 40 ms; chunk 0 = full context)"
-            )
-        if self.conv_kernel < 1:
-            raise UserError(f"model.encoder.conv_kernel={self.conv_kernel}: must be >= 1")
+        if not self.train_chunk_encoder_frames:
+            raise UserError("model.encoder.train_chunk_encoder_frames=[]: give at least one chunk size, e.g. [8] (0 = full context)")
 
     @property
     def chunk_ms(self) -> int:

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from asr.bounds import DROPOUT, KERNEL, LAYERS, WIDTH, Range
 from asr.errors import UserError
 from asr.models.lstm import LSTMStack
 from asr.modules.normalize import GlobalCMVN
@@ -66,12 +67,15 @@ class ConvRNNTEncoderConfig:
     # starts each block as the identity (as the Conformer's branch_init_scale).
     branch_init_scale: float = 1.0
 
+    BOUNDS = {"d_model": WIDTH, "local_channels": Range(1, 1024), "local_kernel": KERNEL, "global_blocks": Range(0, 64),
+              "global_kernel": KERNEL, "se_reduction": Range(0, WIDTH.high), "num_layers": LAYERS, "hidden_dim": WIDTH,
+              "proj_dim": Range(0, WIDTH.high), "subsampling_channels": WIDTH, "dropout": DROPOUT,
+              "branch_init_scale": Range(0, 1)}
+
     def __post_init__(self):
         self.local_channels = tuple(int(c) for c in self.local_channels)
-        if self.local_kernel < 1 or self.global_kernel < 1 or self.global_blocks < 0 or self.num_layers < 1:
-            raise UserError("model.encoder: local_kernel, global_kernel and num_layers must be >= 1, global_blocks >= 0")
-        if self.se_reduction < 0 or (self.se_reduction and self.d_model // self.se_reduction < 1):
-            raise UserError(f"model.encoder.se_reduction={self.se_reduction}: must be 0 or at most d_model={self.d_model}")
+        if self.se_reduction > self.d_model:
+            raise UserError(f"model.encoder.se_reduction={self.se_reduction}: must be 0 (off) or at most d_model={self.d_model}")
         if self.proj_dim < 0 or self.proj_dim >= self.hidden_dim:
             raise UserError(f"model.encoder.proj_dim={self.proj_dim}: must be 0 or less than hidden_dim={self.hidden_dim}")
 

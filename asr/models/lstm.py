@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from asr.bounds import DROPOUT, LAYERS, WIDTH, Range
 from asr.errors import UserError
 from asr.modules.normalize import GlobalCMVN
 from asr.modules.subsampling import Conv2dSubsampling
@@ -37,9 +38,10 @@ class LSTMEncoderConfig:
     subsampling_channels: int = 64
     dropout: float = 0.1
 
+    BOUNDS = {"num_layers": LAYERS, "hidden_dim": WIDTH, "proj_dim": Range(0, WIDTH.high), "subsampling_dim": WIDTH,
+              "subsampling_channels": WIDTH, "dropout": DROPOUT}
+
     def __post_init__(self):
-        if self.num_layers < 1 or self.hidden_dim < 1:
-            raise UserError(f"model.encoder: num_layers={self.num_layers} and hidden_dim={self.hidden_dim} must be >= 1")
         if self.proj_dim < 0 or self.proj_dim >= self.hidden_dim:
             raise UserError(f"model.encoder.proj_dim={self.proj_dim}: must be 0 or less than hidden_dim={self.hidden_dim}")
 

@@ -44,7 +44,6 @@ Reading the audio is ``asr.audio``'s (files and raw PCM on stdin); the command l
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -60,27 +59,19 @@ from asr.tokenizer import Tokenizer
 
 
 
-def check_options(method: str, beam: int, hotwords_file: str | None, hotwords_score: float, threads: int,
-                  tail_padding_s: float) -> None:
-    """Option values that do not need the model or the audio."""
+def check_options(method: str, hotwords_file: str | None) -> None:
+    """Options that do not go together (each value's own range is checked where the command line is read,
+    ``asr.cli.OPTION_BOUNDS``)."""
     if hotwords_file is not None and method != "modified_beam_search":
         raise UserError("--hotwords-file needs --decoding-method modified_beam_search (greedy search cannot use "
                         "hotwords, as in sherpa-onnx)")
-    if beam < 1:
-        raise UserError(f"--beam {beam}: must be >= 1")
-    if threads < 1:
-        raise UserError(f"--threads {threads}: must be >= 1")
-    if not math.isfinite(hotwords_score):
-        raise UserError(f"--hotwords-score {hotwords_score}: must be a finite number")
-    if not math.isfinite(tail_padding_s) or tail_padding_s < 0:
-        raise UserError(f"--tail-padding {tail_padding_s}: must be a number of seconds >= 0")
 
 
 def build_recognizer(model_dir: str, method: str = "greedy", beam: int = 4, hotwords_file: str | None = None,
                      hotwords_score: float = 1.5, endpoint=None, threads: int = 1,
                      tail_padding_s: float = TAIL_PADDING_S) -> OnnxRecognizer:
     """Load the model folder (and the hotwords) into an :class:`asr.streaming.onnx.OnnxRecognizer`."""
-    check_options(method, beam, hotwords_file, hotwords_score, threads, tail_padding_s)
+    check_options(method, hotwords_file)
     d = Path(model_dir)
     if not d.is_dir():
         raise UserError(f"{d}: no such model folder; create it with 'asr export --checkpoint CKPT --out {d}'")

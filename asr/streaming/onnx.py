@@ -78,7 +78,11 @@ ENCODER_FRAME_S = ENCODER_FRAME_MS / 1000
 def read_tokens(path: Path) -> list[str]:
     """``tokens.txt`` (``<symbol> <id>`` per line, ids 0..V-1) -> symbols by id."""
     symbols = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); write it with 'asr export'") from None
+    for n, line in enumerate(text.splitlines(), 1):
         parts = line.rsplit(maxsplit=1)
         if not parts:
             continue
@@ -190,9 +194,29 @@ class OnnxTransducer(StreamingTransducer):
                             "T must be decode_chunk_len + 5; re-export it with 'asr export'")
         self.layers, self.d_model, self.hidden = int(meta["num_encoder_layers"]), int(meta["d_model"]), int(meta["rnn_hidden_size"])
         self._set_symbols(read_tokens(d / "tokens.txt"), int(dec_meta["context_size"]))
+        self._check_graphs_agree(d, meta, dec_meta, self.joiner.get_modelmeta().custom_metadata_map)
         # batch axis of x / y / encoder_out: a number (not a symbol) means every call takes that batch
         self.fixed_batch = {name: sess.get_inputs()[0].shape[0] for name, sess in
                             (("encoder", self.encoder), ("decoder", self.decoder), ("joiner", self.joiner))}
+
+    def _check_graphs_agree(self, d: Path, enc_meta: dict, dec_meta: dict, join_meta: dict) -> None:
+        """The three graphs and tokens.txt come from one export: one export id (folders exported before
+        it existed have none), the joiner's inputs as wide as the encoder's and decoder's outputs, and
+        as many symbols as the decoder's vocabulary and the joiner's scores."""
+        ids = {f: m.get("export_id") for f, m in zip(MODEL_FILES[:3], (enc_meta, dec_meta, join_meta))}
+        if len(set(ids.values())) > 1:
+            found = ", ".join(f"{f} {i or 'none'}" for f, i in ids.items())
+            raise UserError(f"{d}: the graphs come from different exports (export ids: {found}); export the folder again "
+                            "with 'asr export'")
+        widths = {"encoder_out": self.encoder.get_outputs()[0].shape[-1], "decoder_out": self.decoder.get_outputs()[0].shape[-1],
+                  "joiner encoder_out": self.joiner.get_inputs()[0].shape[-1], "joiner decoder_out": self.joiner.get_inputs()[1].shape[-1]}
+        vocab = {"tokens.txt": len(self.symbols), "the decoder's vocab_size": dec_meta.get("vocab_size"),
+                 "the joiner's logit": self.joiner.get_outputs()[0].shape[-1]}
+        for what, sizes in (("widths", widths), ("vocabularies", vocab)):
+            known = {k: int(v) for k, v in sizes.items() if isinstance(v, int) or (isinstance(v, str) and v.isdigit())}
+            if len(set(known.values())) > 1:
+                raise UserError(f"{d}: the files disagree on their {what} ({', '.join(f'{k} {v}' for k, v in known.items())}): "
+                                "they come from different exports; export the folder again with 'asr export'")
 
     def _run(self, name: str, feeds: dict[str, np.ndarray], axes: dict[str, int]) -> list[np.ndarray]:
         """session.run, split into batch-1 calls when the graph has a fixed batch of 1."""
@@ -370,6 +394,17 @@ class OnnxStream:
         frames = [self.search_origin + t for t in st.timestamps[0][self.prefix :]]
         return tokens, frames
 
+    def _segment_extent(self) -> tuple[int, int | None, int | None]:
+        """(tokens in the current segment, encoder frame of its first token, of its last), read without
+        copying the hypothesis: the book-keeping of every chunk stays as cheap in the second hour as in
+        the first second."""
+        st = self.search_state
+        stamps = st.timestamps[0] if isinstance(st, GreedyState) else st.best(0).timestamps
+        count = len(stamps) - self.prefix
+        if count <= 0:
+            return 0, None, None
+        return count, self.search_origin + stamps[self.prefix], self.search_origin + stamps[-1]
+
     def partial(self) -> SegmentResult:
         """The current segment's result so far."""
         return self._result(final=False)
@@ -404,11 +439,11 @@ class OnnxStream:
         self.frames = self.frames[self.model.chunking.chunk_feature_frames :]
         self.processed_frames += self.model.chunking.chunk_feature_frames
         self.encoder_frames += num_encoder_frames
-        tokens, frames = self._segment_tokens()
-        if self.first_token is None and tokens:
-            self.first_token = FirstToken(frames[0], frames[0] * ENCODER_FRAME_S, now, self.received_s)
+        count, first, last = self._segment_extent()
+        if self.first_token is None and count:
+            self.first_token = FirstToken(first, first * ENCODER_FRAME_S, now, self.received_s)
         if self.endpoint is not None:
-            blanks = trailing_blanks(frames, self.segment_start_encoder_frame, self.encoder_frames)
+            blanks = trailing_blanks([last] if count else [], self.segment_start_encoder_frame, self.encoder_frames)
             rule = self.endpoint.detect(self.processed_frames - self.segment_start_frame, blanks)
             if rule is not None:
                 self._end_segment(rule, now)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import gzip
 import pickle
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ import torch
 from asr.audio import load_audio
 from asr.errors import UserError
 from asr.frontend import SAMPLE_RATE_HZ
-from tests.conftest import assert_user_error, finish_asr_subprocess, start_asr_subprocess
+from tests.conftest import assert_user_error, finish_asr_subprocess, start_asr_subprocess, tiny_flacs
 
 # ---- helpers -----------------------------------------------------------------------------------
 
@@ -317,17 +319,16 @@ def _tone(num_samples, rate, freq_hz=440.0):
     return 0.5 * np.sin(2 * np.pi * freq_hz * np.arange(num_samples) / rate)
 
 
-@pytest.mark.parametrize("rate", [8000, 22050, 44100])
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 44101, 96000])
 def test_load_audio_resamples_with_one_warning(tmp_path, rate, capsys):
     wav = _write_wav(tmp_path / "a.wav", _tone(rate, rate), rate)  # 1 s of 440 Hz
     samples = load_audio(str(wav))
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("warning: ") and str(wav) in err and f"{rate} Hz" in err
     assert samples.dtype == torch.float32
-    assert samples.numel() == SAMPLE_RATE_HZ  # ceil(S * 16000 / rate) = 16000 for 1 s
-    # Band-limited resampling of a 440 Hz tone is the same tone at 16 kHz, up to the windowed-sinc
-    # filter's ripple and 16-bit quantisation; the first and last 10 ms see the zero padding.
-    # Measured max |diff|: 2.6e-4 (8 kHz), 1.5e-4 (22.05 kHz), 1.4e-4 (44.1 kHz).
+    assert samples.numel() == SAMPLE_RATE_HZ  # round(S * 16000 / rate) = 16000 for 1 s
+    # Band-limited resampling of a 440 Hz tone is the same tone at 16 kHz, up to the resampler's
+    # ripple and 16-bit quantisation; the first and last 10 ms see the zero padding.
     expected = torch.from_numpy(_tone(SAMPLE_RATE_HZ, SAMPLE_RATE_HZ)).float()
     diff = (samples - expected)[160:-160].abs().max().item()
     tol = 1e-3
@@ -355,6 +356,72 @@ def test_load_audio_16k_mono_is_untouched(tmp_path):
     samples = load_audio(str(wav), warn=warnings.append)
     assert warnings == []
     assert torch.equal(samples, torch.from_numpy(ints / 32768.0).float())
+
+
+def test_load_audio_any_rate_in_bounded_memory(tmp_path):
+    """1 s at 44101 Hz (rates whose common divisor is 1): torchaudio's resampling kernel grew with the
+    rates' ratio to 12.1 GB; the whole process, torch included, must stay under 1 GB."""
+    wav = _write_wav(tmp_path / "odd-rate.wav", _tone(44101, 44101), 44101)
+    code = ("import resource, sys; from asr.audio import load_audio; x = load_audio(sys.argv[1], warn=lambda m: None); "
+            "print(x.numel(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code, str(wav)], capture_output=True, text=True, check=True).stdout
+    samples, peak_kib = map(int, out.split())
+    assert samples == SAMPLE_RATE_HZ
+    assert peak_kib < 1 << 20, f"peak RSS {peak_kib / 1024:.0f} MiB"
+
+
+def test_transcribe_one_hour_in_bounded_memory(tiny_checkpoint, tmp_path):
+    """One hour of quiet noise (16-bit, 16 kHz): encoded at once it peaked at 3.8 GB; chunk by chunk the
+    whole process, torch included, stays under 1 GB."""
+    wav = tmp_path / "hour.wav"
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(wav, "w", SAMPLE_RATE_HZ, 1, subtype="PCM_16") as f:
+        for _ in range(60):
+            f.write((0.01 * rng.standard_normal(SAMPLE_RATE_HZ * 60)).astype(np.float32))
+    code = ("import resource, sys; from asr.cli import main; rc = main(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)")
+    p = subprocess.run([sys.executable, "-c", code, "transcribe", str(wav), "--checkpoint", str(tiny_checkpoint.path)],
+                       capture_output=True, text=True, timeout=1200)
+    assert p.returncode == 0, p.stderr
+    peak_kib = int(p.stderr.strip().splitlines()[-1])
+    assert peak_kib < 1 << 20, f"peak RSS {peak_kib / 1024:.0f} MiB"
+
+
+def test_transcribe_long_recording_equals_offline(asr_cli, emitting_checkpoint, tiny_corpus, tmp_path):
+    """Past OFFLINE_MAX_SECONDS the recording is encoded chunk by chunk: the same text as at once."""
+    from asr.checkpoint import checkpoint_tokenizer, load_model
+    from asr.cli import OFFLINE_MAX_SECONDS
+    from asr.decode import transcribe
+
+    pieces = [sf.read(f, dtype="float32")[0] for f in tiny_flacs(tiny_corpus)]
+    samples = np.concatenate(pieces * (OFFLINE_MAX_SECONDS * SAMPLE_RATE_HZ // sum(map(len, pieces)) + 2))
+    assert samples.size > OFFLINE_MAX_SECONDS * SAMPLE_RATE_HZ
+    wav = tmp_path / "long.wav"
+    sf.write(wav, samples, SAMPLE_RATE_HZ, subtype="FLOAT")
+    r = asr_cli("transcribe", wav, "--checkpoint", emitting_checkpoint)
+    assert r.returncode == 0, r.stderr
+    model, cfg, ckpt = load_model(emitting_checkpoint)
+    offline = transcribe(model, checkpoint_tokenizer(ckpt, cfg, str(emitting_checkpoint)), torch.from_numpy(samples))
+    assert offline and r.stdout.strip() == offline
+
+
+def _float_wav(path, samples, rate):
+    sf.write(path, np.asarray(samples, dtype=np.float32), rate, subtype="FLOAT")
+    return path
+
+
+@pytest.mark.parametrize("value, index, channels, rate", [
+    (np.nan, 4960, 1, SAMPLE_RATE_HZ),  # the issue's NaN at 0.31 s
+    (np.inf, 0, 1, SAMPLE_RATE_HZ),
+    (-np.inf, 70000, 2, 44100),  # in the second block read, second channel, before resampling
+], ids=["nan", "inf-first", "minus-inf-stereo-44k"])
+def test_transcribe_non_finite_samples(asr_cli, tiny_checkpoint, tmp_path, value, index, channels, rate):
+    x = np.repeat(_tone(2 * rate, rate)[:, None], channels, axis=1)
+    x[index, channels - 1] = value
+    wav = _float_wav(tmp_path / "bad.wav", x, rate)
+    r = asr_cli("transcribe", wav, "--checkpoint", tiny_checkpoint.path)
+    assert_user_error(r, str(wav), f"sample {index} (at {index / rate:.3f} s)", "non-finite")
+    assert r.stdout == ""
 
 
 def test_load_audio_errors(tmp_path):
@@ -391,3 +458,100 @@ def test_fresh_interpreter(tiny_corpus, tiny_checkpoint, tmp_path):
     assert all(line.startswith("warning: ") and str(stereo_8k) in line for line in lines), lines
     assert "2 channels" in lines[0] and "8000 Hz" in lines[1]
     assert len(transcribed.stdout.splitlines()) == 1  # the transcript (untrained model: any text)
+
+
+# ---- option values (checked for every verb before it runs) -------------------------------------
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["transcribe", "a.wav", "--checkpoint", "x.pt", "--beam", "0"], "--beam 0: must be in [1, 1000]"),
+    (["transcribe", "a.wav", "--checkpoint", "x.pt", "--beam", "-3"], "--beam -3"),
+    (["decode", "--checkpoint", "x.pt", "--cuts", "c.jsonl.gz", "--out", "d", "--threads", "0"], "--threads 0"),
+    (["stream", "model", "a.wav", "--tail-padding", "1e9"], "--tail-padding 1000000000.0: must be in [0, 60]"),
+    (["stream", "model", "a.wav", "--tail-padding", "nan"], "--tail-padding nan"),
+    (["stream", "model", "a.wav", "--hotwords-score", "1e308"], "--hotwords-score 1e+308"),
+    (["stream", "model", "a.wav", "--hotwords-score", "-1e308"], "--hotwords-score -1e+308"),
+    (["transcribe", "a.wav", "--checkpoint", "x.pt", "--chunk-feature-frames", "100000"], "--chunk-feature-frames 100000"),
+    (["export", "--checkpoint", "x.pt", "--out", "o", "--num-calib", "0"], "--num-calib 0"),
+])
+def test_option_values_out_of_range(asr_cli, args, expected):
+    assert_user_error(asr_cli(*args), expected)
+
+
+# ---- cut manifests and feature archives (asr decode --cuts) -------------------------------------
+
+
+def _manifest_lines(path) -> list[str]:
+    return gzip.decompress(path.read_bytes()).decode().splitlines()
+
+
+def _write_manifest(path, lines) -> None:
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+
+
+def _decode(asr_cli, checkpoint, cuts, out):
+    return asr_cli("decode", "--checkpoint", checkpoint, "--cuts", cuts, "--out", out)
+
+
+@pytest.mark.parametrize("damage", ["empty-file", "half-gzip", "bad-json-line", "not-a-cut", "no-cuts"])
+def test_decode_damaged_manifest(asr_cli, tiny_checkpoint, tiny_fbank, tmp_path, damage):
+    src = tiny_fbank / "cuts_test.jsonl.gz"
+    bad = tmp_path / "cuts_test.jsonl.gz"
+    lines = _manifest_lines(src)
+    if damage == "empty-file":
+        bad.write_bytes(b"")
+    elif damage == "half-gzip":
+        bad.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    elif damage == "bad-json-line":
+        _write_manifest(bad, [lines[0], lines[1][: len(lines[1]) // 2], *lines[2:]])
+    elif damage == "not-a-cut":
+        _write_manifest(bad, [lines[0], '{"hello": "world"}'])
+    else:
+        _write_manifest(bad, [])
+    r = _decode(asr_cli, tiny_checkpoint.path, bad, tmp_path / "decode")
+    assert_user_error(r, str(bad))
+    assert not (tmp_path / "decode").exists()
+
+
+@pytest.fixture
+def fbank_copy(tiny_fbank, tmp_path):
+    """The tiny test manifest and its archive in a folder of their own, the archive's path rewritten."""
+    folder = tmp_path / "fbank"
+    folder.mkdir()
+    shutil.copy(tiny_fbank / "feats_test.lca", folder / "feats_test.lca")
+    old = str(tiny_fbank / "feats_test.lca")
+    _write_manifest(folder / "cuts_test.jsonl.gz",
+                    [line.replace(old, str(folder / "feats_test.lca")) for line in _manifest_lines(tiny_fbank / "cuts_test.jsonl.gz")])
+    return folder
+
+
+def test_decode_missing_feature_archive(asr_cli, tiny_checkpoint, fbank_copy, tmp_path):
+    (fbank_copy / "feats_test.lca").unlink()
+    r = _decode(asr_cli, tiny_checkpoint.path, fbank_copy / "cuts_test.jsonl.gz", tmp_path / "decode")
+    assert_user_error(r, str(fbank_copy / "feats_test.lca"), "missing", "asr features")
+
+
+def test_decode_damaged_feature_archive(asr_cli, tiny_checkpoint, fbank_copy, tmp_path):
+    _corrupt(fbank_copy / "feats_test.lca")
+    r = _decode(asr_cli, tiny_checkpoint.path, fbank_copy / "cuts_test.jsonl.gz", tmp_path / "decode")
+    assert_user_error(r, str(fbank_copy / "feats_test.lca"), "asr features")
+
+
+def test_decode_manifest_with_relative_paths_from_another_folder(asr_cli, tiny_checkpoint, fbank_copy, tmp_path,
+                                                                 monkeypatch):
+    """A project's manifest records its archive relative to the folder 'asr features' ran in
+    (data/fbank/feats_test.lca); decoding it from elsewhere finds the archive beside the manifest and
+    gives the same result as from the project folder."""
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    shutil.move(fbank_copy, project / "data" / "fbank")
+    manifest = project / "data" / "fbank" / "cuts_test.jsonl.gz"
+    absolute = str(project / "data" / "fbank" / "feats_test.lca")
+    _write_manifest(manifest, [line.replace(absolute, "data/fbank/feats_test.lca") for line in _manifest_lines(manifest)])
+    monkeypatch.chdir(project)
+    here = _decode(asr_cli, tiny_checkpoint.path, manifest, tmp_path / "here")
+    monkeypatch.chdir(tmp_path)
+    elsewhere = _decode(asr_cli, tiny_checkpoint.path, manifest, tmp_path / "elsewhere")
+    assert here.returncode == 0 and elsewhere.returncode == 0, (here.stderr, elsewhere.stderr)
+    recogs = [sorted(p.read_text() for p in (tmp_path / d).glob("recogs-*.txt")) for d in ("here", "elsewhere")]
+    assert recogs[0] and recogs[0] == recogs[1]

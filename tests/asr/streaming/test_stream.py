@@ -22,6 +22,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from asr.audio import PcmReader
 from asr.streaming.endpoint import EndpointConfig, EndpointRule, trailing_blanks
 from asr.streaming.onnx import ENCODER_FRAME_S, OnnxRecognizer, OnnxStream, OnnxTransducer
 from export.folder import export_onnx
@@ -480,6 +481,45 @@ def test_incomplete_or_missing_model_folder(asr_cli, model_dir, wavs, tmp_path):
     assert_user_error(asr_cli("stream", tmp_path / "none", wavs[0]), str(tmp_path / "none"), "no such model folder")
 
 
+def _folder_copy(model_dir, tmp_path):
+    copy = tmp_path / "onnx"
+    copy.mkdir()
+    for f in model_dir.iterdir():
+        if f.is_file():
+            (copy / f.name).write_bytes(f.read_bytes())
+    return copy
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("short-tokens", "disagree on their vocabularies"),
+    ("latin1-tokens", "not UTF-8"),
+    ("joiner-of-another-export", "different exports"),
+])
+def test_model_folder_that_does_not_hold_together(asr_cli, model_dir, emitting_checkpoint, wavs, tmp_path, damage, expected):
+    folder = _folder_copy(model_dir, tmp_path)
+    tokens = folder / "tokens.txt"
+    if damage == "short-tokens":
+        tokens.write_text("".join(tokens.read_text().splitlines(keepends=True)[:-3]))
+    elif damage == "latin1-tokens":
+        tokens.write_bytes(tokens.read_bytes() + "\xe9t\xe9 99\n".encode("latin-1"))
+    else:
+        other = tmp_path / "other"
+        export_onnx(str(emitting_checkpoint), str(other), chunk_feature_frames=16)
+        (folder / "joiner.onnx").write_bytes((other / "joiner.onnx").read_bytes())
+    r = asr_cli("stream", folder, wavs[0])
+    assert_user_error(r, str(folder), expected)
+    assert r.stdout == ""
+
+
+def test_garbage_bpe_model_with_hotwords(asr_cli, model_dir, wavs, tmp_path):
+    folder = _folder_copy(model_dir, tmp_path)
+    (folder / "bpe.model").write_bytes(b"\x00garbage" * 100)
+    hotwords = tmp_path / "hotwords.txt"
+    hotwords.write_text("PLAY MUSIC\n")
+    r = asr_cli("stream", folder, wavs[0], "--decoding-method", "modified_beam_search", "--hotwords-file", hotwords)
+    assert_user_error(r, str(folder / "bpe.model"))
+
+
 def test_hotwords_with_greedy(asr_cli, model_dir, wavs, tmp_path):
     hotwords = tmp_path / "hotwords.txt"
     hotwords.write_text("PLAY MUSIC\n")
@@ -493,18 +533,62 @@ def test_bad_options(asr_cli, model_dir, wavs):
     assert_user_error(asr_cli("stream", model_dir, wavs[0], "-"), "'-' (stdin) must be the only input")
 
 
+def _mpeg_frames(count: int = 8) -> bytes:
+    """An MP3 stream without an ID3 tag: frames of MPEG-1 layer III at 128 kbit/s and 44.1 kHz (header
+    FF FB 90 64, 417 bytes each) with silent (zero) payloads."""
+    return (b"\xff\xfb\x90\x64" + bytes(413)) * count
+
+
 @pytest.mark.parametrize("data, expected", [
     (b"hello, this is a text file and not audio\n" * 20, ["looks like text"]),
     (b"short text\n", ["looks like text"]),
     (b"fLaC\x00\x00\x00\x22" + bytes(range(256)) * 4, ["FLAC", "ffmpeg"]),
     (bytes(range(256)) * 4 + b"\x01", ["1025 bytes", "odd"]),
     (b"", ["no audio received"]),
-], ids=["text", "short-text", "flac", "odd-bytes", "empty"])
+    (("\ufeff" + "hello, this is a text file and not audio\n" * 20).encode("utf-8"), ["looks like text"]),
+    (("hello, this is UTF-16 text and not audio\n" * 20).encode("utf-16"), ["looks like text"]),
+    (("hello, this is UTF-16 text and not audio\n" * 20).encode("utf-16-le"), ["looks like text"]),
+    (("voil\xe0 un fichier texte en Latin-1, d\xe9j\xe0 vu\n" * 20).encode("latin-1"), ["looks like text"]),
+    (_mpeg_frames(), ["MP3", "ffmpeg"]),
+], ids=["text", "short-text", "flac", "odd-bytes", "empty", "utf8-bom", "utf16", "utf16le-no-bom", "latin1", "mp3-no-tag"])
 def test_garbage_on_stdin(asr_cli, model_dir, stdin_from, data, expected):
     stdin_from(data)
     r = asr_cli("stream", model_dir, "-")
     assert_user_error(r, "stdin", *expected)
     assert '"final"' not in r.stdout
+
+
+def test_non_finite_samples_in_a_file(asr_cli, model_dir, tmp_path):
+    x = np.zeros(RATE, dtype=np.float32)
+    x[8000] = np.nan
+    wav = tmp_path / "nan.wav"
+    sf.write(wav, x, RATE, subtype="FLOAT")
+    r = asr_cli("stream", model_dir, wav)
+    assert_user_error(r, str(wav), "sample 8000 (at 0.500 s) is nan")
+    assert r.stdout == ""
+
+
+def test_closed_stdin(asr_cli, model_dir, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", None)  # what Python makes of a closed file descriptor 0 ('<&-')
+    assert_user_error(asr_cli("stream", model_dir, "-"), "stdin is closed")
+
+
+@pytest.mark.parametrize("first", [-1, -1025], ids=["ff-ff", "ff-fb"])
+def test_pcm_that_starts_like_an_mpeg_header_is_pcm(first):
+    """Raw PCM whose first bytes pass an MPEG frame header's checks (FF FF or FF FB, then a valid bitrate/rate
+    byte: the sample 16) is still PCM: the frame after it is not there."""
+    rng = np.random.default_rng(0)
+    samples = np.concatenate([[first, 16], rng.integers(-30, 30, 3000)]).astype("<i2")
+    reader = PcmReader()
+    out = np.concatenate([reader.feed(samples[:1000].tobytes()), reader.feed(samples[1000:].tobytes()), reader.finish()])
+    np.testing.assert_array_equal(out, samples / 32768.0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_loud_noise_is_not_text(seed):
+    samples = np.random.default_rng(seed).integers(-32768, 32767, 4000).astype("<i2")
+    reader = PcmReader()
+    assert reader.feed(samples.tobytes()).size + reader.finish().size == 4000
 
 
 def test_wav_on_stdin_at_wrong_rate(asr_cli, model_dir, stdin_from, tmp_path):
