@@ -42,12 +42,12 @@ def cut_features(cut):
 
 
 def _resolve_storage(manifest: Path, storage: str) -> str:
-    """A feature archive's path as a cut records it -> a path that exists: as written if absolute, else
-    beside the manifest (the rule), else from the current folder (manifests that recorded paths from
-    the folder 'asr features' ran in), else by name beside the manifest (a folder moved or used from
-    elsewhere)."""
+    """A feature archive's path as a cut records it -> a path that exists. Relative: beside the manifest
+    (the rule), else from the current folder (manifests that recorded paths from the folder 'asr
+    features' ran in); absolute: as written. Either, failing that: by name beside the manifest (a
+    folder moved, or used from elsewhere)."""
     p = Path(storage)
-    candidates = [p] if p.is_absolute() else [manifest.parent / p, p, manifest.parent / p.name]
+    candidates = [p, manifest.parent / p.name] if p.is_absolute() else [manifest.parent / p, p, manifest.parent / p.name]
     for candidate in candidates:
         if candidate.is_file():
             return str(candidate)
