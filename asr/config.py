@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from asr.bounds import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Range
+from asr.bounds import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Range, check_bounds
 from asr.compression import config_class as compression_config_class
 from asr.errors import UserError, first_line
 from asr.models.config import ModelConfig
@@ -59,6 +59,9 @@ class DataConfig:
               "freq_masks": Range(0, 100), "freq_mask_bins": Range(0, 1000), "time_masks": Range(0, 100),
               "time_mask_ratio": FRACTION, "freq_warp": Range(0, 1, high_open=True), "volume_perturb_db": Range(0, 60)}
 
+    def __post_init__(self):
+        check_bounds(self, "data")
+
 
 @dataclass
 class OptimConfig:
@@ -75,6 +78,7 @@ class OptimConfig:
               "warmup_steps": NON_NEGATIVE, "final_lr_ratio": FRACTION, "clip_grad_norm": POSITIVE}
 
     def __post_init__(self):
+        check_bounds(self, "optim")
         self.betas = tuple(self.betas)
         if len(self.betas) != 2:
             raise UserError(f"optim.betas={list(self.betas)}: give two numbers in [0, 1), e.g. [0.9, 0.98]")
@@ -102,6 +106,7 @@ class LoopConfig:
               "keep_last": Range(1, 10000), "average_last": COUNT}
 
     def __post_init__(self):
+        check_bounds(self, "train")
         if self.average_last < 1 or self.average_last > self.keep_last:
             raise UserError(
                 f"train.average_last={self.average_last}: must be in 1..train.keep_last={self.keep_last}"
@@ -166,22 +171,12 @@ def from_dict(cls, data: dict, where: str, prefix: str = ""):
             kwargs[key] = from_dict(hint, value, where, f"{prefix}{key}.")
         else:
             kwargs[key] = _coerce(value, hint, where, f"{prefix}{key}")
-            bounds = getattr(cls, "BOUNDS", {}).get(key)
-            if bounds is not None:
-                _check_bounds(kwargs[key], bounds, where, f"{prefix}{key}")
     try:
         return cls(**kwargs)
     except TypeError as e:
         raise UserError(f"{where}: bad value in section '{prefix or '<top>'}': {e}") from None
-
-
-def _check_bounds(value, bounds: Range, where: str, key: str) -> None:
-    """``value`` (a number, or a list or tuple of numbers) within the field's declared range."""
-    for number in value if isinstance(value, (list, tuple)) else [value]:
-        if isinstance(number, bool) or not isinstance(number, (int, float)):
-            raise UserError(f"{where}: {key}={value!r}: expected numbers")
-        if number not in bounds:
-            raise UserError(f"{where}: {key}={value!r}: must be {bounds}")
+    except UserError as e:  # the dataclass's own checks (asr.bounds.check_bounds and others): add the file
+        raise UserError(f"{where}: {e}") from None
 
 
 def _coerce(value, hint, where: str, key: str):

@@ -26,7 +26,7 @@ graph is ``asr.streaming.pytorch.EncoderStep``, the module the PyTorch streaming
 
 from __future__ import annotations
 
-import uuid
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -204,6 +204,16 @@ BATCH_AXES = {"x": 0, "state0": 1, "state1": 1, "encoder_out": 0, "new_state0": 
               "y": 0, "decoder_out": 0, "logit": 0}
 
 
+def weights_digest(model) -> str:
+    """A digest of the model's weights: every export of the same weights (each int8 flavour's float graphs
+    included) carries the same one, an export of other weights another."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
 def write_graphs(model, out: Path, chunking: Chunking, unrolled: bool = False, fixed_batch: int | None = None) -> dict:
     """encoder/decoder/joiner.onnx of ``model`` (float32, eval) in ``out``, with sherpa-onnx metadata,
     checked against PyTorch; returns the parity errors. ``fixed_batch``: every shape fixed, batch
@@ -218,8 +228,8 @@ def write_graphs(model, out: Path, chunking: Chunking, unrolled: bool = False, f
     def axes(d: dict) -> dict | None:
         return None if fixed_batch else {k: {v: "N"} for k, v in d.items()}
 
-    # one id in the three graphs' metadata: a recognizer refuses a folder whose graphs come from different exports
-    export_id = uuid.uuid4().hex
+    # one id in the three graphs' metadata: a recognizer refuses a folder whose graphs come from different models
+    export_id = weights_digest(model)
     h, c = graph.init_state(n)
     _export(graph, (torch.zeros(n, T, enc.normalize.mean.numel()), h, c), out / "encoder.onnx",
             ["x", "state0", "state1"], ["encoder_out", "new_state0", "new_state1"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from asr.compression.common import MethodConfig
-from asr.bounds import COUNT, NON_NEGATIVE, Range
+from asr.bounds import COUNT, NON_NEGATIVE, Range, check_bounds
 from asr.errors import UserError
 from nna_emulator import spec
 
@@ -25,6 +25,7 @@ class AATConfig(MethodConfig):
     BOUNDS = {"num_calib": COUNT, "recalibrate_every": NON_NEGATIVE, "chunk_feature_frames": Range(0, 100000)}
 
     def __post_init__(self):
+        check_bounds(self, "compression")
         self.check_method("aat")
         if self.profile not in spec.PROFILES:
             raise UserError(f"aat profile={self.profile!r}: use one of {', '.join(spec.PROFILES)}")

@@ -38,7 +38,7 @@ from torch.nn.utils import parametrize
 
 from asr.compression.codebook import hard_compress, nearest_index
 from asr.compression.common import BITS, CODEBOOK_SUFFIX, CompressionMethod, MethodConfig, check_names, register_handler
-from asr.bounds import COUNT, FRACTION, Range
+from asr.bounds import COUNT, FRACTION, Range, check_bounds
 from asr.errors import UserError
 from nna_emulator import spec
 
@@ -182,6 +182,7 @@ class GQConfig(MethodConfig):
               "tau_min_ratio": Range(0, 1, low_open=True), "quantize_every": COUNT, "param_lr_ratio": Range(0, 1e3)}
 
     def __post_init__(self):
+        check_bounds(self, "compression")
         self.check_method("gq")
         self.check_bits(self.bits, self.bits_per_layer)
         if self.scale_init not in ("mse", "max"):

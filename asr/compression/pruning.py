@@ -38,7 +38,7 @@ from torch import nn
 
 from asr.compression.common import (MASK_SUFFIX, CompressionMethod, MethodConfig, check_names, masks, no_embedding_filter,
                                      register_handler)
-from asr.bounds import COUNT, FRACTION, Range
+from asr.bounds import COUNT, FRACTION, Range, check_bounds
 from asr.errors import UserError
 
 SPARSITY = Range(0, 1, high_open=True)  # the fraction of a weight set to zero
@@ -60,6 +60,7 @@ class PruningConfig(MethodConfig):
               "prune_every": COUNT}
 
     def _check(self, name: str) -> None:
+        check_bounds(self, "compression")
         self.check_method(name)
         self.check_per_layer("sparsity_per_layer", self.sparsity_per_layer)
         for key, s in self.sparsity_per_layer.items():

@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from asr.compression.common import CompressionMethod, MethodConfig, check_names, int8_bytes, register_handler
-from asr.bounds import Range
+from asr.bounds import Range, check_bounds
 from asr.errors import UserError
 from nna_emulator import spec
 
@@ -226,6 +226,7 @@ class Int8QATConfig(MethodConfig):
     BOUNDS = {"momentum": Range(0, 1, high_open=True)}
 
     def __post_init__(self):
+        check_bounds(self, "compression")
         self.check_method("qat")
         if self.profile not in spec.PROFILES:
             raise UserError(f"qat profile={self.profile!r}: use one of {', '.join(spec.PROFILES)}")

@@ -17,7 +17,7 @@ from torch import nn
 
 from asr.compression.codebook import hard_compress, lloyd_max, mracos
 from asr.compression.common import BITS, CODEBOOK_SUFFIX, CompressionMethod, MethodConfig, check_names, codebooks, register_handler
-from asr.bounds import COUNT, FRACTION, Range
+from asr.bounds import COUNT, FRACTION, Range, check_bounds
 from asr.errors import UserError
 
 
@@ -33,6 +33,7 @@ class S8BQATConfig(MethodConfig):
     BOUNDS = {"bits": BITS, "lambda_max": Range(0, 100), "ramp_fraction": FRACTION, "hard_compress_every": COUNT}
 
     def __post_init__(self):
+        check_bounds(self, "compression")
         self.check_method("s8bqat")
         self.check_bits(self.bits, self.bits_per_layer)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from asr.bounds import DROPOUT, LAYERS, NON_NEGATIVE, WIDTH, Range
+from asr.bounds import DROPOUT, LAYERS, NON_NEGATIVE, WIDTH, Range, check_bounds
 from asr.errors import UserError
 from asr.models.conformer import ConformerEncoderConfig
 from asr.models.convrnnt import ConvRNNTEncoderConfig
@@ -51,6 +51,7 @@ class PredictorConfig:
     BOUNDS = {"embed_dim": WIDTH, "context_size": Range(1, 64), "hidden_dim": WIDTH, "num_layers": LAYERS, "dropout": DROPOUT}
 
     def __post_init__(self):
+        check_bounds(self, "model.predictor")
         if self.type not in ("stateless", "lstm"):
             raise UserError(f"model.predictor.type={self.type!r}: use 'stateless' or 'lstm'")
         if self.type == "stateless" and self.context_size < 1:
@@ -87,6 +88,7 @@ class LossConfig:
               "fastemit_lambda": Range(0, 100)}
 
     def __post_init__(self):
+        check_bounds(self, "model.loss")
         if self.type not in ("full", "pruned"):
             raise UserError(f"model.loss.type={self.type!r}: use 'full' or 'pruned'")
         if self.rnnt_type not in ("regular", "modified"):
@@ -107,3 +109,6 @@ class ModelConfig:
     num_mel_bins: int = 80
 
     BOUNDS = {"joiner_dim": WIDTH, "ctc_weight": Range(0, 1), "vocab_size": Range(0, 1_000_000), "num_mel_bins": Range(1, 1024)}
+
+    def __post_init__(self):
+        check_bounds(self, "model")

@@ -48,7 +48,7 @@ from torch.nn import functional as F
 
 from asr.chunking import ENCODER_FRAME_MS, Chunking
 from asr.diagnostics import attention_entropy
-from asr.bounds import DROPOUT, KERNEL, LAYERS, WIDTH, Range
+from asr.bounds import DROPOUT, KERNEL, LAYERS, WIDTH, Range, check_bounds
 from asr.errors import UserError
 from asr.modules.normalize import GlobalCMVN
 from asr.modules.pointwise import Pointwise
@@ -83,6 +83,7 @@ class ConformerEncoderConfig:
               "branch_init_scale": Range(0, 1)}
 
     def __post_init__(self):
+        check_bounds(self, "model.encoder")
         self.train_chunk_encoder_frames = tuple(int(c) for c in self.train_chunk_encoder_frames)
         if self.d_model % self.num_heads or self.d_model % 2:
             raise UserError(f"model.encoder.d_model={self.d_model}: must be even and divisible by num_heads={self.num_heads}")

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from asr.bounds import DROPOUT, KERNEL, LAYERS, WIDTH, Range
+from asr.bounds import DROPOUT, KERNEL, LAYERS, WIDTH, Range, check_bounds
 from asr.errors import UserError
 from asr.models.lstm import LSTMStack
 from asr.modules.normalize import GlobalCMVN
@@ -73,6 +73,7 @@ class ConvRNNTEncoderConfig:
               "branch_init_scale": Range(0, 1)}
 
     def __post_init__(self):
+        check_bounds(self, "model.encoder")
         self.local_channels = tuple(int(c) for c in self.local_channels)
         if self.se_reduction > self.d_model:
             raise UserError(f"model.encoder.se_reduction={self.se_reduction}: must be 0 (off) or at most d_model={self.d_model}")

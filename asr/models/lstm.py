@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from asr.bounds import DROPOUT, LAYERS, WIDTH, Range
+from asr.bounds import DROPOUT, LAYERS, WIDTH, Range, check_bounds
 from asr.errors import UserError
 from asr.modules.normalize import GlobalCMVN
 from asr.modules.subsampling import Conv2dSubsampling
@@ -42,6 +42,7 @@ class LSTMEncoderConfig:
               "subsampling_channels": WIDTH, "dropout": DROPOUT}
 
     def __post_init__(self):
+        check_bounds(self, "model.encoder")
         if self.proj_dim < 0 or self.proj_dim >= self.hidden_dim:
             raise UserError(f"model.encoder.proj_dim={self.proj_dim}: must be 0 or less than hidden_dim={self.hidden_dim}")
 

@@ -206,7 +206,7 @@ class OnnxTransducer(StreamingTransducer):
         ids = {f: m.get("export_id") for f, m in zip(MODEL_FILES[:3], (enc_meta, dec_meta, join_meta))}
         if len(set(ids.values())) > 1:
             found = ", ".join(f"{f} {i or 'none'}" for f, i in ids.items())
-            raise UserError(f"{d}: the graphs come from different exports (export ids: {found}); export the folder again "
+            raise UserError(f"{d}: the graphs come from different models (export ids: {found}); export the folder again "
                             "with 'asr export'")
         widths = {"encoder_out": self.encoder.get_outputs()[0].shape[-1], "decoder_out": self.decoder.get_outputs()[0].shape[-1],
                   "joiner encoder_out": self.joiner.get_inputs()[0].shape[-1], "joiner decoder_out": self.joiner.get_inputs()[1].shape[-1]}

@@ -18,7 +18,7 @@ from asr.checkpoint import load_model  # noqa: E402
 from asr.errors import UserError  # noqa: E402
 from asr.chunking import Chunking  # noqa: E402
 from export.folder import export_onnx  # noqa: E402
-from export.onnx import batch_axes_are_dynamic, check_parity, read_metadata  # noqa: E402
+from export.onnx import batch_axes_are_dynamic, check_parity, read_metadata, weights_digest  # noqa: E402
 from tests.conftest import assert_user_error  # noqa: E402
 
 ATOL = 1e-4
@@ -43,9 +43,11 @@ def test_files_and_sherpa_metadata(exported, tiny_checkpoint):
     assert enc == {"model_type": "lstm", "version": "1", "model_author": "ondevice-asr", "decode_chunk_len": "16",
                    "T": "21", "num_encoder_layers": str(len(model.encoder.stack.layers)),
                    "d_model": str(model.encoder.stack.output_dim), "rnn_hidden_size": str(model.encoder.stack.hidden_dim),
-                   "encoder": "LSTMEncoder", "state_layout": "lstm"}
+                   "encoder": "LSTMEncoder", "state_layout": "lstm", "export_id": weights_digest(model)}
     assert read_metadata(out / "decoder.onnx") == {"vocab_size": str(tiny_checkpoint.vocab_size),
-                                                    "context_size": str(model.predictor.context_size)}
+                                                    "context_size": str(model.predictor.context_size),
+                                                    "export_id": weights_digest(model)}
+    assert read_metadata(out / "joiner.onnx")["export_id"] == weights_digest(model)
     lines = (out / "tokens.txt").read_text().splitlines()
     assert lines[0] == "<blk> 0" and len(lines) == tiny_checkpoint.vocab_size
     assert [int(line.split()[-1]) for line in lines] == list(range(tiny_checkpoint.vocab_size))

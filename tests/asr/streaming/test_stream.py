@@ -493,18 +493,18 @@ def _folder_copy(model_dir, tmp_path):
 @pytest.mark.parametrize("damage, expected", [
     ("short-tokens", "disagree on their vocabularies"),
     ("latin1-tokens", "not UTF-8"),
-    ("joiner-of-another-export", "different exports"),
+    ("joiner-of-another-export", "different models"),
 ])
-def test_model_folder_that_does_not_hold_together(asr_cli, model_dir, emitting_checkpoint, wavs, tmp_path, damage, expected):
+def test_model_folder_that_does_not_hold_together(asr_cli, model_dir, tiny_checkpoint, wavs, tmp_path, damage, expected):
     folder = _folder_copy(model_dir, tmp_path)
     tokens = folder / "tokens.txt"
     if damage == "short-tokens":
         tokens.write_text("".join(tokens.read_text().splitlines(keepends=True)[:-3]))
     elif damage == "latin1-tokens":
         tokens.write_bytes(tokens.read_bytes() + "\xe9t\xe9 99\n".encode("latin-1"))
-    else:
+    else:  # the same shapes, other weights: the untrained checkpoint the emitting one was made from
         other = tmp_path / "other"
-        export_onnx(str(emitting_checkpoint), str(other), chunk_feature_frames=16)
+        export_onnx(str(tiny_checkpoint.path), str(other), chunk_feature_frames=16)
         (folder / "joiner.onnx").write_bytes((other / "joiner.onnx").read_bytes())
     r = asr_cli("stream", folder, wavs[0])
     assert_user_error(r, str(folder), expected)
