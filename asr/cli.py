@@ -32,7 +32,7 @@ from asr.frontend import SAMPLE_RATE_HZ
 
 SEARCHES = ["greedy", "modified_beam_search"]
 # asr transcribe encodes a longer recording chunk by chunk (the streaming loop, whose final text equals
-# offline decoding's): its memory stays bounded (1 hour of audio: 3.8 GB at once)
+# offline decoding's): its memory stays bounded (one hour of audio encoded at once peaked at 3.8 GB)
 OFFLINE_MAX_SECONDS = 60
 INT8_FLAVOURS = ["dynamic", "static", "accelerator"]  # export.int8.FLAVOURS (a test keeps them equal)
 COMPRESSION_METHODS = "s8bqat, gq, qat, aat, csp or magnitude"  # asr.compression.METHODS (a test keeps them equal)
@@ -113,8 +113,8 @@ def _threads_option(p: argparse.ArgumentParser) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with the project's error contract: one ``error:`` line and exit status 2 (argparse
-    prints its usage block first), naming the verb and where its options are listed."""
+    """argparse with the project's error contract: one ``error:`` line and exit status 2, naming the verb
+    and where its options are listed (argparse's own error prints the usage block first)."""
 
     def error(self, message: str):
         self.exit(2, f"error: {self.prog}: {message}; see '{self.prog} --help'\n")
