@@ -23,7 +23,7 @@ import torch
 from asr.compression import attach_buffers, handler
 from asr.config import CONFIG_VERSION, TrainConfig, from_dict, migrate_config
 from asr.errors import UserError, first_line
-from asr.fileio import atomic_write
+from asr.fileio import atomic_write, find_recorded_path
 from asr.models.registry import build_model
 from asr.models.transducer import Transducer
 from asr.tokenizer import Tokenizer
@@ -97,11 +97,12 @@ def checkpoint_tokenizer(ckpt: dict, cfg: TrainConfig, where: str, bpe_model: st
         tokenizer = Tokenizer(bpe_model)
     elif (carried := carried_tokenizer(ckpt, where)) is not None:
         tokenizer = carried
-    elif Path(cfg.data.bpe_model).is_file():
-        tokenizer = Tokenizer(cfg.data.bpe_model)
+    elif (found := find_recorded_path(where, cfg.data.bpe_model)) is not None:
+        tokenizer = Tokenizer(found)
     else:
         raise UserError(f"{where}: carries no tokenizer (written before checkpoints did) and the one its config names, "
-                        f"{cfg.data.bpe_model}, is not found from {Path.cwd()}; pass --bpe-model PATH/bpe.model")
+                        f"{cfg.data.bpe_model}, is neither beside it nor found from {Path.cwd()}; pass --bpe-model "
+                        "PATH/bpe.model")
     if tokenizer.vocab_size != cfg.model.vocab_size:
         raise UserError(f"{tokenizer.where}: {tokenizer.vocab_size} tokens, but {where} emits {cfg.model.vocab_size}; "
                         "pass the --bpe-model it was trained with")

@@ -36,6 +36,16 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def find_recorded_path(holder: str | Path, recorded: str) -> Path | None:
+    """A path that the file ``holder`` records (a manifest's feature archive, a checkpoint's tokenizer) ->
+    a file that exists, else None. Relative: beside the holder (the rule), then from the current folder
+    (paths recorded from the folder a command ran in); absolute: as written. Either, failing that: by
+    name beside the holder (a folder moved, or used from elsewhere)."""
+    p, folder = Path(recorded), Path(holder).parent
+    candidates = [p, folder / p.name] if p.is_absolute() else [folder / p, p, folder / p.name]
+    return next((c for c in candidates if c.is_file()), None)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -13,6 +13,7 @@ from lhotse import load_manifest_lazy
 from lhotse.utils import fastcopy
 
 from asr.errors import UserError, first_line
+from asr.fileio import find_recorded_path
 
 
 def collate(cuts, tokenizer) -> dict:
@@ -42,15 +43,10 @@ def cut_features(cut):
 
 
 def _resolve_storage(manifest: Path, storage: str) -> str:
-    """A feature archive's path as a cut records it -> a path that exists. Relative: beside the manifest
-    (the rule), else from the current folder (manifests that recorded paths from the folder 'asr
-    features' ran in); absolute: as written. Either, failing that: by name beside the manifest (a
-    folder moved, or used from elsewhere)."""
-    p = Path(storage)
-    candidates = [p, manifest.parent / p.name] if p.is_absolute() else [manifest.parent / p, p, manifest.parent / p.name]
-    for candidate in candidates:
-        if candidate.is_file():
-            return str(candidate)
+    """A feature archive's path as a cut records it -> a path that exists (``asr.fileio.find_recorded_path``)."""
+    found = find_recorded_path(manifest, storage)
+    if found is not None:
+        return str(found)
     raise UserError(f"{manifest}: its features are stored in {storage}, which is missing (looked beside the manifest "
                     "and in the current folder); run 'asr features' again")
 

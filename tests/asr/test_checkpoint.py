@@ -72,9 +72,24 @@ def test_old_checkpoint_decodes_through_the_cli(asr_cli, tiny_fbank, tmp_path):
                               "--threads", "0"), "--threads 0", "must be in [1, 1024]")
 
 
+def test_old_checkpoint_finds_its_tokenizer_beside_it(asr_cli, tiny_fbank, tmp_path, monkeypatch):
+    """Its config names data/lang_bpe_32/bpe.model, relative to where it was trained; from another folder
+    the bpe.model beside the checkpoint is found by name, and decodes as the one passed explicitly."""
+    cuts = tiny_fbank / "cuts_test.jsonl.gz"
+    monkeypatch.chdir(tmp_path)
+    found = asr_cli("decode", "--checkpoint", FIXTURES / "lstm.pt", "--cuts", cuts, "--out", "found")
+    passed = asr_cli("decode", "--checkpoint", FIXTURES / "lstm.pt", "--cuts", cuts, "--out", "passed",
+                     "--bpe-model", FIXTURES / "bpe.model")
+    assert found.returncode == 0 and passed.returncode == 0, (found.stderr, passed.stderr)
+    assert (tmp_path / "found" / "recogs-test-greedy.txt").read_text() == (tmp_path / "passed" / "recogs-test-greedy.txt").read_text()
+
+
 def test_old_checkpoint_without_its_tokenizer_says_what_to_pass(asr_cli, tiny_fbank, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # its config names data/lang_bpe_32/bpe.model, relative to where it was trained
-    r = asr_cli("decode", "--checkpoint", FIXTURES / "lstm.pt", "--cuts", tiny_fbank / "cuts_test.jsonl.gz", "--out", "d")
+    alone = tmp_path / "alone" / "lstm.pt"  # no bpe.model beside it, none from the current folder
+    alone.parent.mkdir()
+    alone.write_bytes((FIXTURES / "lstm.pt").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    r = asr_cli("decode", "--checkpoint", alone, "--cuts", tiny_fbank / "cuts_test.jsonl.gz", "--out", "d")
     assert_user_error(r, "lstm.pt", "carries no tokenizer", "data/lang_bpe_32/bpe.model", "--bpe-model")
 
 
