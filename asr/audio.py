@@ -2,16 +2,16 @@
 
 * :func:`read_audio`: a 16 kHz mono wav/flac file as float32 samples, or a one-line error saying how
   to convert it (``asr stream``, the benchmarks: nothing is resampled behind the user's back);
-* :func:`load_audio`: any file ``soundfile`` reads, mixed down and resampled to 16 kHz with a warning
-  (``asr transcribe``);
+* :func:`load_audio` / :func:`audio_blocks`: any file ``soundfile`` reads, mixed down and resampled to
+  16 kHz with a warning (``asr transcribe``), whole or block by block (long recordings);
 * :func:`check_audio`: decode a whole file once to find corrupt or truncated ones (``asr prepare``);
 * :func:`write_audio`: 16-bit FLAC (the synthetic corpus);
 * :class:`PcmReader`: bytes from a pipe as they arrive -> samples. Raw s16le PCM is the format of
   ``asr stream -``; a wav header at the start of the pipe is parsed here by hand because a pipe
   cannot be seeked, which ``soundfile`` needs; other containers and text are refused.
 
-Only :func:`load_audio` needs torch (its result is a tensor) and soxr (its resampler), so it
-imports them when called: the benchmarks read audio with this module in processes that run only
+Only :func:`load_audio` needs torch (its result is a tensor) and only :func:`audio_blocks` soxr (its
+resampler), so they import them when called: the benchmarks read audio with this module in processes that run only
 sherpa-onnx and measure their memory.
 
 Shape legend: S samples.
@@ -83,16 +83,19 @@ def read_audio(path: str):
     return data
 
 
-def load_audio(path: str, *, warn=None):
-    """Read an audio file as (S,) float32 in [-1, 1] at 16 kHz.
+def audio_seconds(path: str) -> float:
+    """The length of an audio file, from its header."""
+    with _opened(path, "wav or flac file") as f:
+        return f.frames / f.samplerate
 
-    Another sample rate is resampled (soxr, high quality, in blocks: memory does not grow with the
-    rates' common divisor or the file's length beyond the 16 kHz result) and several channels are
-    averaged, each with a warning through ``warn(message)`` (default: print to stderr). Unreadable or
-    empty files and non-finite samples raise UserError. Returns a torch tensor."""
-    # lazy: torch only for this function (see the module docstring)
-    import soxr
-    import torch
+
+def audio_blocks(path: str, *, warn=None):
+    """The file as (S,) float32 blocks at 16 kHz, each read, mixed down and resampled on its own (soxr, high
+    quality, streaming): memory stays bounded for any length and any pair of rates. The whole file is
+    checked first, in a pass that only decodes it (unreadable, empty, non-finite samples: UserError), so
+    that a bad file gets its one error line and no warning; then another rate or several channels get
+    their one warning each through ``warn(message)`` (default: print to stderr)."""
+    import soxr  # lazy: only files at another rate need it
 
     if warn is None:
 
@@ -100,33 +103,38 @@ def load_audio(path: str, *, warn=None):
             print(f"warning: {message}", file=sys.stderr)
 
     with _opened(path, "wav or flac file") as f:
-        rate, channels, frames = f.samplerate, f.channels, f.frames
-        if frames == 0:
+        rate, channels = f.samplerate, f.channels
+        if f.frames == 0:
             raise UserError(f"{path}: the file contains no samples; pass a non-empty recording")
-        notices = []  # warned once the whole file has read well (a bad file gets its one error line only)
-        if channels > 1:
-            notices.append(f"{path}: {channels} channels, averaged to mono")
-        resampler = None
-        if rate != SAMPLE_RATE_HZ:
-            notices.append(f"{path}: sample rate {rate} Hz, resampled to {SAMPLE_RATE_HZ} Hz")
-            resampler = soxr.ResampleStream(rate, SAMPLE_RATE_HZ, 1, dtype="float32", quality="HQ")
-        out = np.empty(int(np.ceil(frames * SAMPLE_RATE_HZ / rate)) + 64, dtype=np.float32)  # + soxr's rounding
-        filled = read = 0
+        read = 0
         for block in f.blocks(blocksize=READ_BLOCK_SAMPLES, dtype="float32", always_2d=True):
             check_finite(block, path, rate, offset=read)
             read += block.shape[0]
+    if channels > 1:
+        warn(f"{path}: {channels} channels, averaged to mono")
+    resampler = None
+    if rate != SAMPLE_RATE_HZ:
+        warn(f"{path}: sample rate {rate} Hz, resampled to {SAMPLE_RATE_HZ} Hz")
+        resampler = soxr.ResampleStream(rate, SAMPLE_RATE_HZ, 1, dtype="float32", quality="HQ")
+    with _opened(path, "wav or flac file") as f:
+        for block in f.blocks(blocksize=READ_BLOCK_SAMPLES, dtype="float32", always_2d=True):
             mono = block[:, 0] if channels == 1 else block.mean(axis=1, dtype=np.float32)
             if resampler is not None:
                 mono = resampler.resample_chunk(mono, last=False)
-            out[filled : filled + mono.size] = mono
-            filled += mono.size
-        if resampler is not None:
-            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-            out[filled : filled + tail.size] = tail
-            filled += tail.size
-    for notice in notices:
-        warn(notice)
-    return torch.from_numpy(out[:filled])
+            if mono.size:
+                yield mono
+    if resampler is not None:
+        tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+        if tail.size:
+            yield tail
+
+
+def load_audio(path: str, *, warn=None):
+    """A whole audio file as one (S,) float32 torch tensor in [-1, 1] at 16 kHz: :func:`audio_blocks`
+    joined (the same checks, warnings and resampling)."""
+    import torch  # lazy: see the module docstring
+
+    return torch.from_numpy(np.concatenate(list(audio_blocks(path, warn=warn))))
 
 
 class BadAudio(UserError):

@@ -28,11 +28,10 @@ from asr.chunking import TAIL_PADDING_S
 from asr.decoding.context_graph import SCORE_BOUNDS
 from asr.data.synth import SIZES
 from asr.errors import UserError, os_error_line
-from asr.frontend import SAMPLE_RATE_HZ
 
 SEARCHES = ["greedy", "modified_beam_search"]
-# asr transcribe encodes a longer recording chunk by chunk (the streaming loop, whose final text equals
-# offline decoding's): its memory stays bounded (one hour of audio encoded at once peaked at 3.8 GB)
+# asr transcribe reads and encodes a longer recording block by block (the streaming loop, whose final text
+# equals offline decoding's): its memory stays bounded (one hour of audio encoded at once peaked at 3.8 GB)
 OFFLINE_MAX_SECONDS = 60
 INT8_FLAVOURS = ["dynamic", "static", "accelerator"]  # export.int8.FLAVOURS (a test keeps them equal)
 COMPRESSION_METHODS = "s8bqat, gq, qat, aat, csp or magnitude"  # asr.compression.METHODS (a test keeps them equal)
@@ -451,7 +450,9 @@ def _cmd_decode(args) -> None:
 
 
 def _cmd_transcribe(args) -> None:
-    from asr.audio import load_audio  # lazy: this verb's stack
+    import torch  # lazy: this verb's stack
+
+    from asr.audio import audio_blocks, audio_seconds, load_audio  # lazy: this verb's stack
     from asr.checkpoint import checkpoint_tokenizer, load_model  # lazy: this verb's stack
     from asr.chunking import chunking_for  # lazy: this verb's stack
     from asr.decode import transcribe  # lazy: this verb's stack
@@ -460,22 +461,24 @@ def _cmd_transcribe(args) -> None:
     _threads(args.threads)
     model, cfg, ckpt = load_model(args.checkpoint)
     tokenizer = checkpoint_tokenizer(ckpt, cfg, args.checkpoint, args.bpe_model)
-    samples = load_audio(args.audio)
-    long = samples.numel() > OFFLINE_MAX_SECONDS * SAMPLE_RATE_HZ
-    if not args.streaming and not long:
-        print(transcribe(model, tokenizer, samples, args.decoding_method, args.beam))
+    seconds = audio_seconds(args.audio)
+    if not args.streaming and seconds <= OFFLINE_MAX_SECONDS:
+        print(transcribe(model, tokenizer, load_audio(args.audio), args.decoding_method, args.beam))
         return
-    if long and not args.streaming and model.encoder.required_chunk_encoder_frames == 0:
-        raise UserError(f"{args.audio}: {samples.numel() / SAMPLE_RATE_HZ:.0f} s long, and {args.checkpoint} is a "
-                        "full-context model, which attends over a whole recording at once (memory grows with the "
-                        f"square of its length); cut the recording into pieces of at most {OFFLINE_MAX_SECONDS} s, e.g. "
+    if not args.streaming and model.encoder.required_chunk_encoder_frames == 0:
+        raise UserError(f"{args.audio}: {seconds:.0f} s long, and {args.checkpoint} is a full-context model, which "
+                        "attends over a whole recording at once (memory grows with the square of its length); cut the "
+                        f"recording into pieces of at most {OFFLINE_MAX_SECONDS} s, e.g. "
                         f"'sox {args.audio} piece.wav trim 0 {OFFLINE_MAX_SECONDS} : newfile : restart'")
     rec = StreamingRecognizer(model, tokenizer, chunking_for(model.encoder, args.chunk_feature_frames, args.checkpoint),
                               args.decoding_method, args.beam)
-    if not args.streaming:  # a long recording: chunk by chunk, in bounded memory, to the same text
-        print(rec.transcribe(samples))
+    if not args.streaming:  # a long recording: read and encoded block by block, in bounded memory, to the same text
+        for block in audio_blocks(args.audio):
+            rec.accept_waveform(torch.from_numpy(block))
+        rec.input_finished()
+        print(rec.text)
         return
-    final = rec.transcribe(samples, on_partial=lambda text: print(f"partial: {text}", flush=True))
+    final = rec.transcribe(load_audio(args.audio), on_partial=lambda text: print(f"partial: {text}", flush=True))
     print(f"final: {final}")
 
 
