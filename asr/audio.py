@@ -95,8 +95,6 @@ def audio_blocks(path: str, *, warn=None):
     checked first, in a pass that only decodes it (unreadable, empty, non-finite samples: UserError), so
     that a bad file gets its one error line and no warning; then another rate or several channels get
     their one warning each through ``warn(message)`` (default: print to stderr)."""
-    import soxr  # lazy: only files at another rate need it
-
     if warn is None:
 
         def warn(message: str) -> None:
@@ -115,6 +113,8 @@ def audio_blocks(path: str, *, warn=None):
     resampler = None
     if rate != SAMPLE_RATE_HZ:
         warn(f"{path}: sample rate {rate} Hz, resampled to {SAMPLE_RATE_HZ} Hz")
+        import soxr  # lazy: only files at another rate need it
+
         resampler = soxr.ResampleStream(rate, SAMPLE_RATE_HZ, 1, dtype="float32", quality="HQ")
     with _opened(path, "wav or flac file") as f:
         for block in f.blocks(blocksize=READ_BLOCK_SAMPLES, dtype="float32", always_2d=True):

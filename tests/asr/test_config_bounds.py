@@ -1,6 +1,6 @@
 """Every number in a config has a declared range (asr.bounds), and every way a value comes in (YAML,
---set, a checkpoint's stored config) is checked against it before anything is built: a one-line error
-naming the key. Booleans are strict, floats finite; a finished run is not overwritten without --force."""
+--set, a checkpoint's stored config, Python) is checked against it before anything is built: a one-line
+error naming the key. Booleans are strict, floats finite; a finished run is not overwritten without --force."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import typing
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-
 import pytest
+import soundfile as sf
 import torch
 import yaml
 
