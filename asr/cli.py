@@ -44,6 +44,8 @@ BENCH_HELP = {
                    "int8 WER",
     "hotwords": "entity-word recall and WER without and with hotwords; tokens checked against sherpa-onnx",
     "sherpa": "our onnxruntime recognizer vs sherpa-onnx on whole files: equal tokens, WER, RTF",
+    "long-stream": "per-chunk cost minute by minute over an hour-long stream without endpoints, with and without "
+                   "settled finals",
 }
 
 COMMON_OPTIONS = """options that mean the same in every verb:
@@ -86,6 +88,8 @@ EXAMPLES = {
                          "  asr bench compression --report",
     "bench hotwords": "example:\n  asr bench hotwords --model-dir exp/demo/onnx --audio-dir data/synth-small/test "
                       "--max-utts 1000",
+    "bench long-stream": "example:\n  asr bench long-stream --model-dir exp/demo/onnx --audio-dir data/synth-small/test "
+                         "--minutes 60",
     "bench sherpa": "example:\n  asr bench sherpa --model-dir exp/demo/onnx --audio-dir data/synth-small/test --beam 8",
     "compress": "examples:\n  asr compress --method s8bqat --checkpoint exp/demo/final.pt --config recipes/synth/compress-s8bqat.yaml\n"
                 "  asr compress --method csp --checkpoint exp/demo/final.pt --set compression.sparsity=0.5 --exp-dir exp/csp50",
@@ -261,6 +265,10 @@ def _parser() -> argparse.ArgumentParser:
                          "(default %(default)s)")
     st.add_argument("--rule3-min-utterance-length", type=float, default=20.0, metavar="SECONDS",
                     help="rule3: end a segment when it is this long (default %(default)s)")
+    st.add_argument("--max-segment-length", type=float, default=20.0, metavar="SECONDS",
+                    help="a segment this long without an endpoint ends at its last word that later audio cannot "
+                         "change (reason 'settled'), without resetting the decoder, so results stay short on "
+                         "an unendpointed stream; 0: never (default %(default)s)")
     st.add_argument("--tail-padding", type=float, default=TAIL_PADDING_S, metavar="SECONDS",
                     help="zeros appended to each input, as sherpa-onnx's examples do (default %(default)s)")
     _threads_option(st)
@@ -338,6 +346,18 @@ def _bench_options(p: dict[str, argparse.ArgumentParser]) -> None:
     hot.add_argument("--scores", type=float, nargs="+", default=[0.5, 1.5], help="per-token hotword bonuses to try")
     hot.add_argument("--sherpa-utts", type=int, default=100, help="compare tokens with sherpa-onnx on the first N (0: skip)")
 
+    ls = p["long-stream"]
+    ls.add_argument("--model-dir", required=True, help="what 'asr export' wrote")
+    ls.add_argument("--audio-dir", required=True, help="LibriSpeech-layout folder whose utterances make the stream")
+    ls.add_argument("--max-utts", type=int, default=0, help="first N utterances (0: all)")
+    ls.add_argument("--beam", type=int, default=4)
+    ls.add_argument("--minutes", type=float, default=60, help="length of the stream with settled finals (default %(default)s)")
+    ls.add_argument("--unbounded-minutes", type=float, default=10,
+                    help="length of the stream without them (default %(default)s)")
+    ls.add_argument("--max-segment-length", type=float, default=20.0, metavar="SECONDS",
+                    help="as in 'asr stream' (default %(default)s)")
+    ls.add_argument("--json", default=None, help="write the rows, with each minute's cost, to this JSON file")
+
     sh = p["sherpa"]
     sh.add_argument("--model-dir", required=True, help="what 'asr export' wrote")
     sh.add_argument("--audio-dir", required=True, help="LibriSpeech-layout folder of flac files and transcripts")
@@ -365,7 +385,7 @@ def _threads(n: int) -> None:
 # otherwise crash or overflow deep inside the search.
 OPTION_BOUNDS = {"beam": Range(1, 1000), "threads": Range(1, 1024), "tail_padding": Range(0, 60),
                  "hotwords_score": SCORE_BOUNDS, "chunk_feature_frames": Range(0, 4096), "num_calib": Range(1, 1_000_000),
-                 "max_utts": Range(0, 10_000_000)}
+                 "max_utts": Range(0, 10_000_000), "max_segment_length": Range(0, 86400)}
 
 
 def _check_options(args) -> None:
@@ -540,7 +560,7 @@ def _cmd_stream(args) -> None:
                                   EndpointRule(False, 0.0, args.rule3_min_utterance_length))
     audio = None if stdin else [read_audio(path) for path in args.inputs]
     rec = jsonl.build_recognizer(args.model_dir, args.decoding_method, args.beam, args.hotwords_file, args.hotwords_score,
-                                 endpoint, args.threads, args.tail_padding)
+                                 endpoint, args.threads, args.tail_padding, args.max_segment_length or None)
     if stdin:
         jsonl.stream_stdin(rec, sys.stdin.buffer.fileno(), jsonl.print_line, args.partials)
     else:
@@ -558,6 +578,8 @@ def _cmd_bench(args) -> None:
         from asr.bench.compression import run  # lazy: this benchmark's stack
     elif args.benchmark == "hotwords":
         from asr.bench.hotwords import run  # lazy: this benchmark's stack
+    elif args.benchmark == "long-stream":
+        from asr.bench.long_stream import run  # lazy: this benchmark's stack
     else:
         from asr.bench.sherpa import run  # lazy: this benchmark's stack
     run(args)

@@ -9,7 +9,9 @@ so ratios from one run, not absolute times across runs).
 * ``compression``: every compression method from one float checkpoint (bytes, float, emulated-NNA and
   onnxruntime int8 WER, paired-bootstrap intervals);
 * ``hotwords``: entity-word recall with and without hotwords, against sherpa-onnx;
-* ``sherpa``: our onnxruntime recognizer against sherpa-onnx on whole files (WER, RTF, equal tokens).
+* ``sherpa``: our onnxruntime recognizer against sherpa-onnx on whole files (WER, RTF, equal tokens);
+* ``long-stream``: the cost of each 100 ms over an hour-long stream without endpoints, with and without
+  settled finals (first minute against last).
 
 Each module has ``run(args)``; its options and example are in ``asr/cli.py``, which imports the
 module only when its benchmark runs. Like the CLI, this package is the top of the layers: it may import ``export``.

@@ -27,8 +27,16 @@ Output: one JSON object per line on stdout, flushed at once::
   a segment in which nothing was decoded (silence) takes no index and prints nothing.
 * ``type``: ``partial`` is the current segment so far, printed whenever its text changes (unless
   ``--no-partials``); ``final`` is a segment's result, printed once when it ends, with ``reason``
-  ``rule1``/``rule2``/``rule3`` (the endpoint rule that fired) or ``end`` (end of input). Every
-  input ends with at least one final line (with empty text if nothing was recognized).
+  ``rule1``/``rule2``/``rule3`` (the endpoint rule that fired), ``end`` (end of input) or
+  ``settled``. Every input ends with at least one final line (with empty text if nothing was
+  recognized).
+* ``settled``: a segment that has lasted ``--max-segment-length`` seconds (default 20) without an
+  endpoint (``--no-endpoint``, or a long rule3) ends at its last whole word that no later audio can
+  change (every hypothesis of the search agrees on it), and the next segment goes on from there
+  without resetting the decoder, so the finals' tokens are those of one unbroken segment. Beam
+  search hypotheses that still disagree about older words once a segment is twice that long are
+  dropped, so a partial line never covers much more than twice ``--max-segment-length``, on a
+  stream of any length.
 * ``text``: the segment's text; ``tokens``: its BPE pieces.
 * ``start_s``: where the segment starts in the stream; ``end_s``: how far the stream has been decoded.
 * ``words``: each word's ``start_s`` (the encoder frame of its first token, frame x 40 ms as in
@@ -69,7 +77,7 @@ def check_options(method: str, hotwords_file: str | None) -> None:
 
 def build_recognizer(model_dir: str, method: str = "greedy", beam: int = 4, hotwords_file: str | None = None,
                      hotwords_score: float = 1.5, endpoint=None, threads: int = 1,
-                     tail_padding_s: float = TAIL_PADDING_S) -> OnnxRecognizer:
+                     tail_padding_s: float = TAIL_PADDING_S, max_segment_s: float | None = None) -> OnnxRecognizer:
     """Load the model folder (and the hotwords) into an :class:`asr.streaming.onnx.OnnxRecognizer`."""
     check_options(method, hotwords_file)
     d = Path(model_dir)
@@ -85,7 +93,8 @@ def build_recognizer(model_dir: str, method: str = "greedy", beam: int = 4, hotw
         # spelled as sherpa-onnx spells hotwords (largest summed piece score), so both decode alike
         graph = load_hotwords(hotwords_file, Tokenizer(d / "bpe.model").encode_max_score, hotwords_score,
                               unk_id=model.unk_id)
-    return OnnxRecognizer(model, method, beam, tail_padding_s, context_graph=graph, endpoint=endpoint, keep_calls=False)
+    return OnnxRecognizer(model, method, beam, tail_padding_s, context_graph=graph, endpoint=endpoint, keep_calls=False,
+                          max_segment_s=max_segment_s)
 
 
 def print_line(line: str) -> None:

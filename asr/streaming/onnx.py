@@ -61,7 +61,7 @@ import onnxruntime as ort
 import torch
 
 from asr.chunking import ENCODER_FRAME_MS, FEATURE_FRAME_MS, TAIL_PADDING_S, Chunking
-from asr.decoding.search import GreedyState, beam_init, context, greedy_init, search
+from asr.decoding.search import GreedyState, History, beam_init, context, greedy_init, search
 from asr.errors import UserError, first_line
 from asr.features import SherpaFbank
 from asr.frontend import NUM_MEL_BINS, SAMPLE_RATE_HZ
@@ -321,18 +321,30 @@ class OnnxStream:
     equal sherpa-onnx's. ``tokens`` and ``text`` cover all segments; :meth:`partial` is the current
     segment; ``finals`` holds the finished segments that decoded something, and a stream that
     decoded nothing at all ends with one empty final (so every stream ends with a final).
+
+    ``max_segment_s`` bounds the results of a stream without endpoints (or with a long rule3): once
+    the current segment has lasted that long, its words that every hypothesis of the search agrees on
+    (so no later audio can change them) become a final with reason ``"settled"``, up to the last
+    whole word, and the segment goes on from there. Nothing else changes: the decoder is not reset
+    (rule3 resets it), the endpoint rules see the same segment, and ``tokens`` are the same as
+    without it, unless beam search still holds hypotheses that disagree about words older than
+    ``max_segment_s`` once the segment is twice that long: those are dropped (:meth:`_settle`). A
+    settled final's frames are the best hypothesis's at that moment. None (the default): never.
     """
 
     def __init__(self, model: StreamingTransducer, method: str = "greedy", beam: int = 4, tail_padding_s: float = TAIL_PADDING_S,
-                 *, context_graph=None, endpoint: EndpointConfig | None = None, auto_decode: bool = True) -> None:
+                 *, context_graph=None, endpoint: EndpointConfig | None = None, auto_decode: bool = True,
+                 max_segment_s: float | None = None) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown decoding method {method!r}; use 'greedy' or 'modified_beam_search'")
         if context_graph is not None and method != "modified_beam_search":
             raise ValueError("hotwords (a context graph) need method='modified_beam_search', as in sherpa-onnx")
-        if beam < 1 or tail_padding_s < 0:
-            raise ValueError(f"beam={beam} must be >= 1 and tail_padding_s={tail_padding_s} >= 0")
+        if beam < 1 or tail_padding_s < 0 or (max_segment_s is not None and not max_segment_s > 0):
+            raise ValueError(f"beam={beam} must be >= 1, tail_padding_s={tail_padding_s} >= 0 and max_segment_s="
+                             f"{max_segment_s} > 0 or None")
         self.model, self.method, self.beam = model, method, beam
         self.context_graph, self.endpoint, self.auto_decode = context_graph, endpoint, auto_decode
+        self.max_segment_s = max_segment_s
         self.tail_padding = int(tail_padding_s * SAMPLE_RATE_HZ)
         self.fbank = SherpaFbank()
         self.frames = np.zeros((0, NUM_MEL_BINS), np.float32)  # (T, F) from the next chunk's start on
@@ -344,12 +356,16 @@ class OnnxStream:
         self.processed_frames = 0  # feature frames consumed: decode_chunk_len per encoder call
         self.encoder_frames = 0  # encoder frames decoded: T' per encoder call
         # The current segment. The search state's frame 0 is encoder frame ``search_origin`` of the
-        # stream; its best hypothesis starts with ``prefix`` entries of carried decoder context.
+        # stream; its best hypothesis starts with ``prefix`` entries of carried decoder context, and its
+        # first ``reported`` entries (>= prefix) are carried context or already in settled finals.
         self.segment = 0
-        self.segment_start_frame = 0  # feature frame
+        self.segment_start_frame = 0  # feature frame where the endpoint rules' segment starts
         self.segment_start_encoder_frame = 0
+        self.start_s = 0.0  # where the current segment's result starts (a settled final moves it on)
         self.search_origin = 0
         self.prefix = 0
+        self.reported = 0
+        self.forced_agreements = 0  # settled finals that had to drop beam hypotheses (see _settle)
         self.finals: list[SegmentResult] = []
         self.endpoints: list[EndpointEvent] = []
         self.first_token: FirstToken | None = None
@@ -387,23 +403,30 @@ class OnnxStream:
 
     # -- results
 
-    def _segment_tokens(self) -> tuple[list[int], list[int]]:
-        """The current segment's tokens and their encoder frames (from the start of the stream)."""
-        st = self.search_state  # a search state for this one stream; hyps[0] is its best hypothesis
-        tokens = st.hyps[0][self.prefix :]
-        frames = [self.search_origin + t for t in st.timestamps[0][self.prefix :]]
-        return tokens, frames
+    def _segment_tokens(self, start: int | None = None) -> tuple[list[int], list[int]]:
+        """The best hypothesis's tokens from entry ``start`` (default ``reported``: the current segment's
+        result) on, and their encoder frames from the start of the stream; O(tokens returned)."""
+        st = self.search_state  # a search state for this one stream
+        start = self.reported if start is None else start
+        if isinstance(st, GreedyState):
+            tokens, frames = st.hyps[0][start:], st.timestamps[0][start:]
+        else:
+            h = st.best(0).history
+            tokens, frames = h.tail(h.length - start)
+        return tokens, [self.search_origin + f for f in frames]
 
-    def _segment_extent(self) -> tuple[int, int | None, int | None]:
-        """(tokens in the current segment, encoder frame of its first token, of its last), read without
-        copying the hypothesis: the book-keeping of every chunk stays as cheap in the second hour as in
-        the first second."""
+    def _segment_extent(self) -> tuple[int, int | None]:
+        """(tokens in the endpoint rules' segment, encoder frame of its last token), read without copying
+        the hypothesis: the book-keeping of every chunk stays as cheap in the second hour as in the
+        first second."""
         st = self.search_state
-        stamps = st.timestamps[0] if isinstance(st, GreedyState) else st.best(0).timestamps
-        count = len(stamps) - self.prefix
-        if count <= 0:
-            return 0, None, None
-        return count, self.search_origin + stamps[self.prefix], self.search_origin + stamps[-1]
+        if isinstance(st, GreedyState):
+            length, last = len(st.timestamps[0]), st.timestamps[0][-1] if st.timestamps[0] else None
+        else:
+            h = st.best(0).history
+            length, last = h.length, h.frame
+        count = length - self.prefix
+        return (count, self.search_origin + last) if count > 0 else (0, None)
 
     def partial(self) -> SegmentResult:
         """The current segment's result so far."""
@@ -412,7 +435,7 @@ class OnnxStream:
     def _result(self, final: bool, reason: str | None = None, wall_time: float | None = None) -> SegmentResult:
         tokens, frames = self._segment_tokens()
         return SegmentResult(self.segment, final, tokens, frames, self.model.text(tokens), self.model.words(tokens, frames),
-                             self.segment_start_frame * FEATURE_FRAME_MS / 1000, self.processed_frames * FEATURE_FRAME_MS / 1000,
+                             self.start_s, self.processed_frames * FEATURE_FRAME_MS / 1000,
                              reason, wall_time, self.received_s if final else None)
 
     @property
@@ -439,32 +462,74 @@ class OnnxStream:
         self.frames = self.frames[self.model.chunking.chunk_feature_frames :]
         self.processed_frames += self.model.chunking.chunk_feature_frames
         self.encoder_frames += num_encoder_frames
-        count, first, last = self._segment_extent()
+        count, last = self._segment_extent()
         if self.first_token is None and count:
+            first = self._segment_tokens(self.prefix)[1][0]
             self.first_token = FirstToken(first, first * ENCODER_FRAME_S, now, self.received_s)
+        rule = None
         if self.endpoint is not None:
             blanks = trailing_blanks([last] if count else [], self.segment_start_encoder_frame, self.encoder_frames)
             rule = self.endpoint.detect(self.processed_frames - self.segment_start_frame, blanks)
             if rule is not None:
                 self._end_segment(rule, now)
+        if (rule is None and self.max_segment_s is not None
+                and self.processed_frames * FEATURE_FRAME_MS / 1000 - self.start_s >= self.max_segment_s):
+            self._settle(now)
         self._finish_if_done(now)
 
     def _end_segment(self, rule: str, now: float) -> None:
         """sherpa-onnx's Reset: keep the encoder state; carry the decoder context if the segment
         decoded something, else start from the initial (blank) context."""
-        tokens, _ = self._segment_tokens()
+        count, _ = self._segment_extent()
         self.endpoints.append(EndpointEvent(rule, self.processed_frames * FEATURE_FRAME_MS / 1000, now, self.received_s,
-                                            self.segment, bool(tokens)))
-        if tokens:
-            self.finals.append(self._result(final=True, reason=rule, wall_time=now))
-            self.segment += 1
+                                            self.segment, bool(count)))
+        if count:
+            if self._segment_tokens()[0]:  # not all of it already in settled finals
+                self.finals.append(self._result(final=True, reason=rule, wall_time=now))
+                self.segment += 1
             self._carry_context()
         else:
             self.search_state = self._new_search_state()
             self.search_origin = self.encoder_frames
             self.prefix = 0
+        self.reported = self.prefix
         self.segment_start_frame = self.processed_frames
         self.segment_start_encoder_frame = self.encoder_frames
+        self.start_s = self.processed_frames * FEATURE_FRAME_MS / 1000
+
+    def _settle(self, now: float) -> None:
+        """A final (reason ``"settled"``) of the current segment's tokens that every hypothesis shares,
+        up to the last whole word (the one before a token that starts a word); decoding goes on.
+
+        Beam search can keep, for a long time, a hypothesis that differs from the best only in an old
+        word (their later frames score alike). Once the segment is twice ``max_segment_s`` long, the
+        hypotheses that disagree with the best about tokens older than ``max_segment_s`` are dropped
+        (they have been behind for that long; counted in ``forced_agreements``), so a segment never
+        grows much past twice ``max_segment_s``."""
+        st = self.search_state
+        tokens, frames = self._segment_tokens()
+        if not isinstance(st, GreedyState):  # greedy search never revises a token
+            tails = [h.history.tail(h.history.length - self.reported)[0] for h in st.beams[0]]
+            agree = min(_common_prefix(tokens, tail) for tail in tails)
+            now_s = self.processed_frames * FEATURE_FRAME_MS / 1000
+            if now_s - self.start_s >= 2 * self.max_segment_s:
+                horizon = now_s - self.max_segment_s
+                old = sum(1 for f in frames if (f + 1) * ENCODER_FRAME_S <= horizon)  # tokens that end before it
+                if old > agree:
+                    st.beams[0] = [h for h, tail in zip(st.beams[0], tails) if _common_prefix(tokens, tail) >= old]
+                    self.forced_agreements += 1
+                    agree = min(_common_prefix(tokens, tail) for tail in tails if _common_prefix(tokens, tail) >= old)
+            tokens = tokens[:agree]
+        cut = next((i for i in range(len(tokens) - 1, 0, -1) if self.model.symbols[tokens[i]].startswith("\u2581")), 0)
+        if cut == 0:
+            return
+        tokens, frames = tokens[:cut], frames[:cut]
+        end_s = (frames[-1] + 1) * ENCODER_FRAME_S
+        self.finals.append(SegmentResult(self.segment, True, tokens, frames, self.model.text(tokens),
+                                         self.model.words(tokens, frames), self.start_s, end_s, "settled", now, self.received_s))
+        self.segment += 1
+        self.reported += cut
+        self.start_s = end_s
 
     def _carry_context(self) -> None:
         """Cut every hypothesis to its decoder context (its last context_size entries, left-padded as
@@ -484,11 +549,11 @@ class OnnxStream:
             root = empty.context_state
             merged = {}
             for h in [empty] + st.beams[0]:
-                ys = tuple(context(m, h.ys))
+                ys = tuple(context(m, h.history.tail(c)[0]))
                 if ys in merged:
                     merged[ys].log_prob = float(np.logaddexp(merged[ys].log_prob, h.log_prob))
                 else:
-                    merged[ys] = dataclasses.replace(h, ys=ys, timestamps=(-1,) * c, context_state=root)
+                    merged[ys] = dataclasses.replace(h, history=History.of(ys, [-1] * c), context_state=root)
             st.beams[0] = sorted(merged.values(), key=lambda h: -h.log_prob)
             # The carried ys now hold the context, so the length norm of BeamState.best counts no
             # extra leading blanks (sherpa-onnx divides by len(ys) including the context).
@@ -502,6 +567,11 @@ class OnnxStream:
         if self._segment_tokens()[0] or not self.finals:  # every stream ends with at least one final
             self.finals.append(self._result(final=True, reason="end", wall_time=now))
         self.finished = True
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def _stack_greedy(states: list[GreedyState]) -> GreedyState:
@@ -548,14 +618,16 @@ class OnnxRecognizer:
     service turns it off)."""
 
     def __init__(self, model: StreamingTransducer, method: str = "greedy", beam: int = 4, tail_padding_s: float = TAIL_PADDING_S,
-                 *, context_graph=None, endpoint: EndpointConfig | None = None, keep_calls: bool = True) -> None:
+                 *, context_graph=None, endpoint: EndpointConfig | None = None, keep_calls: bool = True,
+                 max_segment_s: float | None = None) -> None:
         self.model, self.method, self.beam, self.tail_padding_s = model, method, beam, tail_padding_s
         self.context_graph, self.endpoint, self.keep_calls = context_graph, endpoint, keep_calls
+        self.max_segment_s = max_segment_s
         self.calls: list[EncoderCall] = []
 
     def create_stream(self) -> OnnxStream:
         return OnnxStream(self.model, self.method, self.beam, self.tail_padding_s, context_graph=self.context_graph,
-                          endpoint=self.endpoint, auto_decode=False)
+                          endpoint=self.endpoint, auto_decode=False, max_segment_s=self.max_segment_s)
 
     def decode(self, streams: list[OnnxStream]) -> int:
         """Decode until no stream is ready, batching the ready ones; returns the number of encoder calls."""

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from asr.chunking import Chunking
-from asr.decoding.search import SearchModel, greedy_search, modified_beam_search
+from asr.decoding.search import History, SearchModel, context, greedy_search, modified_beam_search
 from asr.models.config import ModelConfig, PredictorConfig
 from asr.models.lstm import LSTMEncoderConfig
 from asr.models.registry import build_model
@@ -95,3 +95,49 @@ def test_streaming_recognizer_equals_offline(tmp_path):
             rec.accept_waveform(samples[start : start + 1234])
         rec.input_finished()
         assert rec.tokens == offline
+
+
+# ---- History: the persistent token lists of modified beam search ----------------------------------
+
+
+def test_history_equality_is_by_tokens():
+    """Equal token sequences built from different nodes (a sequence dropped from the beam and formed
+    again) hash and compare equal whatever their frames; any token difference makes them unequal."""
+    a = History().append(3, 0).append(5, 1).append(7, 4)
+    b = History.of([3, 5], [0, 2]).append(7, 9)  # no node shared with a
+    assert a == b and hash(a) == hash(b) and {a: 1}[b] == 1
+    assert a.tokens == (3, 5, 7) and b.frames == (0, 2, 9) and len(a) == 3
+    assert a.tail(2) == ([5, 7], [1, 4]) and a.tail(10) == ([3, 5, 7], [0, 1, 4])
+    assert a != History.of([3, 6, 7], [0, 1, 2]) and a != a.parent and History() == History()
+    assert a.parent.append(7, 2) == a and a.parent.append(7, 2) is not a
+
+
+def _reference_beam_search(model, enc, beam):
+    """Modified beam search on one utterance as it was written with a tuple of every token per
+    hypothesis (the oracle for the History-based search)."""
+    hyps = {(): 0.0}
+    for t in range(enc.size(1)):
+        items = list(hyps.items())
+        ctx = torch.tensor([context(model, ys) for ys, _ in items])
+        pred = model.predict(ctx, None)[0]
+        log_probs = model.join(enc[0, t].unsqueeze(0), pred).log_softmax(dim=-1)
+        scores = torch.tensor([lp for _, lp in items]).unsqueeze(1) + log_probs
+        top, flat = scores.reshape(-1).topk(min(beam, scores.numel()))
+        merged: dict[tuple, float] = {}
+        for score, k in zip(top.tolist(), flat.tolist()):
+            ys, token = items[k // scores.size(1)][0], k % scores.size(1)
+            key = ys if token == model.blank_id else ys + (token,)
+            merged[key] = float(torch.logaddexp(torch.tensor(merged[key]), torch.tensor(score))) if key in merged else score
+        hyps = dict(sorted(merged.items(), key=lambda kv: -kv[1]))
+    return hyps
+
+
+def test_beam_search_equals_the_tuple_reference():
+    model = _model("stateless", seed=3)
+    torch.manual_seed(4)
+    enc = model.joiner.encoder_proj(torch.randn(1, 60, model.encoder.output_dim))
+    with torch.no_grad():
+        state = modified_beam_search(model, enc, torch.tensor([60]), beam=4)
+        reference = _reference_beam_search(model, enc, 4)
+    assert [(h.ys, h.log_prob) for h in state.beams[0]] == list(reference.items())
+    assert max(len(h.ys) for h in state.beams[0]) >= 10

@@ -604,3 +604,106 @@ def test_error_in_fresh_interpreter(model_dir, tmp_path):
     """Import-time warnings would break the one-line contract; only a real process shows them."""
     bad = _wav(tmp_path, "44k.wav", 44100, 1)
     assert_user_error(run_asr_subprocess("stream", model_dir, bad), "44100 Hz")
+
+
+# ---- long streams: settled finals ----------------------------------------------------------------------
+
+
+def _fed(model, x, method, **kw) -> tuple[OnnxStream, float]:
+    """``x`` fed 100 ms at a time, as 'asr stream' feeds it; (stream, the longest a partial result lasted, s)."""
+    rec = OnnxRecognizer(model, method, 4, **kw)
+    s, longest = rec.create_stream(), 0.0
+    for start in range(0, len(x), PIECE):
+        s.accept_waveform(x[start : start + PIECE])
+        rec.decode([s])
+        p = s.partial()
+        longest = max(longest, p.end_s - p.start_s)
+    s.input_finished()
+    rec.decode([s])
+    return s, longest
+
+
+def _check_settled(model, stream) -> None:
+    finals = stream.finals
+    reasons = [r.reason for r in finals]
+    assert len(reasons) >= 5 and reasons[-1] == "end" and set(reasons[:-1]) == {"settled"}
+    assert [r.segment for r in finals] == list(range(len(reasons))) and finals[0].start_s == 0.0
+    for a, b in zip(finals, finals[1:]):
+        assert b.start_s == a.end_s and a.end_s == pytest.approx((a.frames[-1] + 1) * ENCODER_FRAME_S)
+        assert model.symbols[b.tokens[0]].startswith("\u2581")
+        assert a.text == model.text(a.tokens) and a.text.split() == [w.word for w in a.words]
+
+
+def test_settled_finals_cut_an_unendpointed_stream_without_changing_it(model_dir, wavs):
+    """Greedy search without endpoints: ``max_segment_s`` cuts the result into finals at whole words;
+    together they hold the tokens of the one unbroken segment, each settled final ends where a word
+    starts, the next starts where it ended, and a partial result never lasts much past max_segment_s."""
+    model = OnnxTransducer(model_dir)
+    speech = np.concatenate([_read(w) for w in wavs])
+    x = np.tile(speech, -(-int(24 * RATE) // len(speech)))
+    whole, whole_longest = _fed(model, x, "greedy")
+    cut, longest = _fed(model, x, "greedy", max_segment_s=2.0)
+    assert cut.tokens == whole.tokens and len(whole.tokens) > 100
+    assert [r.reason for r in whole.finals] == ["end"] and whole_longest > 20
+    _check_settled(model, cut)
+    assert longest < 2.0 + 1.0
+
+
+def test_settled_finals_bound_beam_search(model_dir, wavs):
+    """Modified beam search: the untrained test model keeps hypotheses that disagree about old words, so
+    settled finals must drop them (``forced_agreements``) to keep partial results within about twice
+    max_segment_s; the finals still read as one result, cut at whole words."""
+    model = OnnxTransducer(model_dir)
+    speech = np.concatenate([_read(w) for w in wavs])
+    x = np.tile(speech, -(-int(24 * RATE) // len(speech)))
+    cut, longest = _fed(model, x, "modified_beam_search", max_segment_s=2.0)
+    _check_settled(model, cut)
+    assert cut.forced_agreements > 0 and longest < 2 * 2.0 + 1.0
+    assert cut.tokens == [t for r in cut.finals for t in r.tokens]
+
+
+@pytest.mark.parametrize("method, max_segment_s", [("greedy", 2.0), ("modified_beam_search", 6.0)])
+def test_settled_finals_leave_the_endpoints_alone(gated, wavs, method, max_segment_s):
+    """With endpointing on (rule3 out of reach) settled finals cut the long stretches of speech, and the
+    endpoints are the ones without them: same rules at the same times, same tokens in all. (Beam search
+    at 6 s: these stretches are too short for hypotheses to be dropped.)"""
+    speech = np.concatenate([_read(w) for w in wavs])
+    talk = np.tile(speech, -(-int(9 * RATE) // len(speech)))[: 9 * RATE]
+    x = np.concatenate([talk, np.zeros(2 * RATE, np.float32), talk])
+    cfg = EndpointConfig(rule3=EndpointRule(False, 0.0, 1000.0))
+    plain, _ = _fed(gated, x, method, endpoint=cfg)
+    cut, _ = _fed(gated, x, method, endpoint=cfg, max_segment_s=max_segment_s)
+    assert [r.reason for r in plain.finals] == ["rule2", "end"] and cut.forced_agreements == 0
+    assert [(e.rule, e.time_s, e.had_tokens) for e in cut.endpoints] == [(e.rule, e.time_s, e.had_tokens) for e in plain.endpoints]
+    assert cut.tokens == plain.tokens
+    reasons = [r.reason for r in cut.finals]
+    assert reasons.count("settled") >= 2 and reasons[-1] == "end" and "rule2" in reasons
+    assert [r.segment for r in cut.finals] == list(range(len(reasons)))
+
+
+def test_cli_settled_finals(asr_cli, model_dir, wavs, tmp_path):
+    """'asr stream --no-endpoint' prints settled finals every --max-segment-length seconds (0: never)."""
+    speech = np.concatenate([_read(w) for w in wavs])
+    long_wav = tmp_path / "long.wav"
+    sf.write(long_wav, np.tile(speech, -(-int(12 * RATE) // len(speech))), RATE, subtype="PCM_16")
+    finals = {}
+    for seconds in ("3", "0"):
+        r = asr_cli("stream", model_dir, long_wav, "--no-endpoint", "--max-segment-length", seconds)
+        assert r.returncode == 0, r.stderr
+        finals[seconds] = _finals(_lines(r.stdout), long_wav)
+    assert [f["reason"] for f in finals["0"]] == ["end"]
+    assert len(finals["3"]) >= 3 and {f["reason"] for f in finals["3"][:-1]} == {"settled"}
+    assert [t for f in finals["3"] for t in f["tokens"]] == finals["0"][0]["tokens"]
+    assert_user_error(asr_cli("stream", model_dir, long_wav, "--max-segment-length", "-1"), "--max-segment-length -1")
+
+
+def test_reader_that_leaves_the_pipe(model_dir, wavs, tmp_path):
+    """'asr stream ... | head -n 1' (the reader leaves after the first JSON line) ends quietly, with
+    SIGPIPE's status 141 or 0 if the lines fitted in the pipe before it left."""
+    long_wav = tmp_path / "long.wav"
+    speech = np.concatenate([_read(w) for w in wavs])
+    sf.write(long_wav, np.tile(speech, -(-int(20 * RATE) // len(speech))), RATE, subtype="PCM_16")
+    cmd = f"{sys.executable} -m asr.cli stream {model_dir} {long_wav} --no-endpoint | (read -r line; exit 0)"
+    r = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], capture_output=True, text=True, env=_SUBPROCESS_ENV,
+                       timeout=120)
+    assert r.stderr == "" and r.returncode in (0, 141), r.stderr
