@@ -152,6 +152,21 @@ def _parser() -> argparse.ArgumentParser:
     libri.add_argument("--root", required=True, help="folder holding the parts (train-clean-100/, dev-clean/, ...)")
     libri.add_argument("--parts", nargs="*", default=None, help="parts to prepare (default: all found)")
     libri.add_argument("--out", default="data/manifests", help="manifest folder (default: %(default)s)")
+    bias = corpora.add_parser("bias-lists", help="per-utterance bias lists (rare words + distractors, Le et al. 2021)",
+                              epilog="example:\n  asr prepare bias-lists --train data/synth-small/train --parts "
+                                     "data/synth-small/test-names data/synth-small/test --out data/bias/synth-small",
+                              formatter_class=fmt)
+    bias.add_argument("--train", nargs="+", required=True, help="training part(s), LibriSpeech layout: their text "
+                      "ranks the words")
+    bias.add_argument("--parts", nargs="+", required=True, help="the parts to build lists for, LibriSpeech layout")
+    bias.add_argument("--top-k", type=int, default=1000,
+                      help="words outside the K most frequent training words are rare (default %(default)s; "
+                           "5000 on LibriSpeech, as in Le et al.)")
+    bias.add_argument("--sizes", type=int, nargs="+", default=[0, 10, 100, 500],
+                      help="list sizes N: each utterance's rare words padded with distractors to N words, as in "
+                           "fbai-speech's lists (0: the rare words alone; default 0 10 100 500)")
+    bias.add_argument("--seed", type=int, default=0)
+    bias.add_argument("--out", required=True, help="folder for <part>.biasing_<N>.tsv (fbai-speech's format)")
 
     feats = verb("features", "compute and cache 80-dim kaldi fbank features (the sherpa-onnx front end)")
     feats.add_argument("--manifests", default="data/manifests")
@@ -385,7 +400,8 @@ def _threads(n: int) -> None:
 # otherwise crash or overflow deep inside the search.
 OPTION_BOUNDS = {"beam": Range(1, 1000), "threads": Range(1, 1024), "tail_padding": Range(0, 60),
                  "hotwords_score": SCORE_BOUNDS, "chunk_feature_frames": Range(0, 4096), "num_calib": Range(1, 1_000_000),
-                 "max_utts": Range(0, 10_000_000), "max_segment_length": Range(0, 86400)}
+                 "max_utts": Range(0, 10_000_000), "max_segment_length": Range(0, 86400),
+                 "top_k": Range(1, 10_000_000), "sizes": Range(0, 1_000_000)}
 
 
 def _check_options(args) -> None:
@@ -411,6 +427,10 @@ def _cmd_prepare(args) -> None:
         from asr.data.synth import prepare_synth  # lazy: this verb's stack
 
         summary = prepare_synth(args.out, size=args.size, seed=args.seed)
+    elif args.corpus == "bias-lists":
+        from asr.data.bias_lists import prepare_bias_lists  # lazy: this verb's stack
+
+        summary = prepare_bias_lists(args.train, args.parts, args.out, args.top_k, args.sizes, args.seed)
     else:
         from asr.data.librispeech import prepare_librispeech  # lazy: this verb's stack
 

@@ -1,7 +1,9 @@
-"""Word error rate with kaldialign (Levenshtein alignment, as icefall's ``errs-*`` files)."""
+"""Word error rate with kaldialign (Levenshtein alignment, as icefall's ``errs-*`` files), and the
+biasing metrics U-WER and B-WER (:func:`biased_word_errors`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import kaldialign
@@ -14,6 +16,95 @@ def word_errors(ref: str, hyp: str) -> tuple[int, int]:
     """(substitutions + deletions + insertions, number of reference words)."""
     r, h = ref.split(), hyp.split()
     return kaldialign.edit_distance(r, h)["total"], len(r)
+
+
+@dataclass
+class ErrorCounts:
+    """Word errors of one kind of word over some utterances; ``rate`` in percent."""
+
+    ref_words: int = 0
+    substitutions: int = 0
+    deletions: int = 0
+    insertions: int = 0
+
+    @property
+    def errors(self) -> int:
+        return self.substitutions + self.deletions + self.insertions
+
+    @property
+    def rate(self) -> float:
+        """100 x errors / reference words (NaN without reference words: B-WER of a list no utterance says)."""
+        return 100.0 * self.errors / self.ref_words if self.ref_words else float("nan")
+
+    def __add__(self, other: ErrorCounts) -> ErrorCounts:
+        return ErrorCounts(self.ref_words + other.ref_words, self.substitutions + other.substitutions,
+                           self.deletions + other.deletions, self.insertions + other.insertions)
+
+
+# Le et al. 2021's scoring (fbai-speech, is21_deep_bias/score.py): a substitution costs 4, an insertion or a
+# deletion 3, so "A B" -> "B A" aligns as deletion, match, insertion (6) rather than two substitutions (8).
+SUB_COST, INS_DEL_COST = 4, 3
+
+
+def _align_codes(ref: list[str], hyp: list[str]) -> list[tuple[str, int, int]]:
+    """The alignment of score.py as (code, ref index, hyp index) in order, code one of ``match``, ``sub``,
+    ``del`` (hyp index -1), ``ins`` (ref index -1). At equal cost a cell prefers the diagonal, then an
+    insertion, then a deletion (an option replaces the best only when strictly cheaper), as score.py does."""
+    rows, cols = len(ref) + 1, len(hyp) + 1
+    cost = [[0] * cols for _ in range(rows)]
+    back = [[""] * cols for _ in range(rows)]
+    for i in range(rows):
+        for j in range(cols):
+            if i == 0 and j == 0:
+                continue
+            if i == 0:
+                cost[i][j], back[i][j] = cost[i][j - 1] + INS_DEL_COST, "ins"
+            elif j == 0:
+                cost[i][j], back[i][j] = cost[i - 1][j] + INS_DEL_COST, "del"
+            else:
+                same = ref[i - 1] == hyp[j - 1]
+                best, move = cost[i - 1][j - 1] + (0 if same else SUB_COST), "match" if same else "sub"
+                if cost[i][j - 1] + INS_DEL_COST < best:
+                    best, move = cost[i][j - 1] + INS_DEL_COST, "ins"
+                if cost[i - 1][j] + INS_DEL_COST < best:
+                    best, move = cost[i - 1][j] + INS_DEL_COST, "del"
+                cost[i][j], back[i][j] = best, move
+    codes, i, j = [], len(ref), len(hyp)
+    while i or j:
+        move = back[i][j]
+        if move == "ins":
+            codes.append((move, -1, j - 1))
+            j -= 1
+        elif move == "del":
+            codes.append((move, i - 1, -1))
+            i -= 1
+        else:
+            codes.append((move, i - 1, j - 1))
+            i, j = i - 1, j - 1
+    return codes[::-1]
+
+
+def biased_word_errors(ref: str, hyp: str, bias_words: set[str]) -> tuple[ErrorCounts, ErrorCounts, ErrorCounts]:
+    """(all words, unbiased words, biased words) errors of one utterance, as Le et al. 2021 score them
+    ("Contextualized streaming end-to-end speech recognition with trie-based deep biasing and shallow
+    fusion"; fbai-speech, is21_deep_bias/score.py): ``bias_words`` are the utterance's own words that its
+    bias list holds (not the distractors). A reference word counts in B-WER if it is a bias word, else in
+    U-WER (its substitution and deletion too); an inserted word counts in B-WER if it is a bias word, else
+    in U-WER. WER = U-WER + B-WER in errors and reference words. The alignment is score.py's
+    (:func:`_align_codes`), not kaldialign's, so WER can differ from :func:`word_errors` by ties."""
+    r, h = ref.split(), hyp.split()
+    counts = {"all": ErrorCounts(), "u": ErrorCounts(), "b": ErrorCounts()}
+    for code, i, j in _align_codes(r, h):
+        word = h[j] if code == "ins" else r[i]
+        for key in ("all", "b" if word in bias_words else "u"):
+            c = counts[key]
+            if code == "ins":
+                c.insertions += 1
+                continue
+            c.ref_words += 1
+            c.substitutions += code == "sub"
+            c.deletions += code == "del"
+    return counts["all"], counts["u"], counts["b"]
 
 
 def alignment(ref: str, hyp: str) -> str:

@@ -1,6 +1,7 @@
-"""WER helpers: the recogs file format ``asr decode`` writes, and the paired bootstrap interval
+"""WER helpers: the recogs file format ``asr decode`` writes, the paired bootstrap interval
 the compression bench reports (exact in degenerate cases, covering the truth when two systems are
-equally good, excluding zero when one is clearly worse)."""
+equally good, excluding zero when one is clearly worse), and U-WER / B-WER on hand-made examples
+worked out with the rules of fbai-speech's is21_deep_bias/score.py."""
 
 from __future__ import annotations
 
@@ -8,12 +9,47 @@ import numpy as np
 import pytest
 
 from asr.errors import UserError
-from asr.metrics import paired_bootstrap, read_recogs, word_errors
+from asr.metrics import ErrorCounts, biased_word_errors, paired_bootstrap, read_recogs, word_errors
 
 
 def test_word_errors():
     assert word_errors("A B C D", "A X C") == (2, 4)
     assert word_errors("A B", "A B C") == (1, 2)
+
+
+# (ref, hyp, bias words) -> (all, unbiased, biased) as (ref words, subs, dels, ins), by score.py's rules:
+# costs sub 4, ins/del 3; ties take the diagonal, then insertion, then deletion.
+BIASED_CASES = [
+    # a bias word misspelt: one substitution in B-WER, U-WER clean
+    ("CALL ANNA NOW", "CALL ANA NOW", {"ANNA"}, (3, 1, 0, 0), (2, 0, 0, 0), (1, 1, 0, 0)),
+    # a bias word inserted where the reference has none: an insertion in B-WER, no reference word
+    ("PLAY MUSIC", "PLAY ZED MUSIC", {"ZED"}, (2, 0, 0, 1), (2, 0, 0, 0), (0, 0, 0, 1)),
+    # swapped words: deletion + match + insertion (cost 6) beats two substitutions (8); the deleted and
+    # the inserted word are both the bias word, so both errors land in B-WER (200 %)
+    ("ANNA BOB", "BOB ANNA", {"ANNA"}, (2, 0, 1, 1), (1, 0, 0, 0), (1, 0, 1, 1)),
+    # one word for one: a substitution (4) beats deletion + insertion (6); counted by the reference word
+    ("HELLO", "ANNA", {"ANNA"}, (1, 1, 0, 0), (1, 1, 0, 0), (0, 0, 0, 0)),
+    # a deleted bias word and an inserted ordinary word
+    ("SEND ANNA A NOTE", "SEND A NOTE PLEASE", {"ANNA"}, (4, 0, 1, 1), (3, 0, 0, 1), (1, 0, 1, 0)),
+    # empty hypothesis: every reference word deleted
+    ("CALL ANNA", "", {"ANNA"}, (2, 0, 2, 0), (1, 0, 1, 0), (1, 0, 1, 0)),
+]
+
+
+@pytest.mark.parametrize("ref, hyp, bias, total, unbiased, biased", BIASED_CASES)
+def test_biased_word_errors_by_score_py_rules(ref, hyp, bias, total, unbiased, biased):
+    got = biased_word_errors(ref, hyp, bias)
+    assert [(c.ref_words, c.substitutions, c.deletions, c.insertions) for c in got] == [total, unbiased, biased]
+    assert got[1] + got[2] == got[0]
+
+
+def test_biased_rates():
+    all_, u, b = biased_word_errors("ANNA BOB", "BOB ANNA", {"ANNA"})
+    assert (all_.rate, u.rate, b.rate) == (100.0, 0.0, 200.0)
+    assert np.isnan(ErrorCounts().rate)
+    # a tie between substitution and deletion + insertion never arises (4 < 6); kaldialign's unit costs
+    # count the swap as 2 errors too, but as two substitutions
+    assert word_errors("ANNA BOB", "BOB ANNA") == (2, 2)
 
 
 def test_read_recogs_reads_what_decode_writes(tmp_path):
