@@ -152,12 +152,13 @@ def test_export_after_a_killed_export_removes_its_leftovers(asr_cli, tiny_checkp
 # ---- weights that are not numbers -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("verb", ["export", "transcribe"])
-def test_checkpoint_with_nan_weights(asr_cli, tiny_checkpoint, tmp_path, verb):
+@pytest.mark.parametrize("verb, value, module", [("export", "nan", "joiner"), ("transcribe", "nan", "joiner"),
+                                                 ("export", "-inf", "encoder")])
+def test_checkpoint_with_nan_weights(asr_cli, tiny_checkpoint, tmp_path, verb, value, module):
     ckpt = torch.load(tiny_checkpoint.path, weights_only=True)
-    name = next(k for k, v in ckpt["model"].items() if v.is_floating_point() and k.startswith("joiner"))
+    name = next(k for k, v in ckpt["model"].items() if v.is_floating_point() and k.startswith(module))
     ckpt["model"][name] = ckpt["model"][name].clone()
-    ckpt["model"][name].view(-1)[3] = float("nan")
+    ckpt["model"][name].view(-1)[3] = float(value)
     bad = tmp_path / "nan.pt"
     torch.save(ckpt, bad)
     args = {"export": ["--out", tmp_path / "onnx"], "transcribe": [_wav(tmp_path / "a.wav")]}[verb]
