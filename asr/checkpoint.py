@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from asr.compression import attach_buffers, handler
-from asr.config import CONFIG_VERSION, TrainConfig, from_dict, migrate_config
+from asr.config import CONFIG_VERSION, TrainConfig, from_dict, migrate_config, to_dict
 from asr.errors import UserError, first_line
 from asr.fileio import atomic_write, find_recorded_path
 from asr.models.registry import build_model
@@ -63,7 +63,10 @@ def read_checkpoint(path: str | Path) -> dict:
     missing = [k for k in ("config", "model") if k not in ckpt]
     if missing:
         raise UserError(f"{path}: checkpoint lacks {', '.join(missing)}; {hint}")
-    ckpt["config"] = migrate_config(ckpt["config"], int(ckpt.get("config_version", 1)), str(path))
+    migrated = migrate_config(ckpt["config"], int(ckpt.get("config_version", 1)), str(path))
+    # completed with the defaults of fields added since it was written (e.g. model.biasing: None), so that
+    # it compares equal to a config built from it
+    ckpt["config"] = to_dict(from_dict(TrainConfig, migrated, str(path)))
     ckpt["config_version"] = CONFIG_VERSION
     return ckpt
 

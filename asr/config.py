@@ -54,10 +54,17 @@ class DataConfig:
     # Volume perturbation: a gain g scales the power spectrum by g^2, i.e. adds 2 ln g to every
     # log-mel bin, so it is applied exactly on cached features.
     volume_perturb_db: float = 6.0
+    # Bias lists of a model with model.biasing (asr.data.bias_lists.TrainingLists): per batch, its rare words
+    # (outside the bias_top_k most frequent training words), each dropped with probability bias_drop, plus
+    # bias_distractors other rare words of the training text.
+    bias_top_k: int = 1000
+    bias_distractors: int = 100
+    bias_drop: float = 0.2
 
     BOUNDS = {"max_duration_s": Range(0, 86400, low_open=True), "num_buckets": Range(1, 1000), "max_dev_cuts": COUNT,
               "freq_masks": Range(0, 100), "freq_mask_bins": Range(0, 1000), "time_masks": Range(0, 100),
-              "time_mask_ratio": FRACTION, "freq_warp": Range(0, 1, high_open=True), "volume_perturb_db": Range(0, 60)}
+              "time_mask_ratio": FRACTION, "freq_warp": Range(0, 1, high_open=True), "volume_perturb_db": Range(0, 60),
+              "bias_top_k": Range(1, 10_000_000), "bias_distractors": Range(0, 100_000), "bias_drop": FRACTION}
 
     def __post_init__(self):
         check_bounds(self, "data")
@@ -100,6 +107,11 @@ class LoopConfig:
     keep_last: int = 5  # step checkpoints kept on disk (for averaging)
     average_last: int = 1  # checkpoints averaged into final.pt (1 = the last one)
     progress: bool = True
+    # A checkpoint whose weights start the model (its model section must be this run's, less model.biasing:
+    # a biasing adapter is added to a trained transducer this way), and which weights train: "all", or
+    # "biasing" (the adapter and phrase encoder only, the transducer frozen: Contextual Adapters' recipe).
+    init_from: str = ""
+    trainable: str = "all"
 
     BOUNDS = {"max_steps": COUNT, "max_minutes": NON_NEGATIVE, "seed": Range(0, 2**63 - 1), "num_threads": Range(0, 4096),
               "log_every": COUNT, "diagnostics_every": NON_NEGATIVE, "valid_every": COUNT, "save_every": COUNT,
@@ -107,6 +119,8 @@ class LoopConfig:
 
     def __post_init__(self):
         check_bounds(self, "train")
+        if self.trainable not in ("all", "biasing"):
+            raise UserError(f"train.trainable={self.trainable!r}: use 'all' or 'biasing'")
         if self.average_last < 1 or self.average_last > self.keep_last:
             raise UserError(
                 f"train.average_last={self.average_last}: must be in 1..train.keep_last={self.keep_last}"

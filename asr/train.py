@@ -16,6 +16,12 @@ optimizer step (inside :func:`train_step`), and converts the model before ``fina
 
 Every checkpoint carries the tokenizer it was trained with, so it decodes wherever it is copied.
 
+A model with ``model.biasing`` (contextual biasing, ``asr.models.biasing``) trains on a bias list per
+batch (``asr.data.bias_lists.TrainingLists``); ``train.init_from`` starts it from a trained
+transducer's weights and tokenizer, and ``train.trainable: biasing`` trains only the adapter and phrase
+encoder (the transducer frozen). Its validation decodes with lists of the dev batch's rare words and
+distractors (none dropped).
+
 Shape legend: N batch, T frames, F mel bins, U tokens.
 """
 
@@ -46,12 +52,15 @@ from asr.compression import CompressionMethod, codebooks, fp32_bytes, handler, m
 from asr.compression.packing import save_packed
 from asr.config import TrainConfig, to_dict
 from asr.data.augment import augment
-from asr.data.dataset import collate, cut_features, load_cuts
+from asr.data.bias_lists import TrainingLists
+from asr.data.dataset import collate, cut_features, load_cuts, read_texts
 from asr.decoding.search import greedy_search
 from asr.errors import UserError
 from asr.fileio import write_text_atomic
 from asr.metrics import word_errors
+from asr.models.biasing import PhraseBatch
 from asr.models.registry import build_model
+from asr.models.transducer import BiasedModel
 from asr.tokenizer import Tokenizer
 
 
@@ -94,14 +103,14 @@ def train_step(model, batch: dict, optimizer, scheduler, cfg: TrainConfig, step:
     if method:
         method.step_begin(model, step, total)
     with method.forward_context() if method else contextlib.nullcontext():
-        loss_sum = model(batch["x"], batch["x_lens"], batch["y"], batch["y_lens"], warmup=warmup)
+        loss_sum = model(batch["x"], batch["x_lens"], batch["y"], batch["y_lens"], warmup=warmup, phrases=batch.get("phrases"))
     loss = loss_sum / int(batch["y_lens"].sum())
     extra = method.loss(model, step, total) if method else None
     optimizer.zero_grad(set_to_none=True)
     (loss if extra is None else loss + extra).backward()
     if method:
         method.before_optimizer(model)
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad_norm)
+    grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.optim.clip_grad_norm)
     optimizer.step()
     scheduler.step()
     if method:
@@ -113,17 +122,21 @@ def train_step(model, batch: dict, optimizer, scheduler, cfg: TrainConfig, step:
 
 
 @torch.no_grad()
-def evaluate(model, cuts, tokenizer, max_duration_s: float) -> tuple[float, float]:
-    """(loss per token, greedy WER in %) on ``cuts``."""
+def evaluate(model, cuts, tokenizer, max_duration_s: float, lists: TrainingLists | None = None) -> tuple[float, float]:
+    """(loss per token, greedy WER in %) on ``cuts``; with ``lists`` (a biasing model), each batch decoded
+    with its list (``TrainingLists.for_eval``: the batch's rare words and distractors, none dropped)."""
     was_training = model.training
     model.eval()
     loss_sum, tokens, errors, words = 0.0, 0, 0, 0
-    for cut_batch in SimpleCutSampler(cuts, max_duration=max_duration_s):
+    for index, cut_batch in enumerate(SimpleCutSampler(cuts, max_duration=max_duration_s)):
         batch = collate(cut_batch, tokenizer)
-        loss_sum += float(model(batch["x"], batch["x_lens"], batch["y"], batch["y_lens"]))
+        shared = lists.for_eval(batch["texts"], index) if lists is not None else None
+        phrases = PhraseBatch.from_lists([shared] * len(batch["texts"])) if shared is not None else None
+        loss_sum += float(model(batch["x"], batch["x_lens"], batch["y"], batch["y_lens"], phrases=phrases))
         tokens += int(batch["y_lens"].sum())
-        enc, enc_lens = model.encode(batch["x"], batch["x_lens"])
-        hyps = greedy_search(model, enc, enc_lens).hyps
+        searched = BiasedModel(model, shared) if shared is not None else model
+        enc, enc_lens = searched.encode(batch["x"], batch["x_lens"])
+        hyps = greedy_search(searched, enc, enc_lens).hyps
         for ref, hyp in zip(batch["texts"], hyps):
             e, n = word_errors(ref, tokenizer.decode(hyp))
             errors, words = errors + e, words + n
@@ -173,11 +186,54 @@ def _float_checkpoint(cfg: TrainConfig, resume: bool) -> dict | None:
     return read_float_checkpoint(source, "start from a float checkpoint")
 
 
-def _tokenizer(cfg: TrainConfig, float_ckpt: dict | None) -> Tokenizer:
-    """The run's tokenizer: a compression run's comes with the float checkpoint it fine-tunes (when that
-    checkpoint carries one), any other run's from ``data.bpe_model``."""
-    carried = carried_tokenizer(float_ckpt, cfg.compression.init_from) if float_ckpt is not None else None
+def _init_checkpoint(cfg: TrainConfig, resume: bool) -> dict | None:
+    """``train.init_from``'s checkpoint (a float one), read once for its weights and tokenizer; None without
+    one, and for a resumed run (its step checkpoints hold the weights)."""
+    if not cfg.train.init_from or resume:
+        return None
+    if cfg.compression is not None:
+        raise UserError("train.init_from and a compression section: a compression run starts from compression.init_from; "
+                        "drop train.init_from")
+    return read_float_checkpoint(cfg.train.init_from, "start from a float checkpoint")
+
+
+def _tokenizer(cfg: TrainConfig, start: dict | None, where: str) -> Tokenizer:
+    """The run's tokenizer: a run that starts from a checkpoint (a compression run's float checkpoint,
+    ``train.init_from``) takes the one it carries, any other run ``data.bpe_model``."""
+    carried = carried_tokenizer(start, where) if start is not None else None
     return carried if carried is not None else Tokenizer(cfg.data.bpe_model)
+
+
+def _load_init_weights(model, cfg: TrainConfig, ckpt: dict) -> None:
+    """Fill ``model`` with ``train.init_from``'s weights: its model section must be this run's, but for
+    ``biasing``, whose weights this run may add (they keep their initialisation: the adapter's zero
+    output projection makes the model start exactly as the checkpoint's)."""
+    mine, theirs = dict(to_dict(cfg.model)), dict(ckpt["config"]["model"])
+    had_biasing = theirs.pop("biasing", None) is not None
+    mine.pop("biasing", None)
+    if mine != theirs:
+        raise UserError(f"{cfg.train.init_from}: its model section differs from this run's (model.biasing aside); "
+                        "take the model section from it")
+    if had_biasing and model.biasing is None:
+        raise UserError(f"{cfg.train.init_from}: it has a biasing adapter (model.biasing), which this run's model lacks; "
+                        "keep its model.biasing section")
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    wrong = [k for k in missing if not k.startswith("biasing.")] + list(unexpected)
+    if wrong:
+        raise UserError(f"{cfg.train.init_from}: its weights do not fit this model ({', '.join(wrong[:3])}); take the "
+                        "model section from it")
+
+
+def _freeze_for(cfg: TrainConfig, model) -> None:
+    """``train.trainable: biasing``: only the biasing adapter and phrase encoder learn."""
+    if cfg.train.trainable == "all":
+        return
+    if model.biasing is None:
+        raise UserError("train.trainable=biasing, but the model has no biasing adapter; add a model.biasing section")
+    if cfg.compression is not None:
+        raise UserError("train.trainable=biasing and a compression section: compress a model that is done training")
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("biasing."))
 
 
 def _data(cfg: TrainConfig, tokenizer: Tokenizer, log):
@@ -258,7 +314,8 @@ def _resume(path: Path, cfg: TrainConfig, model, optimizer, scheduler, aug_gen, 
     return _Progress(ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["train_seconds"])
 
 
-def _finish(cfg: TrainConfig, model, method, tokenizer, dev_cuts, exp_dir: Path, train_seconds: float, dev_wer, log):
+def _finish(cfg: TrainConfig, model, method, tokenizer, dev_cuts, exp_dir: Path, train_seconds: float, dev_wer, log,
+            lists: TrainingLists | None = None):
     """Average the last step checkpoints (a compression run: convert the last one) into ``final.pt``;
     returns the dev WER of what was written when it was measured here."""
     final = exp_dir / "final.pt"
@@ -269,7 +326,7 @@ def _finish(cfg: TrainConfig, model, method, tokenizer, dev_cuts, exp_dir: Path,
         model.load_state_dict(averaged["model"])
         method.convert(model)
         averaged["model"], averaged["compressed"] = model.state_dict(), True
-        _, dev_wer = evaluate(model, dev_cuts, tokenizer, cfg.data.max_duration_s)
+        _, dev_wer = evaluate(model, dev_cuts, tokenizer, cfg.data.max_duration_s, lists)
         size, fp32 = method.bytes(model), fp32_bytes(model)
         log(f"converted ({cfg.compression.method}): dev WER {dev_wer:.2f}% (float evaluation), {size} bytes on device "
             f"vs {fp32} float32 ({fp32 / size:.2f}x smaller)")
@@ -305,13 +362,19 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
     if not resume and not force:
         _check_new_run(exp_dir)
     float_ckpt = _float_checkpoint(cfg, resume)
-    tokenizer = _tokenizer(cfg, float_ckpt)
+    init_ckpt = _init_checkpoint(cfg, resume)
+    tokenizer = (_tokenizer(cfg, float_ckpt, cfg.compression.init_from) if float_ckpt is not None
+                 else _tokenizer(cfg, init_ckpt, cfg.train.init_from))
     if cfg.model.vocab_size == 0:
         cfg.model.vocab_size = tokenizer.vocab_size
     elif cfg.model.vocab_size != tokenizer.vocab_size:
         raise UserError(f"model.vocab_size={cfg.model.vocab_size} but {tokenizer.where} has {tokenizer.vocab_size} ids; "
                         "set 0 to follow the tokenizer")
     train_cuts, dev_cuts = _data(cfg, tokenizer, log)
+    lists = None
+    if cfg.model.biasing is not None:
+        d = cfg.data
+        lists = TrainingLists(read_texts(d.train_cuts), d.bias_top_k, d.bias_distractors, d.bias_drop, cfg.train.seed)
 
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
@@ -326,8 +389,12 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
         if not resume:
             _load_float_weights(model, cfg, float_ckpt)
         method.prepare(model)  # on resume: the structure only; the checkpoint then fills it
-    del float_ckpt  # in the model now: not held through training
-    groups = method.param_groups(model, cfg.optim.lr, cfg.optim.weight_decay) if method else model.parameters()
+    if init_ckpt is not None:
+        _load_init_weights(model, cfg, init_ckpt)
+    del float_ckpt, init_ckpt  # in the model now: not held through training
+    _freeze_for(cfg, model)
+    groups = (method.param_groups(model, cfg.optim.lr, cfg.optim.weight_decay) if method
+              else [p for p in model.parameters() if p.requires_grad])
     optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
 
@@ -341,7 +408,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
             for path in [*existing, *(exp_dir / name for name in ("final.pt", "validation.jsonl", "diagnostics.jsonl"))]:
                 path.unlink(missing_ok=True)
             shutil.rmtree(exp_dir / "tensorboard", ignore_errors=True)
-        if method is None:  # a compression run keeps the float model's statistics
+        if method is None and not cfg.train.init_from:  # a run from a checkpoint keeps its statistics
             mean, std = feature_stats(train_cuts)
             model.encoder.normalize.set_stats(mean, std)
         at = _Progress()
@@ -379,6 +446,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
             seen += 1
             batch = collate(cut_batch, tokenizer)
             batch["x"] = augment(batch, cfg.data, aug_gen)
+            if lists is not None:
+                batch["phrases"] = PhraseBatch.from_lists(lists(batch["texts"], at.step))
             diagnose = cfg.train.diagnostics_every > 0 and (at.step + 1) % cfg.train.diagnostics_every == 0
             if diagnose:
                 groups = diagnostics.parameter_groups(model)
@@ -404,7 +473,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
             last = at.step >= cfg.train.max_steps or out_of_time
             if at.step % cfg.train.valid_every == 0 or last:
                 at.train_seconds += time.perf_counter() - t_start
-                dev_loss, dev_wer = evaluate(model, dev_cuts, tokenizer, cfg.data.max_duration_s)
+                dev_loss, dev_wer = evaluate(model, dev_cuts, tokenizer, cfg.data.max_duration_s, lists)
                 writer.add_scalar("dev/loss", dev_loss, at.step)
                 writer.add_scalar("dev/wer", dev_wer, at.step)
                 described = method.describe(model) if method else ""
@@ -430,5 +499,5 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
             at.epoch, at.batch_in_epoch = at.epoch + 1, 0
     bar.close()
     writer.close()
-    final, dev_wer = _finish(cfg, model, method, tokenizer, dev_cuts, exp_dir, at.train_seconds, dev_wer, log)
+    final, dev_wer = _finish(cfg, model, method, tokenizer, dev_cuts, exp_dir, at.train_seconds, dev_wer, log, lists)
     return TrainResult(final, losses, dev_wer, at.train_seconds)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asr.data.librispeech import read_transcripts
 from asr.errors import UserError
 from asr.fileio import write_text_atomic
 
@@ -118,8 +119,6 @@ def prepare_bias_lists(train_dirs: list[str], part_dirs: list[str], out: str, to
     """``asr prepare bias-lists``: the lists of each part (a LibriSpeech-layout folder) at each list size,
     from the training folders' text; writes ``common_words.txt``, ``rare_words.txt`` (the pool)
     and ``<part>.biasing_<N>.tsv`` into ``out``; returns a summary."""
-    from asr.data.librispeech import read_transcripts  # the corpus layout's reader
-
     train = {}
     for d in map(Path, train_dirs):
         if not d.is_dir():
@@ -147,3 +146,37 @@ def prepare_bias_lists(train_dirs: list[str], part_dirs: list[str], out: str, to
         summary["parts"][name] = {"utterances": len(texts), "with_bias_words": sum(bool(rare_words(t, common)) for t in texts.values()),
                                   "bias_words": sum(len(rare_words(t, common)) for t in texts.values())}
     return summary
+
+
+class TrainingLists:
+    """Bias lists for training batches (Contextual Adapters' and CATT's recipe): one list per batch, shared
+    by its utterances: the batch's rare words, each dropped with probability ``drop`` (so the model also
+    learns to take nothing, the no-bias entry, when its word is missing), plus ``distractors`` rare words
+    of the training text. Drawn from a generator seeded with (seed, step), so a resumed run draws the
+    same lists."""
+
+    def __init__(self, train_texts, top_k: int, distractors: int, drop: float, seed: int) -> None:
+        texts = list(train_texts)
+        self.common = common_words(texts, top_k)
+        self.pool = sorted({w for t in texts for w in rare_words(t, self.common)})
+        if distractors > len(self.pool):
+            raise UserError(f"data.bias_distractors={distractors}, but the training text has only {len(self.pool)} rare "
+                            f"words (outside its data.bias_top_k={top_k} most frequent); lower one of them")
+        self.distractors, self.drop, self.seed = distractors, drop, seed
+
+    def __call__(self, texts: list[str], step: int) -> list[list[str]]:
+        """The lists of a batch's utterances (``texts``) at training step ``step``."""
+        rng = np.random.default_rng([self.seed, 0, step])
+        true = sorted({w for t in texts for w in rare_words(t, self.common)})
+        kept = [w for w, r in zip(true, rng.random(len(true))) if r >= self.drop]
+        picked = [self.pool[i] for i in rng.choice(len(self.pool), size=self.distractors, replace=False)]
+        shared = sorted(set(kept) | set(picked))
+        return [shared] * len(texts)
+
+    def for_eval(self, texts: list[str], index: int) -> list[str]:
+        """Batch ``index``'s list at validation: its rare words, none dropped, plus the distractors, drawn
+        the same at every validation."""
+        rng = np.random.default_rng([self.seed, 1, index])
+        true = {w for t in texts for w in rare_words(t, self.common)}
+        picked = {self.pool[i] for i in rng.choice(len(self.pool), size=self.distractors, replace=False)}
+        return sorted(true | picked)

@@ -13,6 +13,7 @@ from typing import Any
 
 from asr.bounds import DROPOUT, LAYERS, NON_NEGATIVE, WIDTH, Range, check_bounds
 from asr.errors import UserError
+from asr.models.biasing import BiasingConfig, biasing_config_class
 from asr.models.conformer import ConformerEncoderConfig
 from asr.models.convrnnt import ConvRNNTEncoderConfig
 from asr.models.lstm import LSTMEncoderConfig
@@ -107,6 +108,9 @@ class ModelConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     vocab_size: int = 0  # 0 = take it from the tokenizer at training time
     num_mel_bins: int = 80
+    # contextual biasing (asr.models.biasing): None builds none; a mapping with a 'type' builds it
+    biasing: BiasingConfig | None = field(default=None,
+                                          metadata={"choose": "type", "default": None, "lookup": biasing_config_class})
 
     BOUNDS = {"joiner_dim": WIDTH, "ctc_weight": Range(0, 1), "vocab_size": Range(0, 1_000_000), "num_mel_bins": Range(1, 1024)}
 

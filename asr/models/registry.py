@@ -11,6 +11,7 @@ the recipes (``recipes/<corpus>/<encoder>.yaml``) are exactly these (tests compa
 from __future__ import annotations
 
 from asr.errors import UserError
+from asr.models.biasing import Biasing
 from asr.models.config import ENCODER_CONFIGS, LossConfig, ModelConfig, PredictorConfig
 from asr.models.conformer import ConformerEncoder, ConformerEncoderConfig
 from asr.models.convrnnt import ConvRNNTEncoder, ConvRNNTEncoderConfig
@@ -34,7 +35,8 @@ def build_model(cfg: ModelConfig) -> Transducer:
     encoder = ENCODERS[type(cfg.encoder)](cfg.num_mel_bins, cfg.encoder)
     predictor = build_predictor(cfg.predictor, cfg.vocab_size)
     joiner = Joiner(encoder.output_dim, predictor.output_dim, cfg.joiner_dim, cfg.vocab_size)
-    return Transducer(encoder, predictor, joiner, ctc_weight=cfg.ctc_weight, loss=cfg.loss)
+    biasing = None if cfg.biasing is None else Biasing(cfg.biasing, encoder.output_dim, predictor.output_dim)
+    return Transducer(encoder, predictor, joiner, ctc_weight=cfg.ctc_weight, loss=cfg.loss, biasing=biasing)
 
 
 # ---- presets: plain functions returning a ModelConfig ------------------------------------------

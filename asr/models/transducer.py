@@ -3,8 +3,12 @@
 Joiner: ``logits = output(tanh(encoder_proj(enc) + predictor_proj(pred)))``; the projections are
 applied before the broadcast add so the (N, T, U + 1, J) lattice is built only once.
 
+Contextual biasing (``asr.models.biasing``), when the model has it, sits between the encoder and
+predictor outputs and the joiner: ``forward`` and ``encode`` take the bias lists as a ``PhraseBatch``,
+and :class:`BiasedModel` is the model with one fixed list for the searches.
+
 Shape legend: N batch, T frames, T' encoder frames, U tokens, V vocabulary, E encoder dim,
-D predictor dim, J joiner dim.
+D predictor dim, J joiner dim, P phrases.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from asr.errors import UserError
 from asr.losses import rnnt_loss
 from asr.losses.pruned import do_pruning, get_prune_ranges, rnnt_loss_lattice, rnnt_loss_pruned, rnnt_loss_simple
+from asr.models.biasing import Biasing, PhraseBatch
 from asr.models.config import LossConfig
 
 
@@ -39,13 +45,16 @@ class Transducer(nn.Module):
     one adds two training-only linear heads (``simple_am``, ``simple_lm``) for its simple loss.
 
     For decoding it implements ``asr.decoding.search.SearchModel`` (``blank_id``, ``unk_id``,
-    ``context_size``, ``init_predictor_state``, ``predict``, ``join``) and ``encode``."""
+    ``context_size``, ``init_predictor_state``, ``predict``, ``join``) and ``encode``.
+
+    ``biasing`` (an ``asr.models.biasing.Biasing``, or None): the phrase encoder and adapters that
+    ``forward`` and ``encode`` apply when given bias lists."""
 
     unk_id = None  # the PyTorch model emits every token it was trained on; onnxruntime folders skip <unk>
 
     def __init__(
         self, encoder: nn.Module, predictor: nn.Module, joiner: Joiner, blank_id: int = 0, ctc_weight: float = 0.0,
-        loss: LossConfig | None = None,
+        loss: LossConfig | None = None, biasing: Biasing | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -54,19 +63,26 @@ class Transducer(nn.Module):
         self.blank_id = blank_id
         self.ctc_weight = ctc_weight
         self.loss_cfg = loss or LossConfig()
+        self.biasing = biasing
         vocab = joiner.output.out_features
         self.ctc_output = nn.Linear(encoder.output_dim, vocab) if ctc_weight > 0 else None
         if self.loss_cfg.type == "pruned":
             self.simple_am = nn.Linear(encoder.output_dim, vocab)
             self.simple_lm = nn.Linear(predictor.output_dim, vocab)
 
-    def forward(self, x: torch.Tensor, x_lens: torch.Tensor, y: torch.Tensor, y_lens: torch.Tensor, warmup: float = 1.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor, y: torch.Tensor, y_lens: torch.Tensor, warmup: float = 1.0,
+                phrases: PhraseBatch | None = None) -> torch.Tensor:
         """x: (N, T, F), y: (N, U) padded token ids -> summed training loss over the batch (a scalar).
 
-        ``warmup`` in [0, 1] is the fraction of ``loss.warmup_steps`` done (pruned loss only)."""
+        ``warmup`` in [0, 1] is the fraction of ``loss.warmup_steps`` done (pruned loss only); ``phrases``:
+        the utterances' bias lists (a model with ``biasing`` only)."""
         enc, enc_lens = self.encoder(x, x_lens)  # (N, T', E)
         blank = torch.full((y.size(0), 1), self.blank_id, dtype=y.dtype, device=y.device)
         pred = self.predictor(torch.cat([blank, y], dim=1))  # (N, U+1, D)
+        if phrases is not None:
+            embeddings = self._biasing().embed(phrases)  # (P, B)
+            enc = self.biasing.bias_encoder(enc, embeddings, phrases.mask)
+            pred = self.biasing.bias_predictor(pred, embeddings, phrases.mask)
         if self.loss_cfg.type == "pruned":
             loss = self._pruned_loss(enc, enc_lens, pred, y, y_lens, min(max(warmup, 0.0), 1.0))
         else:
@@ -110,9 +126,18 @@ class Transducer(nn.Module):
         pruned_scale = 0.1 + 0.9 * warmup
         return simple_scale * simple + pruned_scale * pruned
 
-    def encode(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Full-utterance encoder output, projected for the joiner: (N, T', J), (N,)."""
+    def _biasing(self) -> Biasing:
+        if self.biasing is None:
+            raise UserError("bias phrases were given, but this model has no biasing adapter (model.biasing); train "
+                            "one with a model.biasing section, or decode without a bias list")
+        return self.biasing
+
+    def encode(self, x: torch.Tensor, x_lens: torch.Tensor, phrases: PhraseBatch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Full-utterance encoder output, projected for the joiner: (N, T', J), (N,); biased by ``phrases``
+        (one list per utterance) if given."""
         enc, enc_lens = self.encoder(x, x_lens)
+        if phrases is not None:
+            enc = self._biasing().bias_encoder(enc, self.biasing.embed(phrases), phrases.mask)
         return self.joiner.encoder_proj(enc), enc_lens
 
     @property
@@ -132,3 +157,43 @@ class Transducer(nn.Module):
     def join(self, enc_proj: torch.Tensor, pred_proj: torch.Tensor) -> torch.Tensor:
         """(..., J), (..., J) -> raw logits (..., V)."""
         return self.joiner(enc_proj, pred_proj)
+
+
+class BiasedModel:
+    """A biasing transducer with one fixed bias list, as the searches need it
+    (``asr.decoding.search.SearchModel``): the list is encoded once, here; :meth:`predict` passes the
+    predictor's output through the predictor adapter and :meth:`bias_encoder_out` the encoder's
+    output (before the joiner's projection) through the encoder adapter, for every stream of a call."""
+
+    def __init__(self, model: Transducer, phrases: list[str]) -> None:
+        self.model = model
+        batch = PhraseBatch.from_lists([phrases])
+        with torch.no_grad():
+            self.embeddings = model._biasing().embed(batch)  # (P, B)
+        self.blank_id, self.unk_id = model.blank_id, model.unk_id
+
+    @property
+    def context_size(self) -> int:
+        return self.model.context_size
+
+    def _mask(self, n: int) -> torch.Tensor:
+        return torch.ones(n, self.embeddings.size(0), dtype=torch.bool)
+
+    def bias_encoder_out(self, enc: torch.Tensor) -> torch.Tensor:
+        """(N, T', E) encoder output -> biased (N, T', E)."""
+        return self.model.biasing.bias_encoder(enc, self.embeddings, self._mask(enc.size(0)))
+
+    def encode(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        enc, enc_lens = self.model.encoder(x, x_lens)
+        return self.model.joiner.encoder_proj(self.bias_encoder_out(enc)), enc_lens
+
+    def init_predictor_state(self, batch: int, device: torch.device | str = "cpu"):
+        return self.model.init_predictor_state(batch, device)
+
+    def predict(self, y_ctx: torch.Tensor, state=None):
+        out, state = self.model.predictor.step(y_ctx, state)  # (N, D)
+        out = self.model.biasing.bias_predictor(out.unsqueeze(1), self.embeddings, self._mask(out.size(0))).squeeze(1)
+        return self.model.joiner.predictor_proj(out), state
+
+    def join(self, enc_proj: torch.Tensor, pred_proj: torch.Tensor) -> torch.Tensor:
+        return self.model.joiner(enc_proj, pred_proj)

@@ -18,6 +18,7 @@ from asr.bounds import Range
 from asr.compression import METHODS
 from asr.config import DataConfig, LoopConfig, OptimConfig, load_config
 from asr.errors import UserError
+from asr.models.biasing import BiasingConfig
 from asr.models.config import ENCODER_CONFIGS, LossConfig, ModelConfig, PredictorConfig
 from tests.conftest import assert_user_error
 
@@ -28,6 +29,7 @@ SECTIONS = [(DataConfig, "data", []), (OptimConfig, "optim", []), (LoopConfig, "
             (ModelConfig, "model", []), (PredictorConfig, "model.predictor", []), (LossConfig, "model.loss", [])]
 SECTIONS += [(cls, "model.encoder", [f"model.encoder.type={name}"]) for name, cls in ENCODER_CONFIGS.items()]
 SECTIONS += [(cls, "compression", [f"compression.method={name}"]) for name, (cls, _) in METHODS.items()]
+SECTIONS += [(BiasingConfig, "model.biasing", ["model.biasing.type=acoustic"])]
 
 
 def _numeric_fields(cls) -> list[str]:

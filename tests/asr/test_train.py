@@ -146,3 +146,57 @@ def test_frequency_warp_moves_spectral_peaks_by_alpha():
         src = float(pos[1, k])
         assert centre(int(src)) <= centre(k) / 1.15 + 1e-6 <= centre(int(src) + 1) + 1e-6
         assert src < k and float(pos[2, k]) > k
+
+
+# ---- contextual biasing: lists per batch, a frozen transducer, exact resume ----------------------------
+
+BIASING = {"model.biasing.type": "acoustic", "model.biasing.char_hidden_dim": 32, "model.biasing.phrase_dim": 32,
+           "model.biasing.attention_dim": 16, "data.bias_top_k": 2, "data.bias_distractors": 1, "data.bias_drop": 0.5}
+
+
+def test_biasing_adapter_trains_on_a_frozen_transducer(four_utts, tmp_path):
+    """An adapter added to a trained transducer (train.init_from) and trained alone (train.trainable=biasing):
+    the transducer's weights stay as they were, the adapter's move, and without a list the model decodes
+    exactly as the transducer it started from."""
+    from asr.decode import decode
+    from asr.train import train
+
+    base = train(_cfg(four_utts, tmp_path / "base", **{"train.max_steps": 20}), log=lambda *_: None)
+    extra = {**BIASING, "train.max_steps": 5, "train.init_from": base.final_checkpoint, "train.trainable": "biasing"}
+    biased = train(_cfg(four_utts, tmp_path / "biased", **extra), log=lambda *_: None)
+    before = torch.load(base.final_checkpoint, weights_only=True)["model"]
+    after = torch.load(biased.final_checkpoint, weights_only=True)["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    adapter = [k for k in after if k.startswith("biasing.")]
+    assert adapter and any(not torch.equal(after[k], torch.zeros_like(after[k])) for k in adapter if ".out." in k)
+    cuts = str(four_utts / "fbank" / "cuts_four.jsonl.gz")
+    plain = decode(str(base.final_checkpoint), cuts, str(tmp_path / "d0"))
+    with_adapter = decode(str(biased.final_checkpoint), cuts, str(tmp_path / "d1"))
+    assert (tmp_path / "d0" / "recogs-four-greedy.txt").read_text() == (tmp_path / "d1" / "recogs-four-greedy.txt").read_text()
+    assert plain.wer == with_adapter.wer
+
+
+def test_biasing_run_resumes_exactly(four_utts, tmp_path):
+    """The bias lists are drawn per step, so a resumed run draws the same ones."""
+    from asr.train import train
+
+    extra = {**BIASING, "train.max_steps": 6, "train.save_every": 3, "data.max_duration_s": 8}
+    full = train(_cfg(four_utts, tmp_path / "full", **extra), log=lambda *_: None)
+    (tmp_path / "resumed").mkdir()
+    shutil.copy(tmp_path / "full" / "step-3.pt", tmp_path / "resumed" / "step-3.pt")
+    resumed = train(_cfg(four_utts, tmp_path / "resumed", **extra), resume=True, log=lambda *_: None)
+    assert resumed.losses == full.losses[3:]
+
+
+def test_biasing_run_errors(four_utts, tmp_path):
+    from asr.errors import UserError
+    from asr.train import train
+
+    with pytest.raises(UserError, match="train.trainable=biasing, but the model has no biasing adapter"):
+        train(_cfg(four_utts, tmp_path / "a", **{"train.trainable": "biasing", "train.max_steps": 1}), log=lambda *_: None)
+    with pytest.raises(UserError, match="data.bias_distractors=5, but the training text has only 2 rare words"):
+        train(_cfg(four_utts, tmp_path / "b", **{**BIASING, "data.bias_distractors": 5, "train.max_steps": 1}), log=lambda *_: None)
+    base = train(_cfg(four_utts, tmp_path / "base", **{"train.max_steps": 1}), log=lambda *_: None)
+    other = {**BIASING, "model.joiner_dim": 64, "train.init_from": base.final_checkpoint, "train.max_steps": 1}
+    with pytest.raises(UserError, match="its model section differs from this run's"):
+        train(_cfg(four_utts, tmp_path / "c", **other), log=lambda *_: None)

@@ -1,0 +1,183 @@
+"""Contextual biasing inside the transducer: bias phrases (names, contacts, titles) encoded by a
+character-level phrase encoder and attended to from the encoder's frames and the predictor's steps.
+
+The adapter follows Contextual Adapters (Sathyendra et al., "Contextual adapters for personalized
+speech recognition in neural transducers", ICASSP 2022) with the character-level ("acoustic")
+phrase encoder of Fu et al. ("Robust acoustic and semantic contextual biasing in neural transducers",
+ICASSP 2023):
+
+* each phrase, as characters, goes through an embedding and a BiLSTM; the last forward and backward
+  states, concatenated and projected, are the phrase's embedding ``e_i`` (:class:`CharPhraseEncoder`);
+* a learned **no-bias** embedding ``e_0`` is always attended to, so a frame can take nothing from
+  the list;
+* :class:`BiasingAdapter`: ``q_t = W_q h_t``, ``k_i = W_k e_i``, ``v_i = W_v e_i``,
+  ``a_t = softmax_i(q_t . k_i / sqrt(A))``, ``h'_t = h_t + W_o sum_i a_{t,i} v_i``, with ``W_o``
+  zero-initialised, so a model with a fresh adapter gives exactly the unbiased model's outputs and a
+  fine-tune starts from them;
+* one adapter on the encoder output and, if ``predictor`` is set, one on the predictor output.
+
+Phrases reach the model as a :class:`PhraseBatch`: the unique phrases of a batch as characters,
+encoded once, and a mask saying which of them each utterance's list holds. The adapters are
+position-wise (no context across frames or steps), so streaming equals offline decoding.
+
+Shape legend: N batch, S query positions (encoder frames or predictor steps), P phrases, L characters,
+Q query dim, B phrase dim, A attention dim, H phrase-encoder hidden dim.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from asr.bounds import LAYERS, WIDTH, check_bounds
+from asr.errors import UserError
+
+# The phrase alphabet: the corpora's normalised transcripts (upper-case letters, apostrophes) and the
+# space between a phrase's words. Index 0 pads.
+ALPHABET = " '" + "".join(chr(c) for c in range(ord("A"), ord("Z") + 1))
+CHAR_IDS = {c: i + 1 for i, c in enumerate(ALPHABET)}
+BIASING_TYPES = ("acoustic",)
+
+
+@dataclass
+class BiasingConfig:
+    """``model.biasing``: None (the default) builds no biasing. ``type``: ``acoustic`` (the character
+    phrase encoder); the semantic (language-model) encoder is not built yet."""
+
+    type: str = "acoustic"
+    char_embed_dim: int = 64
+    char_hidden_dim: int = 128
+    char_layers: int = 1
+    phrase_dim: int = 128
+    attention_dim: int = 128
+    predictor: bool = True  # also bias the predictor's output (else only the encoder's)
+
+    BOUNDS = {"char_embed_dim": WIDTH, "char_hidden_dim": WIDTH, "char_layers": LAYERS, "phrase_dim": WIDTH,
+              "attention_dim": WIDTH}
+
+    def __post_init__(self):
+        check_bounds(self, "model.biasing")
+        if self.type not in BIASING_TYPES:
+            raise UserError(f"model.biasing.type={self.type!r}: use {' or '.join(map(repr, BIASING_TYPES))} (the "
+                            "semantic, language-model phrase encoder is not built yet)")
+
+
+def biasing_config_class(name: str, where: str = "model.biasing.type"):
+    """``model.biasing`` is chosen by its ``type`` (asr.config's polymorphic sections); every type shares
+    :class:`BiasingConfig`, which checks the name."""
+    return BiasingConfig
+
+
+def phrase_chars(phrases: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Phrases -> (P, L) character ids (0 pads) and (P,) lengths. A phrase is upper-cased and its runs of
+    white space become one space; an empty phrase or a character outside :data:`ALPHABET` is a UserError
+    naming the phrase."""
+    rows = []
+    for phrase in phrases:
+        text = " ".join(phrase.upper().split())
+        if not text:
+            raise UserError(f"bias phrase {phrase!r} is empty; give one phrase per line")
+        bad = sorted({c for c in text if c not in CHAR_IDS})
+        if bad:
+            raise UserError(f"bias phrase {phrase!r} has characters outside the phrase alphabet ({''.join(bad)!r}); "
+                            "spell it as the transcripts are written (letters A-Z, apostrophes, spaces; numbers as words)")
+        rows.append([CHAR_IDS[c] for c in text])
+    lens = torch.tensor([len(r) for r in rows], dtype=torch.int64)
+    chars = torch.zeros(len(rows), int(lens.max()) if rows else 0, dtype=torch.int64)
+    for i, r in enumerate(rows):
+        chars[i, : len(r)] = torch.tensor(r)
+    return chars, lens
+
+
+@dataclass
+class PhraseBatch:
+    """The bias lists of N utterances: P unique phrases as characters and which of them each list holds."""
+
+    chars: torch.Tensor  # (P, L) character ids, 0 pads
+    lens: torch.Tensor  # (P,)
+    mask: torch.Tensor  # (N, P) bool: phrase p is in utterance n's list
+
+    @classmethod
+    def from_lists(cls, lists: list[list[str]]) -> PhraseBatch:
+        """One list of phrases per utterance (empty lists allowed)."""
+        unique = sorted({p for lst in lists for p in lst})
+        index = {p: i for i, p in enumerate(unique)}
+        mask = torch.zeros(len(lists), len(unique), dtype=torch.bool)
+        for n, lst in enumerate(lists):
+            mask[n, [index[p] for p in lst]] = True
+        chars, lens = phrase_chars(unique)
+        return cls(chars, lens, mask)
+
+    def to(self, device) -> PhraseBatch:
+        return PhraseBatch(self.chars.to(device), self.lens.to(device), self.mask.to(device))
+
+
+class CharPhraseEncoder(nn.Module):
+    """(P, L) characters -> (P, B): a character embedding, a BiLSTM, and a projection of its last forward
+    and backward states (the "acoustic" phrase encoder: spelling carries pronunciation)."""
+
+    def __init__(self, cfg: BiasingConfig) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(len(ALPHABET) + 1, cfg.char_embed_dim, padding_idx=0)
+        self.lstm = nn.LSTM(cfg.char_embed_dim, cfg.char_hidden_dim, num_layers=cfg.char_layers, batch_first=True,
+                            bidirectional=True)
+        self.proj = nn.Linear(2 * cfg.char_hidden_dim, cfg.phrase_dim)
+
+    def forward(self, chars: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        if chars.size(0) == 0:
+            return self.proj.weight.new_zeros(0, self.proj.out_features)
+        packed = nn.utils.rnn.pack_padded_sequence(self.embed(chars), lens.cpu(), batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)  # h: (layers * 2, P, H); the last layer's forward and backward states
+        return self.proj(torch.cat([h[-2], h[-1]], dim=-1))
+
+
+class BiasingAdapter(nn.Module):
+    """Cross-attention from queries (N, S, Q) to phrase embeddings (N, P, B) plus the learned no-bias
+    entry, added back through a zero-initialised projection: ``h + W_o c``."""
+
+    def __init__(self, query_dim: int, phrase_dim: int, attention_dim: int) -> None:
+        super().__init__()
+        self.no_bias = nn.Parameter(torch.randn(phrase_dim) / math.sqrt(phrase_dim))
+        self.query = nn.Linear(query_dim, attention_dim, bias=False)
+        self.key = nn.Linear(phrase_dim, attention_dim, bias=False)
+        self.value = nn.Linear(phrase_dim, attention_dim)
+        self.out = nn.Linear(attention_dim, query_dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, phrases: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (N, S, Q), phrases (N, P, B), mask (N, P) -> biased x (N, S, Q), attention (N, S, P + 1) whose
+        entry 0 is the no-bias entry's weight (masked phrases get 0)."""
+        n = x.size(0)
+        entries = torch.cat([self.no_bias.expand(n, 1, -1), phrases], dim=1)  # (N, P+1, B)
+        keep = torch.cat([mask.new_ones(n, 1), mask], dim=1)  # (N, P+1)
+        scores = self.query(x) @ self.key(entries).transpose(1, 2) / math.sqrt(self.key.out_features)  # (N, S, P+1)
+        weights = scores.masked_fill(~keep.unsqueeze(1), float("-inf")).softmax(dim=-1)
+        return x + self.out(weights @ self.value(entries)), weights
+
+
+class Biasing(nn.Module):
+    """The phrase encoder and the adapters of one transducer (``Transducer.biasing``)."""
+
+    def __init__(self, cfg: BiasingConfig, encoder_dim: int, predictor_dim: int) -> None:
+        super().__init__()
+        self.phrase_encoder = CharPhraseEncoder(cfg)
+        self.encoder_adapter = BiasingAdapter(encoder_dim, cfg.phrase_dim, cfg.attention_dim)
+        self.predictor_adapter = BiasingAdapter(predictor_dim, cfg.phrase_dim, cfg.attention_dim) if cfg.predictor else None
+
+    def embed(self, phrases: PhraseBatch) -> torch.Tensor:
+        """(P, B) embeddings of the batch's unique phrases; computed once per list, not per chunk."""
+        return self.phrase_encoder(phrases.chars, phrases.lens)
+
+    def bias_encoder(self, enc: torch.Tensor, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """enc (N, T', E), embeddings (P, B), mask (N, P) -> (N, T', E)."""
+        return self.encoder_adapter(enc, embeddings.expand(enc.size(0), -1, -1), mask)[0]
+
+    def bias_predictor(self, pred: torch.Tensor, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """pred (N, U+1, D) -> (N, U+1, D); unchanged without a predictor adapter."""
+        if self.predictor_adapter is None:
+            return pred
+        return self.predictor_adapter(pred, embeddings.expand(pred.size(0), -1, -1), mask)[0]

@@ -1,0 +1,155 @@
+"""The biasing adapter (``asr.models.biasing``): exactly the unbiased model at initialisation, whatever
+the list; attention over the no-bias entry and the list only; phrase order does not matter; the
+no-bias entry alone ignores the phrases; gradients reach the phrase encoder once the adapter learns;
+bad phrases and configs are one-line errors; the config round-trips through YAML and checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from asr.checkpoint import load_model, save_checkpoint
+from asr.config import TrainConfig, load_config, to_dict
+from asr.errors import UserError
+from asr.models.biasing import BiasingAdapter, BiasingConfig, PhraseBatch, phrase_chars
+from asr.models.registry import build_model, lstm_tiny
+from asr.models.transducer import BiasedModel
+
+LISTS = [["ANNA SMITH", "BOB", "ZED O'NEIL"], []]
+
+
+def _model(predictor=True, seed=0):
+    torch.manual_seed(seed)
+    cfg = lstm_tiny(24)
+    cfg.biasing = BiasingConfig(char_hidden_dim=32, phrase_dim=32, attention_dim=16, predictor=predictor)
+    return build_model(cfg).eval()
+
+
+def _batch(n=2, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 120, 80, generator=g)
+    y = torch.randint(1, 24, (n, 7), generator=g)
+    return x, torch.tensor([120, 90][:n]), y, torch.tensor([7, 5][:n])
+
+
+def _learned(model):
+    """The adapters' output projections away from zero, as after some training."""
+    with torch.no_grad():
+        for adapter in (model.biasing.encoder_adapter, model.biasing.predictor_adapter):
+            if adapter is not None:
+                adapter.out.weight.normal_(0, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("predictor", [True, False])
+def test_a_fresh_adapter_is_exactly_the_unbiased_model(predictor):
+    model = _model(predictor)
+    x, x_lens, y, y_lens = _batch()
+    phrases = PhraseBatch.from_lists(LISTS)
+    with torch.no_grad():
+        assert torch.equal(model.encode(x, x_lens, phrases)[0], model.encode(x, x_lens)[0])
+        assert torch.equal(model(x, x_lens, y, y_lens, phrases=phrases), model(x, x_lens, y, y_lens))
+        for lst in (["ANNA SMITH", "BOB"], []):  # the empty list: only the no-bias entry
+            biased = BiasedModel(model, lst)
+            ctx = torch.tensor([[0, 3], [5, 7]])
+            assert torch.equal(biased.predict(ctx, None)[0], model.predict(ctx, None)[0])
+            assert torch.equal(biased.encode(x, x_lens)[0], model.encode(x, x_lens)[0])
+
+
+def test_attention_covers_the_no_bias_entry_and_the_list_only():
+    torch.manual_seed(0)
+    adapter = BiasingAdapter(query_dim=12, phrase_dim=8, attention_dim=6)
+    x, phrases = torch.randn(2, 5, 12), torch.randn(2, 4, 8)
+    mask = torch.tensor([[True, False, True, True], [False, False, False, False]])
+    _, weights = adapter(x, phrases, mask)  # (2, 5, 5)
+    assert torch.allclose(weights.sum(-1), torch.ones(2, 5))
+    assert (weights[0, :, 2] == 0).all() and (weights[0, :, [0, 1, 3, 4]] > 0).all()
+    assert torch.equal(weights[1, :, 0], torch.ones(5))  # an empty list: all on no-bias
+
+
+def test_phrase_order_and_masked_phrases_do_not_matter():
+    model = _learned(_model())
+    x, x_lens, y, y_lens = _batch(n=1)
+    with torch.no_grad():
+        a = model.encode(x, x_lens, PhraseBatch.from_lists([["ANNA SMITH", "BOB", "ZED"]]))[0]
+        b = model.encode(x, x_lens, PhraseBatch.from_lists([["ZED", "ANNA SMITH", "BOB"]]))[0]
+        # the same list inside a batch whose other utterance holds other phrases
+        c = model.encode(x.expand(2, -1, -1), x_lens.repeat(2),
+                         PhraseBatch.from_lists([["BOB", "ZED", "ANNA SMITH"], ["XAVI", "YOKO"]]))[0][:1]
+        plain = model.encode(x, x_lens)[0]
+    assert torch.allclose(a, b, atol=1e-6) and torch.allclose(a, c, atol=1e-6)
+    assert not torch.allclose(a, plain, atol=1e-3)  # a learned adapter does bias
+
+
+def test_the_no_bias_entry_alone_ignores_the_phrases():
+    model = _learned(_model())
+    x, x_lens, _, _ = _batch(n=1)
+    with torch.no_grad():
+        empty = model.encode(x, x_lens, PhraseBatch.from_lists([[]]))[0]
+        outputs = []
+        for lst in (["ANNA SMITH", "BOB"], ["XAVI", "YOKO ONO"]):
+            masked = PhraseBatch.from_lists([lst])
+            masked.mask[:] = False  # every phrase masked: only the no-bias entry
+            outputs.append(model.encode(x, x_lens, masked)[0])
+    assert torch.equal(outputs[0], outputs[1])
+    # against no phrases at all: the same up to the rounding of a matmul of another shape
+    assert torch.allclose(outputs[0], empty, rtol=0, atol=1e-6)
+
+
+def test_gradients_reach_the_phrase_encoder_once_the_adapter_has_learned():
+    model = _model().train()
+    x, x_lens, y, y_lens = _batch()
+    phrases = PhraseBatch.from_lists(LISTS)
+    model(x, x_lens, y, y_lens, phrases=phrases).backward()
+    # at initialisation only the output projections learn (the zero projection blocks the rest)
+    assert model.biasing.encoder_adapter.out.weight.grad.abs().sum() > 0
+    assert model.biasing.phrase_encoder.proj.weight.grad.abs().sum() == 0
+    model.zero_grad()
+    _learned(model)(x, x_lens, y, y_lens, phrases=phrases).backward()
+    assert model.biasing.phrase_encoder.proj.weight.grad.abs().sum() > 0
+    assert model.biasing.encoder_adapter.no_bias.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("phrase, expected", [
+    ("", "is empty"), ("   ", "is empty"), ("CAFÉ", "'É'"), ("ROOM 101", "'01'"), ("A-HA", "'-'"),
+])
+def test_bad_phrases(phrase, expected):
+    with pytest.raises(UserError) as e:
+        phrase_chars(["GOOD", phrase])
+    assert repr(phrase) in str(e.value) and expected in str(e.value)
+
+
+def test_phrases_are_upper_cased_and_spaces_collapsed():
+    chars, lens = phrase_chars(["anna  smith", "Bob"])
+    assert lens.tolist() == [10, 3] and torch.equal(chars[0], phrase_chars(["ANNA SMITH"])[0][0])
+
+
+def test_a_model_without_biasing_refuses_a_list():
+    torch.manual_seed(0)
+    model = build_model(lstm_tiny(24)).eval()
+    x, x_lens, _, _ = _batch(n=1)
+    with pytest.raises(UserError, match="no biasing adapter"):
+        model.encode(x, x_lens, PhraseBatch.from_lists([["BOB"]]))
+    with pytest.raises(UserError, match="no biasing adapter"):
+        BiasedModel(model, ["BOB"])
+
+
+def test_config_and_checkpoint(tmp_path):
+    cfg = load_config(None, ["model.biasing.type=acoustic", "model.biasing.phrase_dim=48", "model.biasing.predictor=false"])
+    assert cfg.model.biasing == BiasingConfig(phrase_dim=48, predictor=False)
+    assert load_config(None, []).model.biasing is None
+    with pytest.raises(UserError, match="model.biasing.type='semantic'.*not built yet"):
+        load_config(None, ["model.biasing.type=semantic"])
+    with pytest.raises(UserError, match=r"model.biasing.attention_dim=0: must be in \[1, 16384\]"):
+        load_config(None, ["model.biasing.type=acoustic", "model.biasing.attention_dim=0"])
+    model = _learned(_model())
+    model_cfg = lstm_tiny(24)
+    model_cfg.biasing = BiasingConfig(char_hidden_dim=32, phrase_dim=32, attention_dim=16)
+    path = tmp_path / "biased.pt"
+    save_checkpoint({"config": to_dict(TrainConfig(model=model_cfg)), "model": model.state_dict(), "step": 0,
+                     "train_seconds": 0.0, "params": sum(p.numel() for p in model.parameters())}, path)
+    loaded = load_model(path)[0].eval()
+    x, x_lens, _, _ = _batch(n=1)
+    phrases = PhraseBatch.from_lists([["ANNA SMITH", "BOB"]])
+    with torch.no_grad():
+        assert torch.equal(loaded.encode(x, x_lens, phrases)[0], model.encode(x, x_lens, phrases)[0])
