@@ -44,6 +44,8 @@ BENCH_HELP = {
                    "int8 WER",
     "hotwords": "entity-word recall and WER without and with hotwords; tokens checked against sherpa-onnx",
     "sherpa": "our onnxruntime recognizer vs sherpa-onnx on whole files: equal tokens, WER, RTF",
+    "biasing": "contextual biasing on per-utterance bias lists: WER, U-WER, B-WER of no biasing, hotwords and the "
+               "biasing adapter, with and without the true words",
     "long-stream": "per-chunk cost minute by minute over an hour-long stream without endpoints, with and without "
                    "settled finals",
 }
@@ -88,6 +90,8 @@ EXAMPLES = {
                          "  asr bench compression --report",
     "bench hotwords": "example:\n  asr bench hotwords --model-dir exp/demo/onnx --audio-dir data/synth-small/test "
                       "--max-utts 1000",
+    "bench biasing": "example:\n  asr bench biasing --base exp/demo/final.pt --checkpoint exp/biasing-acoustic/final.pt "
+                     "--cuts data/fbank/synth-small/cuts_test-names.jsonl.gz --lists data/bias/synth-small",
     "bench long-stream": "example:\n  asr bench long-stream --model-dir exp/demo/onnx --audio-dir data/synth-small/test "
                          "--minutes 60",
     "bench sherpa": "example:\n  asr bench sherpa --model-dir exp/demo/onnx --audio-dir data/synth-small/test --beam 8",
@@ -210,6 +214,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="merge <set>_wer for each set (test_wer, test_open_wer, ...), params, train_minutes, decode_rtf into this JSON")
     dec.add_argument("--delay-reference", default=None, metavar="CKPT",
                      help="also report the symbol delay against this model's forced alignment in full context")
+    dec.add_argument("--bias-lists", nargs="+", default=None, metavar="TSV",
+                     help="per-utterance bias lists, one file per --cuts in the same order (fbai-speech's format, "
+                          "'asr prepare bias-lists'): a model with a biasing adapter decodes each utterance with its "
+                          "list; every model is scored by U-WER and B-WER (<set>_u_wer, <set>_b_wer)")
 
     trn = verb("transcribe", "decode one audio file (prints partial results with --streaming)")
     trn.add_argument("audio")
@@ -221,6 +229,9 @@ def _parser() -> argparse.ArgumentParser:
     _search_options(trn)
     _threads_option(trn)
     trn.add_argument("--bpe-model", default=None, help="default: the tokenizer the checkpoint carries")
+    trn.add_argument("--bias-list", default=None, metavar="FILE",
+                     help="bias phrases, one a line (names, contacts, titles), for a checkpoint with a biasing adapter "
+                          "(model.biasing)")
 
     avg = verb("average", "average the weights of several checkpoints")
     avg.add_argument("--checkpoints", nargs="+", required=True)
@@ -361,6 +372,18 @@ def _bench_options(p: dict[str, argparse.ArgumentParser]) -> None:
     hot.add_argument("--scores", type=float, nargs="+", default=[0.5, 1.5], help="per-token hotword bonuses to try")
     hot.add_argument("--sherpa-utts", type=int, default=100, help="compare tokens with sherpa-onnx on the first N (0: skip)")
 
+    bi = p["biasing"]
+    bi.add_argument("--base", required=True, help="the transducer without biasing (the one the biasing run started from)")
+    bi.add_argument("--checkpoint", required=True, help="the transducer with its biasing adapter (model.biasing)")
+    bi.add_argument("--cuts", required=True, help="the test cut manifest with features, cuts_<part>.jsonl.gz")
+    bi.add_argument("--lists", required=True, help="the folder of <part>.biasing_<N>.tsv ('asr prepare bias-lists')")
+    bi.add_argument("--sizes", type=int, nargs="+", default=[0, 10, 100, 500], help="list sizes N (default 0 10 100 500)")
+    bi.add_argument("--beam", type=int, default=4)
+    bi.add_argument("--hotwords-score", type=float, default=1.5, help="hotwords bonus per token (default %(default)s)")
+    bi.add_argument("--max-utts", type=int, default=0, help="first N utterances (0: all)")
+    bi.add_argument("--threads", type=int, default=1)
+    bi.add_argument("--json", default=None, help="write the rows to this JSON file (e.g. exp/biasing/results.json)")
+
     ls = p["long-stream"]
     ls.add_argument("--model-dir", required=True, help="what 'asr export' wrote")
     ls.add_argument("--audio-dir", required=True, help="LibriSpeech-layout folder whose utterances make the stream")
@@ -481,8 +504,12 @@ def _cmd_decode(args) -> None:
     parts = [set_name(cuts) for cuts in args.cuts]
     if len(set(parts)) < len(parts):
         raise UserError(f"--cuts names one set twice ({', '.join(args.cuts)}); each set's results are keyed by its name")
+    if args.bias_lists is not None and len(args.bias_lists) != len(args.cuts):
+        raise UserError(f"--bias-lists gives {len(args.bias_lists)} file(s) for {len(args.cuts)} --cuts; give one list "
+                        "file per cut manifest, in the same order")
+    lists = args.bias_lists or [None] * len(args.cuts)
     results = [decode(args.checkpoint, cuts, args.out, args.decoding_method, args.beam, bpe_model=args.bpe_model,
-                      delay_reference=args.delay_reference) for cuts in args.cuts]
+                      delay_reference=args.delay_reference, bias_lists=bias) for cuts, bias in zip(args.cuts, lists)]
     print(table(results, args.checkpoint))
     if args.results_json:
         update_json(args.results_json, results_values(results))
@@ -495,15 +522,23 @@ def _cmd_transcribe(args) -> None:
     from asr.audio import audio_blocks, audio_seconds, load_audio  # lazy: this verb's stack
     from asr.checkpoint import checkpoint_tokenizer, load_model  # lazy: this verb's stack
     from asr.chunking import chunking_for  # lazy: this verb's stack
+    from asr.data.bias_lists import read_phrases  # lazy: this verb's stack
     from asr.decode import transcribe  # lazy: this verb's stack
+    from asr.models.transducer import BiasedModel  # lazy: this verb's stack
     from asr.streaming.recognizer import StreamingRecognizer  # lazy: this verb's stack
 
     _threads(args.threads)
     model, cfg, ckpt = load_model(args.checkpoint)
     tokenizer = checkpoint_tokenizer(ckpt, cfg, args.checkpoint, args.bpe_model)
+    bias = None
+    if args.bias_list:
+        if model.biasing is None:
+            raise UserError(f"--bias-list {args.bias_list}: {args.checkpoint} has no biasing adapter (model.biasing); "
+                            "pass a checkpoint of a biasing run, or use hotwords with 'asr stream --hotwords-file'")
+        bias = BiasedModel(model, read_phrases(args.bias_list))
     seconds = audio_seconds(args.audio)
     if not args.streaming and seconds <= OFFLINE_MAX_SECONDS:
-        print(transcribe(model, tokenizer, load_audio(args.audio), args.decoding_method, args.beam))
+        print(transcribe(model if bias is None else bias, tokenizer, load_audio(args.audio), args.decoding_method, args.beam))
         return
     if not args.streaming and model.encoder.required_chunk_encoder_frames == 0:
         raise UserError(f"{args.audio}: {seconds:.0f} s long, and {args.checkpoint} is a full-context model, which "
@@ -511,7 +546,7 @@ def _cmd_transcribe(args) -> None:
                         f"recording into pieces of at most {OFFLINE_MAX_SECONDS} s, e.g. "
                         f"'sox {args.audio} piece.wav trim 0 {OFFLINE_MAX_SECONDS} : newfile : restart'")
     rec = StreamingRecognizer(model, tokenizer, chunking_for(model.encoder, args.chunk_feature_frames, args.checkpoint),
-                              args.decoding_method, args.beam)
+                              args.decoding_method, args.beam, bias)
     if not args.streaming:  # a long recording: read and encoded block by block, in bounded memory, to the same text
         for block in audio_blocks(args.audio):
             rec.accept_waveform(torch.from_numpy(block))
@@ -598,6 +633,8 @@ def _cmd_bench(args) -> None:
         from asr.bench.compression import run  # lazy: this benchmark's stack
     elif args.benchmark == "hotwords":
         from asr.bench.hotwords import run  # lazy: this benchmark's stack
+    elif args.benchmark == "biasing":
+        from asr.bench.biasing import run  # lazy: this benchmark's stack
     elif args.benchmark == "long-stream":
         from asr.bench.long_stream import run  # lazy: this benchmark's stack
     else:

@@ -139,8 +139,17 @@ def paired_bootstrap(a: dict[str, tuple[str, str]], b: dict[str, tuple[str, str]
     utts = sorted(a)
     ea, n = np.array([word_errors(*a[u]) for u in utts]).T
     eb = np.array([word_errors(*b[u])[0] for u in utts])
+    return paired_bootstrap_counts(ea, eb, n, resamples, level, seed)
+
+
+def paired_bootstrap_counts(errors_a, errors_b, words, resamples: int = 1000, level: float = 0.95,
+                            seed: int = 0) -> tuple[float, float, float]:
+    """:func:`paired_bootstrap` on per-utterance counts: errors of system a and of system b and the
+    reference words they are rates of (e.g. B-WER: errors on bias words and the bias words), in the same
+    utterance order."""
+    ea, eb, n = (np.asarray(v, dtype=np.float64) for v in (errors_a, errors_b, words))
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(utts), size=(resamples, len(utts)))
+    idx = rng.integers(0, len(n), size=(resamples, len(n)))
     diffs = 100.0 * (ea[idx].sum(1) - eb[idx].sum(1)) / np.maximum(n[idx].sum(1), 1)
     tail = 100.0 * (1 - level) / 2
     return float(100.0 * (ea.sum() - eb.sum()) / max(n.sum(), 1)), float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail))

@@ -54,6 +54,7 @@ from asr.config import TrainConfig, to_dict
 from asr.data.augment import augment
 from asr.data.bias_lists import TrainingLists
 from asr.data.dataset import collate, cut_features, load_cuts, read_texts
+from asr.decoding.align import forced_align
 from asr.decoding.search import greedy_search
 from asr.errors import UserError
 from asr.fileio import write_text_atomic
@@ -98,8 +99,9 @@ def train_step(model, batch: dict, optimizer, scheduler, cfg: TrainConfig, step:
     forward, the loss per token, backward, clipping, the optimizer and scheduler steps, and the
     compression method's hooks around them. ``step`` counts the steps done before this one."""
     total = cfg.train.max_steps
-    # a compression run fine-tunes a model that is past its loss warm-up
-    warmup = step / cfg.model.loss.warmup_steps if cfg.model.loss.warmup_steps > 0 and not method else 1.0
+    # a compression run, or one from train.init_from, fine-tunes a model that is past its loss warm-up
+    warmup = (step / cfg.model.loss.warmup_steps if cfg.model.loss.warmup_steps > 0 and not method and not cfg.train.init_from
+              else 1.0)
     if method:
         method.step_begin(model, step, total)
     with method.forward_context() if method else contextlib.nullcontext():
@@ -184,6 +186,41 @@ def _float_checkpoint(cfg: TrainConfig, resume: bool) -> dict | None:
     if not source:
         raise UserError("compression.init_from is empty: name the float checkpoint to fine-tune (asr compress --checkpoint CKPT)")
     return read_float_checkpoint(source, "start from a float checkpoint")
+
+
+def attention_targets(model, tokenizer: Tokenizer, batch: dict, shared: list[str]) -> None:
+    """The targets of the guided-attention loss (``asr.models.biasing``) for a batch whose utterances share
+    the bias list ``shared``, set on ``batch["phrases"]``: each predictor step whose next token belongs to
+    a listed word points at that word's entry, every other step at no-bias (0); each encoder frame from
+    the first to the last token of a listed word, in the model's own forced alignment (run without
+    biasing, in eval mode: no random draw), points at it, every other frame at no-bias. An utterance whose
+    tokens do not split into its words, or that cannot be aligned, gets no target (-1)."""
+    index = {w: i + 1 for i, w in enumerate(sorted(set(shared)))}  # PhraseBatch.from_lists's order
+    ys = [batch["y"][n, : int(batch["y_lens"][n])].tolist() for n in range(len(batch["texts"]))]
+    was_training = model.training
+    model.eval()
+    frames = forced_align(model, batch["x"], batch["x_lens"], ys)
+    model.train(was_training)
+    enc_lens = [encoder_frames(int(t)) for t in batch["x_lens"]]
+    frame_targets = torch.full((len(ys), max(enc_lens)), -1, dtype=torch.long)
+    step_targets = torch.full((len(ys), int(batch["y_lens"].max()) + 1), -1, dtype=torch.long)
+    for n, (y, text) in enumerate(zip(ys, batch["texts"])):
+        words, word_of = text.split(), []
+        for token in y:
+            starts = tokenizer.id_to_piece(token).startswith("\u2581") or not word_of
+            word_of.append(word_of[-1] + starts if word_of else 0)
+        if not word_of or word_of[-1] + 1 != len(words):
+            continue
+        targets = [index.get(words[k], 0) for k in word_of]
+        step_targets[n, : len(y) + 1] = torch.tensor(targets + [0])
+        if not frames[n]:
+            continue
+        frame_targets[n, : enc_lens[n]] = 0
+        for u, target in enumerate(targets):
+            if target and (u == 0 or word_of[u - 1] != word_of[u]):  # the word's first token: mark its span
+                last = max(v for v in range(u, len(y)) if word_of[v] == word_of[u])
+                frame_targets[n, frames[n][u] : frames[n][last] + 1] = target
+    batch["phrases"].frame_targets, batch["phrases"].step_targets = frame_targets, step_targets
 
 
 def _init_checkpoint(cfg: TrainConfig, resume: bool) -> dict | None:
@@ -447,7 +484,10 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
             batch = collate(cut_batch, tokenizer)
             batch["x"] = augment(batch, cfg.data, aug_gen)
             if lists is not None:
-                batch["phrases"] = PhraseBatch.from_lists(lists(batch["texts"], at.step))
+                shared = lists(batch["texts"], at.step)[0]
+                batch["phrases"] = PhraseBatch.from_lists([shared] * len(batch["texts"]))
+                if cfg.model.biasing.attention_loss > 0:
+                    attention_targets(model, tokenizer, batch, shared)
             diagnose = cfg.train.diagnostics_every > 0 and (at.step + 1) % cfg.train.diagnostics_every == 0
             if diagnose:
                 groups = diagnostics.parameter_groups(model)

@@ -10,6 +10,8 @@ so ratios from one run, not absolute times across runs).
   onnxruntime int8 WER, paired-bootstrap intervals);
 * ``hotwords``: entity-word recall with and without hotwords, against sherpa-onnx;
 * ``sherpa``: our onnxruntime recognizer against sherpa-onnx on whole files (WER, RTF, equal tokens);
+* ``biasing``: no biasing, hotwords and the biasing adapter on per-utterance bias lists (WER, U-WER,
+  B-WER, with and without the true words, decode RTF);
 * ``long-stream``: the cost of each 100 ms over an hour-long stream without endpoints, with and without
   settled finals (first minute against last).
 

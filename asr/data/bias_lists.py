@@ -180,3 +180,21 @@ class TrainingLists:
         true = {w for t in texts for w in rare_words(t, self.common)}
         picked = {self.pool[i] for i in rng.choice(len(self.pool), size=self.distractors, replace=False)}
         return sorted(true | picked)
+
+
+def read_phrases(path: str | Path) -> list[str]:
+    """A bias list as a user writes one: a phrase per line (blank lines and surrounding spaces ignored,
+    duplicates kept once, in order); UserError for a missing, non-UTF-8 or empty file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such bias-list file; write one phrase per line") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder; pass a text file with one phrase per line") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); save the list as UTF-8, one phrase per line") from None
+    phrases = list(dict.fromkeys(" ".join(line.split()) for line in text.splitlines() if line.strip()))
+    if not phrases:
+        raise UserError(f"{path}: holds no phrase; write one phrase per line")
+    return phrases

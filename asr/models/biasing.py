@@ -14,7 +14,12 @@ ICASSP 2023):
   ``a_t = softmax_i(q_t . k_i / sqrt(A))``, ``h'_t = h_t + W_o sum_i a_{t,i} v_i``, with ``W_o``
   zero-initialised, so a model with a fresh adapter gives exactly the unbiased model's outputs and a
   fine-tune starts from them;
-* one adapter on the encoder output and, if ``predictor`` is set, one on the predictor output.
+* one adapter on the encoder output and, if ``predictor`` is set, one on the predictor output;
+* optionally (``attention_loss`` > 0), a guided-attention loss in training, in the spirit of Tang et
+  al.'s guided-attention biasing loss (arXiv 2401.08835): each adapter's attention is taught, position
+  by position, to point at the phrase being spoken and at the no-bias entry elsewhere. Without it the
+  transducer loss alone has to discover which phrase matches the audio, and on a CPU budget the
+  attention stayed uniform over the list (measured: recipes/synth/RESULTS.md, "Contextual biasing").
 
 Phrases reach the model as a :class:`PhraseBatch`: the unique phrases of a batch as characters,
 encoded once, and a mask saying which of them each utterance's list holds. The adapters are
@@ -32,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from asr.bounds import LAYERS, WIDTH, check_bounds
+from asr.bounds import LAYERS, WIDTH, Range, check_bounds
 from asr.errors import UserError
 
 # The phrase alphabet: the corpora's normalised transcripts (upper-case letters, apostrophes) and the
@@ -54,9 +59,10 @@ class BiasingConfig:
     phrase_dim: int = 128
     attention_dim: int = 128
     predictor: bool = True  # also bias the predictor's output (else only the encoder's)
+    attention_loss: float = 0.0  # weight of the guided-attention loss (training only; see the module docstring)
 
     BOUNDS = {"char_embed_dim": WIDTH, "char_hidden_dim": WIDTH, "char_layers": LAYERS, "phrase_dim": WIDTH,
-              "attention_dim": WIDTH}
+              "attention_dim": WIDTH, "attention_loss": Range(0, 100)}
 
     def __post_init__(self):
         check_bounds(self, "model.biasing")
@@ -99,6 +105,10 @@ class PhraseBatch:
     chars: torch.Tensor  # (P, L) character ids, 0 pads
     lens: torch.Tensor  # (P,)
     mask: torch.Tensor  # (N, P) bool: phrase p is in utterance n's list
+    # training with the guided-attention loss: the entry each encoder frame (N, T') and each predictor
+    # step (N, U + 1) should attend to: 0 no-bias, p + 1 phrase p, -1 no target
+    frame_targets: torch.Tensor | None = None
+    step_targets: torch.Tensor | None = None
 
     @classmethod
     def from_lists(cls, lists: list[list[str]]) -> PhraseBatch:
@@ -164,6 +174,7 @@ class Biasing(nn.Module):
 
     def __init__(self, cfg: BiasingConfig, encoder_dim: int, predictor_dim: int) -> None:
         super().__init__()
+        self.attention_loss = cfg.attention_loss
         self.phrase_encoder = CharPhraseEncoder(cfg)
         self.encoder_adapter = BiasingAdapter(encoder_dim, cfg.phrase_dim, cfg.attention_dim)
         self.predictor_adapter = BiasingAdapter(predictor_dim, cfg.phrase_dim, cfg.attention_dim) if cfg.predictor else None
@@ -181,3 +192,25 @@ class Biasing(nn.Module):
         if self.predictor_adapter is None:
             return pred
         return self.predictor_adapter(pred, embeddings.expand(pred.size(0), -1, -1), mask)[0]
+
+    def bias_for_training(self, enc: torch.Tensor, pred: torch.Tensor, phrases: PhraseBatch):
+        """(biased enc, biased pred, guided-attention loss summed over the targeted positions, or None)."""
+        embeddings = self.embed(phrases)
+        enc, enc_weights = self.encoder_adapter(enc, embeddings.expand(enc.size(0), -1, -1), phrases.mask)
+        pred_weights = None
+        if self.predictor_adapter is not None:
+            pred, pred_weights = self.predictor_adapter(pred, embeddings.expand(pred.size(0), -1, -1), phrases.mask)
+        if not self.attention_loss or phrases.frame_targets is None:
+            return enc, pred, None
+        loss = _attention_nll(enc_weights, phrases.frame_targets)
+        if pred_weights is not None and phrases.step_targets is not None:
+            loss = loss + _attention_nll(pred_weights, phrases.step_targets)
+        return enc, pred, self.attention_loss * loss
+
+
+def _attention_nll(weights: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed -log of the attention weight (N, S, P + 1) on each position's target entry (N, S'); S' may be
+    shorter than S (padded positions: -1 or beyond S')."""
+    s = min(weights.size(1), targets.size(1))
+    log_w = weights[:, :s].clamp_min(1e-9).log().transpose(1, 2)  # (N, P + 1, S)
+    return nn.functional.nll_loss(log_w, targets[:, :s].to(weights.device), ignore_index=-1, reduction="sum")

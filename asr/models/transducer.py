@@ -79,10 +79,9 @@ class Transducer(nn.Module):
         enc, enc_lens = self.encoder(x, x_lens)  # (N, T', E)
         blank = torch.full((y.size(0), 1), self.blank_id, dtype=y.dtype, device=y.device)
         pred = self.predictor(torch.cat([blank, y], dim=1))  # (N, U+1, D)
+        attention_loss = None
         if phrases is not None:
-            embeddings = self._biasing().embed(phrases)  # (P, B)
-            enc = self.biasing.bias_encoder(enc, embeddings, phrases.mask)
-            pred = self.biasing.bias_predictor(pred, embeddings, phrases.mask)
+            enc, pred, attention_loss = self._biasing().bias_for_training(enc, pred, phrases)
         if self.loss_cfg.type == "pruned":
             loss = self._pruned_loss(enc, enc_lens, pred, y, y_lens, min(max(warmup, 0.0), 1.0))
         else:
@@ -104,6 +103,8 @@ class Transducer(nn.Module):
             log_probs = self.ctc_output(enc).log_softmax(-1).transpose(0, 1)  # (T', N, V)
             ctc = nn.functional.ctc_loss(log_probs, y, enc_lens, y_lens, blank=self.blank_id, reduction="sum", zero_infinity=True)
             loss = loss + self.ctc_weight * ctc
+        if attention_loss is not None:
+            loss = loss + attention_loss
         return loss
 
     def _pruned_loss(self, enc, enc_lens, pred, y, y_lens, warmup: float) -> torch.Tensor:

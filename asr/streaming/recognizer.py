@@ -22,10 +22,11 @@ from asr.frontend import NUM_MEL_BINS, PIECE_SAMPLES
 
 class StreamingRecognizer:
     """``chunking``: what ``asr.chunking.chunking_for`` gives for the model (a Conformer streams only
-    at its own chunk)."""
+    at its own chunk). ``bias``: a ``asr.models.transducer.BiasedModel`` of ``model`` (its bias list,
+    encoded once), or None."""
 
-    def __init__(self, model, tokenizer, chunking: Chunking, method: str = "greedy", beam: int = 4) -> None:
-        self.model, self.tokenizer = model, tokenizer
+    def __init__(self, model, tokenizer, chunking: Chunking, method: str = "greedy", beam: int = 4, bias=None) -> None:
+        self.model, self.tokenizer, self.bias = model, tokenizer, bias
         self.chunking = chunking
         self.method, self.beam = method, beam
         self.fbank = StreamingFbank()
@@ -38,8 +39,11 @@ class StreamingRecognizer:
         out, out_lens, self.enc_state = self.model.encoder.streaming_forward(
             x.unsqueeze(0), torch.tensor([x.size(0)]), self.enc_state
         )
+        if self.bias is not None:
+            out = self.bias.bias_encoder_out(out)
         enc = self.model.joiner.encoder_proj(out)  # (1, k, J)
-        self.search_state = search(self.model, enc, out_lens, self.method, self.beam, self.search_state)
+        searched = self.model if self.bias is None else self.bias
+        self.search_state = search(searched, enc, out_lens, self.method, self.beam, self.search_state)
 
     def accept_waveform(self, samples: torch.Tensor) -> None:
         """Feed (S,) samples in [-1, 1] at 16 kHz; decodes every chunk that became complete."""

@@ -151,7 +151,8 @@ def test_frequency_warp_moves_spectral_peaks_by_alpha():
 # ---- contextual biasing: lists per batch, a frozen transducer, exact resume ----------------------------
 
 BIASING = {"model.biasing.type": "acoustic", "model.biasing.char_hidden_dim": 32, "model.biasing.phrase_dim": 32,
-           "model.biasing.attention_dim": 16, "data.bias_top_k": 2, "data.bias_distractors": 1, "data.bias_drop": 0.5}
+           "model.biasing.attention_dim": 16, "model.biasing.attention_loss": 1.0, "data.bias_top_k": 2,
+           "data.bias_distractors": 1, "data.bias_drop": 0.5}
 
 
 def test_biasing_adapter_trains_on_a_frozen_transducer(four_utts, tmp_path):
@@ -174,6 +175,41 @@ def test_biasing_adapter_trains_on_a_frozen_transducer(four_utts, tmp_path):
     with_adapter = decode(str(biased.final_checkpoint), cuts, str(tmp_path / "d1"))
     assert (tmp_path / "d0" / "recogs-four-greedy.txt").read_text() == (tmp_path / "d1" / "recogs-four-greedy.txt").read_text()
     assert plain.wer == with_adapter.wer
+    # with per-utterance lists: the adapter model decodes with them, the plain one is only scored
+    from asr.data.bias_lists import build_lists, common_words, write_lists
+    from asr.errors import UserError
+
+    texts = {f"1-1-{i:04d}": t.upper() for i, t in enumerate(
+        ["play music call mom", "call mom play music", "music play mom call", "mom call music play"])}
+    common = common_words(texts.values(), 2)
+    write_lists(tmp_path / "four.tsv", build_lists(texts, common, ["MUSIC", "PLAY", "ZED"], 3))
+    scored = decode(str(base.final_checkpoint), cuts, str(tmp_path / "d2"), bias_lists=str(tmp_path / "four.tsv"))
+    listed = decode(str(biased.final_checkpoint), cuts, str(tmp_path / "d3"), bias_lists=str(tmp_path / "four.tsv"))
+    assert not scored.biased and listed.biased
+    all_, u, b = listed.bias_scores
+    assert b.ref_words == 8 and u.ref_words == 8 and all_ == u + b
+    assert "scored only" in (tmp_path / "d2" / "wer-four-greedy.txt").read_text()
+    assert "B-WER" in (tmp_path / "d3" / "wer-four-greedy.txt").read_text()
+    write_lists(tmp_path / "three.tsv", build_lists(dict(list(texts.items())[:3]), common, ["ZED"], 1))
+    with pytest.raises(UserError, match="no bias list for utterance 1-1-0003"):
+        decode(str(biased.final_checkpoint), cuts, str(tmp_path / "d4"), bias_lists=str(tmp_path / "three.tsv"))
+    # the bench: every system, size and condition, one row each, in the issue's keys
+    import argparse
+    import json
+
+    from asr.bench.biasing import run
+
+    (tmp_path / "lists").mkdir()
+    for n in (0, 3):
+        write_lists(tmp_path / "lists" / f"four.biasing_{n}.tsv", build_lists(texts, common, ["MUSIC", "PLAY", "ZED"], n))
+    run(argparse.Namespace(base=str(base.final_checkpoint), checkpoint=str(biased.final_checkpoint), cuts=cuts,
+                           lists=str(tmp_path / "lists"), sizes=[0, 3], beam=2, hotwords_score=1.5, max_utts=0, threads=1,
+                           json=str(tmp_path / "bench.json")))
+    rows = json.loads((tmp_path / "bench.json").read_text())
+    assert len(rows) == 2 * 2 * 4 and {r["system"] for r in rows} == {"none", "hotwords", "acoustic", "acoustic+hotwords"}
+    assert all({"system", "n", "condition", "wer", "u_wer", "b_wer", "rtf"} <= set(r) for r in rows)
+    assert all("vs_none_b_wer" in r for r in rows if r["system"] == "acoustic" and r["condition"] == "with_true")
+    assert len({(r["wer"], r["b_wer"]) for r in rows if r["system"] == "none"}) == 1
 
 
 def test_biasing_run_resumes_exactly(four_utts, tmp_path):
@@ -200,3 +236,35 @@ def test_biasing_run_errors(four_utts, tmp_path):
     other = {**BIASING, "model.joiner_dim": 64, "train.init_from": base.final_checkpoint, "train.max_steps": 1}
     with pytest.raises(UserError, match="its model section differs from this run's"):
         train(_cfg(four_utts, tmp_path / "c", **other), log=lambda *_: None)
+
+
+def test_guided_attention_targets(four_utts):
+    """Each predictor step whose next token is in a listed word points at it (1 = the first phrase), every
+    other step at no-bias (0); the frames of that word in the forced alignment point at it as well."""
+    from lhotse.dataset import SimpleCutSampler
+
+    from asr.data.dataset import collate, load_cuts
+    from asr.models.biasing import PhraseBatch
+    from asr.models.registry import build_model
+    from asr.tokenizer import Tokenizer
+    from asr.train import attention_targets
+
+    cfg = _cfg(four_utts, "unused", **BIASING)
+    cfg.model.vocab_size = Tokenizer(cfg.data.bpe_model).vocab_size
+    model = build_model(cfg.model)
+    tokenizer = Tokenizer(cfg.data.bpe_model)
+    batch = collate(next(iter(SimpleCutSampler(load_cuts(cfg.data.train_cuts), max_duration=100))), tokenizer)
+    batch["phrases"] = PhraseBatch.from_lists([["MUSIC", "ZED"]] * len(batch["texts"]))
+    attention_targets(model, tokenizer, batch, ["MUSIC", "ZED"])
+    phrases = batch["phrases"]
+    for n, text in enumerate(batch["texts"]):
+        y = batch["y"][n, : int(batch["y_lens"][n])].tolist()
+        steps = phrases.step_targets[n, : len(y) + 1].tolist()
+        spelled = "".join(tokenizer.id_to_piece(t) for t, s in zip(y, steps) if s == 1).replace("\u2581", " ").strip()
+        assert spelled == "MUSIC" and steps[-1] == 0 and set(steps) == {0, 1}, (text, steps)
+        frames = phrases.frame_targets[n]
+        assert (frames == 1).sum() >= 1 and set(frames.tolist()) <= {-1, 0, 1}
+    model.train()
+    loss = model(batch["x"], batch["x_lens"], batch["y"], batch["y_lens"], phrases=phrases)
+    plain = model(batch["x"], batch["x_lens"], batch["y"], batch["y_lens"])
+    assert float(loss.detach()) > float(plain.detach())  # the guided-attention term is added (the adapter starts as a no-op)

@@ -14,6 +14,7 @@ from asr.errors import UserError
 from asr.models.biasing import BiasingAdapter, BiasingConfig, PhraseBatch, phrase_chars
 from asr.models.registry import build_model, lstm_tiny
 from asr.models.transducer import BiasedModel
+from tests.conftest import assert_user_error
 
 LISTS = [["ANNA SMITH", "BOB", "ZED O'NEIL"], []]
 
@@ -153,3 +154,83 @@ def test_config_and_checkpoint(tmp_path):
     phrases = PhraseBatch.from_lists([["ANNA SMITH", "BOB"]])
     with torch.no_grad():
         assert torch.equal(loaded.encode(x, x_lens, phrases)[0], model.encode(x, x_lens, phrases)[0])
+
+
+@pytest.mark.parametrize("method", ["greedy", "modified_beam_search"])
+def test_streaming_equals_offline_with_a_list(method):
+    """The adapters are position-wise: chunk-by-chunk decoding with a bias list gives the offline tokens
+    with that list (and the list changes them: a learned adapter)."""
+    from asr.chunking import Chunking
+    from asr.decoding.search import search
+    from asr.features import fbank
+    from asr.streaming.recognizer import StreamingRecognizer
+
+    class Tok:
+        def decode(self, ids):
+            return " ".join(map(str, ids))
+
+    model = _learned(_model())
+    with torch.no_grad():  # a random joiner emits mostly blanks; bias it so hypotheses are non-trivial
+        model.joiner.output.bias[0] -= 2.0
+    biased = BiasedModel(model, ["ANNA SMITH", "BOB", "ZED"])
+    samples = torch.randn(27_123, generator=torch.Generator().manual_seed(1)) * 0.1
+    x = fbank(samples).unsqueeze(0)
+    with torch.no_grad():
+        enc, enc_lens = biased.encode(x, torch.tensor([x.size(1)]))
+        offline = search(biased, enc, enc_lens, method, 4).hyps[0]
+        plain = search(model, *model.encode(x, torch.tensor([x.size(1)])), method, 4).hyps[0]
+    assert offline != plain and len(offline) >= 5
+    rec = StreamingRecognizer(model, Tok(), Chunking(16), method, 4, biased)
+    for start in range(0, samples.numel(), 1234):
+        rec.accept_waveform(samples[start : start + 1234])
+    rec.input_finished()
+    assert rec.tokens == offline
+
+
+def test_cli_transcribe_with_a_bias_list(asr_cli, tmp_path):
+    """'asr transcribe --bias-list': a biasing checkpoint decodes with the list; bad lists and a checkpoint
+    without an adapter are one-line errors; 100 000 phrases work."""
+    import soundfile as sf
+
+    model = _learned(_model())
+    cfg = lstm_tiny(24)
+    cfg.biasing = BiasingConfig(char_hidden_dim=32, phrase_dim=32, attention_dim=16)
+    ckpt = tmp_path / "biased.pt"
+    save_checkpoint({"config": to_dict(TrainConfig(model=cfg)), "model": model.state_dict(), "step": 0,
+                     "train_seconds": 0.0, "params": 0}, ckpt)
+    plain = tmp_path / "plain.pt"
+    save_checkpoint({"config": to_dict(TrainConfig(model=lstm_tiny(24))), "model": _model_without_biasing().state_dict(),
+                     "step": 0, "train_seconds": 0.0, "params": 0}, plain)
+    wav = tmp_path / "a.wav"
+    sf.write(wav, (torch.randn(16000, generator=torch.Generator().manual_seed(2)) * 0.1).numpy(), 16000)
+    bpe = _bpe(tmp_path)
+    lists = {"good": "Anna Smith\nBob\n\nZed\n", "empty": "\n  \n", "bad-char": "Anna\nRoom 101\n",
+             "latin-1": None, "huge": "".join(f"NAME{chr(65 + i % 26)}{chr(65 + i // 26 % 26)}{chr(65 + i // 676 % 26)}"
+                                                  f"{chr(65 + i // 17576 % 26)}\n" for i in range(100_000))}
+    for name, text in lists.items():
+        path = tmp_path / f"{name}.txt"
+        path.write_bytes("Zoë\n".encode("latin-1") if text is None else text.encode())
+    ok = asr_cli("transcribe", wav, "--checkpoint", ckpt, "--bpe-model", bpe, "--bias-list", tmp_path / "good.txt")
+    assert ok.returncode == 0, ok.stderr
+    big = asr_cli("transcribe", wav, "--checkpoint", ckpt, "--bpe-model", bpe, "--bias-list", tmp_path / "huge.txt")
+    assert big.returncode == 0, big.stderr
+    assert_user_error(asr_cli("transcribe", wav, "--checkpoint", ckpt, "--bpe-model", bpe, "--bias-list",
+                              tmp_path / "empty.txt"), "empty.txt", "no phrase")
+    assert_user_error(asr_cli("transcribe", wav, "--checkpoint", ckpt, "--bpe-model", bpe, "--bias-list",
+                              tmp_path / "bad-char.txt"), "'Room 101'", "outside the phrase alphabet")
+    assert_user_error(asr_cli("transcribe", wav, "--checkpoint", ckpt, "--bpe-model", bpe, "--bias-list",
+                              tmp_path / "latin-1.txt"), "latin-1.txt", "not UTF-8")
+    assert_user_error(asr_cli("transcribe", wav, "--checkpoint", plain, "--bpe-model", bpe, "--bias-list",
+                              tmp_path / "good.txt"), "no biasing adapter")
+
+
+def _model_without_biasing():
+    torch.manual_seed(0)
+    return build_model(lstm_tiny(24))
+
+
+def _bpe(tmp_path):
+    from asr.tokenizer import train_bpe
+
+    sentences = ["ANNA SMITH CALLED BOB", "ZED PLAYS MUSIC", "CALL MOM NOW", "PLAY SOME JAZZ"] * 4
+    return train_bpe(sentences, str(tmp_path / "lang"), vocab_size=24)
