@@ -168,6 +168,17 @@ class BiasingAdapter(nn.Module):
         weights = scores.masked_fill(~keep.unsqueeze(1), float("-inf")).softmax(dim=-1)
         return x + self.out(weights @ self.value(entries)), weights
 
+    def keys_values(self, phrases: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys and values (P + 1, A) of one list's embeddings (P, B), no-bias entry first: computed
+        once per list for decoding, instead of at every frame and step."""
+        entries = torch.cat([self.no_bias.unsqueeze(0), phrases])
+        return self.key(entries), self.value(entries)
+
+    def attend(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with one list for every row, all of it kept, from :meth:`keys_values`: x (N, S, Q)."""
+        weights = (self.query(x) @ keys.T / math.sqrt(keys.size(1))).softmax(dim=-1)  # (N, S, P+1)
+        return x + self.out(weights @ values)
+
 
 class Biasing(nn.Module):
     """The phrase encoder and the adapters of one transducer (``Transducer.biasing``)."""

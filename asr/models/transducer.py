@@ -164,25 +164,40 @@ class BiasedModel:
     """A biasing transducer with one fixed bias list, as the searches need it
     (``asr.decoding.search.SearchModel``): the list is encoded once, here; :meth:`predict` passes the
     predictor's output through the predictor adapter and :meth:`bias_encoder_out` the encoder's
-    output (before the joiner's projection) through the encoder adapter, for every stream of a call."""
+    output (before the joiner's projection) through the encoder adapter, for every stream of a call.
+    ``embeddings``: the phrases' embeddings if already computed (:meth:`embed_phrases`), one row per
+    distinct phrase in sorted order, as :class:`PhraseBatch` orders them."""
 
-    def __init__(self, model: Transducer, phrases: list[str]) -> None:
+    def __init__(self, model: Transducer, phrases: list[str], embeddings: torch.Tensor | None = None) -> None:
         self.model = model
-        batch = PhraseBatch.from_lists([phrases])
-        with torch.no_grad():
-            self.embeddings = model._biasing().embed(batch)  # (P, B)
+        if embeddings is None:
+            with torch.no_grad():
+                embeddings = model._biasing().embed(PhraseBatch.from_lists([phrases]))  # (P, B)
+        elif embeddings.size(0) != len(set(phrases)):
+            raise ValueError(f"{embeddings.size(0)} embeddings for {len(set(phrases))} distinct phrases")
+        self.embeddings = embeddings
+        biasing = model.biasing
+        with torch.no_grad():  # each adapter's keys and values, once per list
+            self._encoder_kv = biasing.encoder_adapter.keys_values(embeddings)
+            self._predictor_kv = (None if biasing.predictor_adapter is None
+                                  else biasing.predictor_adapter.keys_values(embeddings))
         self.blank_id, self.unk_id = model.blank_id, model.unk_id
+
+    @staticmethod
+    @torch.no_grad()
+    def embed_phrases(model: Transducer, phrases: list[str]) -> dict[str, torch.Tensor]:
+        """{phrase: (B,) embedding} of many phrases at once (a pool that several lists draw from)."""
+        unique = sorted(set(phrases))
+        embeddings = model._biasing().embed(PhraseBatch.from_lists([unique]))
+        return dict(zip(unique, embeddings))
 
     @property
     def context_size(self) -> int:
         return self.model.context_size
 
-    def _mask(self, n: int) -> torch.Tensor:
-        return torch.ones(n, self.embeddings.size(0), dtype=torch.bool)
-
     def bias_encoder_out(self, enc: torch.Tensor) -> torch.Tensor:
         """(N, T', E) encoder output -> biased (N, T', E)."""
-        return self.model.biasing.bias_encoder(enc, self.embeddings, self._mask(enc.size(0)))
+        return self.model.biasing.encoder_adapter.attend(enc, *self._encoder_kv)
 
     def encode(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         enc, enc_lens = self.model.encoder(x, x_lens)
@@ -193,7 +208,8 @@ class BiasedModel:
 
     def predict(self, y_ctx: torch.Tensor, state=None):
         out, state = self.model.predictor.step(y_ctx, state)  # (N, D)
-        out = self.model.biasing.bias_predictor(out.unsqueeze(1), self.embeddings, self._mask(out.size(0))).squeeze(1)
+        if self._predictor_kv is not None:
+            out = self.model.biasing.predictor_adapter.attend(out.unsqueeze(1), *self._predictor_kv).squeeze(1)
         return self.model.joiner.predictor_proj(out), state
 
     def join(self, enc_proj: torch.Tensor, pred_proj: torch.Tensor) -> torch.Tensor:

@@ -234,3 +234,20 @@ def _bpe(tmp_path):
 
     sentences = ["ANNA SMITH CALLED BOB", "ZED PLAYS MUSIC", "CALL MOM NOW", "PLAY SOME JAZZ"] * 4
     return train_bpe(sentences, str(tmp_path / "lang"), vocab_size=24)
+
+
+def test_decoding_with_cached_keys_equals_the_training_forward():
+    """BiasedModel computes each adapter's keys and values once per list; its outputs are the training
+    forward's (up to the rounding of matmuls of other shapes)."""
+    model = _learned(_model())
+    x, x_lens, _, _ = _batch(n=1)
+    lst = ["ANNA SMITH", "BOB", "ZED"]
+    biased = BiasedModel(model, lst)
+    ctx = torch.tensor([[0, 3], [5, 7]])
+    with torch.no_grad():
+        assert torch.allclose(biased.encode(x, x_lens)[0], model.encode(x, x_lens, PhraseBatch.from_lists([lst]))[0],
+                              rtol=0, atol=1e-5)
+        out = model.predictor.step(ctx, None)[0].unsqueeze(1)
+        emb = model.biasing.embed(PhraseBatch.from_lists([lst]))
+        expected = model.joiner.predictor_proj(model.biasing.bias_predictor(out, emb, torch.ones(2, 3, dtype=torch.bool)))
+        assert torch.allclose(biased.predict(ctx, None)[0], expected.squeeze(1), rtol=0, atol=1e-5)
