@@ -90,7 +90,7 @@ EXAMPLES = {
                          "  asr bench compression --report",
     "bench hotwords": "example:\n  asr bench hotwords --model-dir exp/demo/onnx --audio-dir data/synth-small/test "
                       "--max-utts 1000",
-    "bench biasing": "example:\n  asr bench biasing --base exp/demo/final.pt --checkpoint exp/biasing-acoustic/final.pt "
+    "bench biasing": "example:\n  asr bench biasing --base exp/demo/final.pt --checkpoint exp/biasing/adapter/final.pt "
                      "--cuts data/fbank/synth-small/cuts_test-names.jsonl.gz --lists data/bias/synth-small",
     "bench long-stream": "example:\n  asr bench long-stream --model-dir exp/demo/onnx --audio-dir data/synth-small/test "
                          "--minutes 60",

@@ -188,14 +188,15 @@ def decode_model(model, tokenizer, cuts_path: str, out_dir: str, method: str = "
 
 
 def _decode_biased(model, batch: dict, lists: dict[str, BiasEntry], method: str, beam: int):
-    """(hyps, timestamps) of a batch, each utterance searched with its own bias list; the encoder runs once
-    for the batch, the list's adapter and the search per utterance."""
+    """(hyps, timestamps) of a batch, each utterance searched with its own bias list; the encoder and the
+    phrase encoder run once for the batch (the lists' phrases together), the adapters and the search per
+    utterance."""
     enc, enc_lens = model.encoder(batch["x"], batch["x_lens"])  # (N, T', E)
+    pool = BiasedModel.embed_phrases(model, [p for uid in batch["ids"] for p in lists[uid].bias_list])
     hyps, timestamps = [], []
     for i, uid in enumerate(batch["ids"]):
-        biased = BiasedModel(model, lists[uid].bias_list)
-        enc_i = model.joiner.encoder_proj(biased.bias_encoder_out(enc[i : i + 1]))
-        result = search(biased, enc_i, enc_lens[i : i + 1], method, beam)
+        biased = BiasedModel(model, lists[uid].bias_list, pool)
+        result = search(biased, biased.project_encoder_out(enc[i : i + 1]), enc_lens[i : i + 1], method, beam)
         hyps.append(result.hyps[0])
         timestamps.append(result.timestamps[0])
     return hyps, timestamps

@@ -484,7 +484,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
             batch = collate(cut_batch, tokenizer)
             batch["x"] = augment(batch, cfg.data, aug_gen)
             if lists is not None:
-                shared = lists(batch["texts"], at.step)[0]
+                shared = lists(batch["texts"], at.step)
                 batch["phrases"] = PhraseBatch.from_lists([shared] * len(batch["texts"]))
                 if cfg.model.biasing.attention_loss > 0:
                     attention_targets(model, tokenizer, batch, shared)

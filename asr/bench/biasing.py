@@ -2,7 +2,7 @@
 ``asr.data.bias_lists``), system by system, list size by list size, with and without the true words.
 
     asr prepare bias-lists --train data/synth-small/train --parts data/synth-small/test-names --out data/bias/synth-small
-    asr bench biasing --base exp/demo/final.pt --checkpoint exp/biasing-acoustic/final.pt \\
+    asr bench biasing --base exp/demo/final.pt --checkpoint exp/biasing/adapter/final.pt \\
         --cuts data/fbank/synth-small/cuts_test-names.jsonl.gz --lists data/bias/synth-small --json exp/biasing/results.json
 
 Systems (modified beam search, ``--beam``, on PyTorch):
@@ -59,7 +59,7 @@ def decode_with_lists(model, tokenizer, cuts, lists: dict[str, list[str]], adapt
     adapter's phrase embeddings are computed once for all the lists' phrases, outside the timed part, as
     a device encodes its contact list once and not per utterance."""
     hyps, compute_s, audio_s = {}, 0.0, 0.0
-    pool = BiasedModel.embed_phrases(model, [p for lst in lists.values() for p in lst]) if adapter and lists else {}
+    pool = BiasedModel.embed_phrases(model, [p for lst in lists.values() for p in lst]) if adapter and lists else None
     for cut_batch in SimpleCutSampler(cuts, max_duration=max_duration_s):
         batch = collate(cut_batch, tokenizer)
         audio_s += sum(c.duration for c in cut_batch)
@@ -67,17 +67,12 @@ def decode_with_lists(model, tokenizer, cuts, lists: dict[str, list[str]], adapt
         with torch.no_grad():
             enc, enc_lens = model.encoder(batch["x"], batch["x_lens"])  # (N, T', E)
             for i, uid in enumerate(batch["ids"]):
-                searched, enc_i = model, enc[i : i + 1]
-                if adapter:
-                    unique = sorted(set(lists[uid]))
-                    embeddings = torch.stack([pool[p] for p in unique]) if unique else None
-                    searched = BiasedModel(model, lists[uid], embeddings)
-                    enc_i = searched.bias_encoder_out(enc_i)
+                searched = BiasedModel(model, lists[uid], pool) if adapter else model
                 graph = None
                 if hotwords_score is not None and lists[uid]:
                     graph = ContextGraph([tokenizer.encode_max_score(w) for w in lists[uid]], default_score=hotwords_score)
-                state = search(searched, model.joiner.encoder_proj(enc_i), enc_lens[i : i + 1], "modified_beam_search",
-                               beam, context_graph=graph)
+                state = search(searched, searched.project_encoder_out(enc[i : i + 1]), enc_lens[i : i + 1],
+                               "modified_beam_search", beam, context_graph=graph)
                 hyps[uid] = tokenizer.decode(finalize_context(state).hyps[0])
         compute_s += time.perf_counter() - t0
     return hyps, compute_s / max(audio_s, 1e-9)
@@ -89,10 +84,7 @@ def score(refs: dict[str, str], hyps: dict[str, str], bias_words: dict[str, set[
 
 
 def _total(per_utt, k: int) -> ErrorCounts:
-    out = ErrorCounts()
-    for counts in per_utt:
-        out = out + counts[k]
-    return out
+    return sum((counts[k] for counts in per_utt), ErrorCounts())
 
 
 def run(a) -> None:

@@ -143,8 +143,8 @@ def prepare_bias_lists(train_dirs: list[str], part_dirs: list[str], out: str, to
         for n in sizes:
             entries = build_lists(texts, common, pool, n, seed)
             write_lists(out_dir / f"{name}.biasing_{n}.tsv", entries)
-        summary["parts"][name] = {"utterances": len(texts), "with_bias_words": sum(bool(rare_words(t, common)) for t in texts.values()),
-                                  "bias_words": sum(len(rare_words(t, common)) for t in texts.values())}
+        own = [rare_words(t, common) for t in texts.values()]
+        summary["parts"][name] = {"utterances": len(texts), "with_bias_words": sum(map(bool, own)), "bias_words": sum(map(len, own))}
     return summary
 
 
@@ -164,14 +164,13 @@ class TrainingLists:
                             f"words (outside its data.bias_top_k={top_k} most frequent); lower one of them")
         self.distractors, self.drop, self.seed = distractors, drop, seed
 
-    def __call__(self, texts: list[str], step: int) -> list[list[str]]:
-        """The lists of a batch's utterances (``texts``) at training step ``step``."""
+    def __call__(self, texts: list[str], step: int) -> list[str]:
+        """The list of a batch (its utterances' ``texts``) at training step ``step``."""
         rng = np.random.default_rng([self.seed, 0, step])
         true = sorted({w for t in texts for w in rare_words(t, self.common)})
         kept = [w for w, r in zip(true, rng.random(len(true))) if r >= self.drop]
         picked = [self.pool[i] for i in rng.choice(len(self.pool), size=self.distractors, replace=False)]
-        shared = sorted(set(kept) | set(picked))
-        return [shared] * len(texts)
+        return sorted(set(kept) | set(picked))
 
     def for_eval(self, texts: list[str], index: int) -> list[str]:
         """Batch ``index``'s list at validation: its rare words, none dropped, plus the distractors, drawn

@@ -139,7 +139,11 @@ class Transducer(nn.Module):
         enc, enc_lens = self.encoder(x, x_lens)
         if phrases is not None:
             enc = self._biasing().bias_encoder(enc, self.biasing.embed(phrases), phrases.mask)
-        return self.joiner.encoder_proj(enc), enc_lens
+        return self.project_encoder_out(enc), enc_lens
+
+    def project_encoder_out(self, enc: torch.Tensor) -> torch.Tensor:
+        """(N, T', E) encoder output -> (N, T', J), the joiner's input (``BiasedModel`` biases it first)."""
+        return self.joiner.encoder_proj(enc)
 
     @property
     def context_size(self) -> int:
@@ -163,18 +167,18 @@ class Transducer(nn.Module):
 class BiasedModel:
     """A biasing transducer with one fixed bias list, as the searches need it
     (``asr.decoding.search.SearchModel``): the list is encoded once, here; :meth:`predict` passes the
-    predictor's output through the predictor adapter and :meth:`bias_encoder_out` the encoder's
-    output (before the joiner's projection) through the encoder adapter, for every stream of a call.
-    ``embeddings``: the phrases' embeddings if already computed (:meth:`embed_phrases`), one row per
-    distinct phrase in sorted order, as :class:`PhraseBatch` orders them."""
+    predictor's output through the predictor adapter and :meth:`project_encoder_out` the encoder's
+    output through the encoder adapter, for every stream of a call. ``pool``: embeddings already
+    computed for many phrases (:meth:`embed_phrases`), taken instead of encoding the list again."""
 
-    def __init__(self, model: Transducer, phrases: list[str], embeddings: torch.Tensor | None = None) -> None:
+    def __init__(self, model: Transducer, phrases: list[str], pool: dict[str, torch.Tensor] | None = None) -> None:
         self.model = model
-        if embeddings is None:
+        unique = sorted(set(phrases))  # PhraseBatch's order
+        if pool is not None and unique:
+            embeddings = torch.stack([pool[p] for p in unique])
+        else:
             with torch.no_grad():
-                embeddings = model._biasing().embed(PhraseBatch.from_lists([phrases]))  # (P, B)
-        elif embeddings.size(0) != len(set(phrases)):
-            raise ValueError(f"{embeddings.size(0)} embeddings for {len(set(phrases))} distinct phrases")
+                embeddings = model._biasing().embed(PhraseBatch.from_lists([unique]))  # (P, B)
         self.embeddings = embeddings
         biasing = model.biasing
         with torch.no_grad():  # each adapter's keys and values, once per list
@@ -195,13 +199,13 @@ class BiasedModel:
     def context_size(self) -> int:
         return self.model.context_size
 
-    def bias_encoder_out(self, enc: torch.Tensor) -> torch.Tensor:
-        """(N, T', E) encoder output -> biased (N, T', E)."""
-        return self.model.biasing.encoder_adapter.attend(enc, *self._encoder_kv)
+    def project_encoder_out(self, enc: torch.Tensor) -> torch.Tensor:
+        """(N, T', E) encoder output -> biased by the list and projected for the joiner, (N, T', J)."""
+        return self.model.project_encoder_out(self.model.biasing.encoder_adapter.attend(enc, *self._encoder_kv))
 
     def encode(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         enc, enc_lens = self.model.encoder(x, x_lens)
-        return self.model.joiner.encoder_proj(self.bias_encoder_out(enc)), enc_lens
+        return self.project_encoder_out(enc), enc_lens
 
     def init_predictor_state(self, batch: int, device: torch.device | str = "cpu"):
         return self.model.init_predictor_state(batch, device)

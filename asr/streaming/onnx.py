@@ -401,6 +401,11 @@ class OnnxStream:
     def received_s(self) -> float:
         return self.num_samples / SAMPLE_RATE_HZ
 
+    @property
+    def decoded_s(self) -> float:
+        """How far the stream has been decoded (feature frames consumed), in seconds."""
+        return self.processed_frames * FEATURE_FRAME_MS / 1000
+
     # -- results
 
     def _segment_tokens(self, start: int | None = None) -> tuple[list[int], list[int]]:
@@ -435,7 +440,7 @@ class OnnxStream:
     def _result(self, final: bool, reason: str | None = None, wall_time: float | None = None) -> SegmentResult:
         tokens, frames = self._segment_tokens()
         return SegmentResult(self.segment, final, tokens, frames, self.model.text(tokens), self.model.words(tokens, frames),
-                             self.start_s, self.processed_frames * FEATURE_FRAME_MS / 1000,
+                             self.start_s, self.decoded_s,
                              reason, wall_time, self.received_s if final else None)
 
     @property
@@ -473,7 +478,7 @@ class OnnxStream:
             if rule is not None:
                 self._end_segment(rule, now)
         if (rule is None and self.max_segment_s is not None
-                and self.processed_frames * FEATURE_FRAME_MS / 1000 - self.start_s >= self.max_segment_s):
+                and self.decoded_s - self.start_s >= self.max_segment_s):
             self._settle(now)
         self._finish_if_done(now)
 
@@ -481,7 +486,7 @@ class OnnxStream:
         """sherpa-onnx's Reset: keep the encoder state; carry the decoder context if the segment
         decoded something, else start from the initial (blank) context."""
         count, _ = self._segment_extent()
-        self.endpoints.append(EndpointEvent(rule, self.processed_frames * FEATURE_FRAME_MS / 1000, now, self.received_s,
+        self.endpoints.append(EndpointEvent(rule, self.decoded_s, now, self.received_s,
                                             self.segment, bool(count)))
         if count:
             if self._segment_tokens()[0]:  # not all of it already in settled finals
@@ -495,7 +500,7 @@ class OnnxStream:
         self.reported = self.prefix
         self.segment_start_frame = self.processed_frames
         self.segment_start_encoder_frame = self.encoder_frames
-        self.start_s = self.processed_frames * FEATURE_FRAME_MS / 1000
+        self.start_s = self.decoded_s
 
     def _settle(self, now: float) -> None:
         """A final (reason ``"settled"``) of the current segment's tokens that every hypothesis shares,
@@ -509,17 +514,16 @@ class OnnxStream:
         st = self.search_state
         tokens, frames = self._segment_tokens()
         if not isinstance(st, GreedyState):  # greedy search never revises a token
-            tails = [h.history.tail(h.history.length - self.reported)[0] for h in st.beams[0]]
-            agree = min(_common_prefix(tokens, tail) for tail in tails)
-            now_s = self.processed_frames * FEATURE_FRAME_MS / 1000
-            if now_s - self.start_s >= 2 * self.max_segment_s:
-                horizon = now_s - self.max_segment_s
+            # how many of the best hypothesis's tokens each hypothesis shares
+            shared = [_common_prefix(tokens, h.history.tail(h.history.length - self.reported)[0]) for h in st.beams[0]]
+            if self.decoded_s - self.start_s >= 2 * self.max_segment_s:
+                horizon = self.decoded_s - self.max_segment_s
                 old = sum(1 for f in frames if (f + 1) * ENCODER_FRAME_S <= horizon)  # tokens that end before it
-                if old > agree:
-                    st.beams[0] = [h for h, tail in zip(st.beams[0], tails) if _common_prefix(tokens, tail) >= old]
+                if old > min(shared):
+                    st.beams[0] = [h for h, k in zip(st.beams[0], shared) if k >= old]
+                    shared = [k for k in shared if k >= old]
                     self.forced_agreements += 1
-                    agree = min(_common_prefix(tokens, tail) for tail in tails if _common_prefix(tokens, tail) >= old)
-            tokens = tokens[:agree]
+            tokens = tokens[: min(shared)]
         cut = next((i for i in range(len(tokens) - 1, 0, -1) if self.model.symbols[tokens[i]].startswith("\u2581")), 0)
         if cut == 0:
             return

@@ -39,10 +39,8 @@ class StreamingRecognizer:
         out, out_lens, self.enc_state = self.model.encoder.streaming_forward(
             x.unsqueeze(0), torch.tensor([x.size(0)]), self.enc_state
         )
-        if self.bias is not None:
-            out = self.bias.bias_encoder_out(out)
-        enc = self.model.joiner.encoder_proj(out)  # (1, k, J)
         searched = self.model if self.bias is None else self.bias
+        enc = searched.project_encoder_out(out)  # (1, k, J)
         self.search_state = search(searched, enc, out_lens, self.method, self.beam, self.search_state)
 
     def accept_waveform(self, samples: torch.Tensor) -> None:
