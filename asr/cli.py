@@ -26,6 +26,8 @@ from asr.bench import process_env, reexec_with_env
 from asr.bounds import Range
 from asr.chunking import TAIL_PADDING_S
 from asr.decoding.context_graph import SCORE_BOUNDS
+from asr.decoding.ngram_lm import ORDER_BOUNDS as LM_ORDER_BOUNDS
+from asr.decoding.ngram_lm import SCALE_BOUNDS as LM_SCALE_BOUNDS
 from asr.data.synth import SIZES
 from asr.errors import UserError, os_error_line
 
@@ -109,9 +111,26 @@ EXAMPLES = {
 }
 
 
-def _search_options(p: argparse.ArgumentParser) -> None:
+def _search_options(p: argparse.ArgumentParser, lm: bool = True) -> None:
     p.add_argument("--decoding-method", default="greedy", choices=SEARCHES)
     p.add_argument("--beam", type=int, default=4, help="active paths of modified beam search (default %(default)s)")
+    if lm:
+        p.add_argument("--lm", default=None, metavar="NPZ",
+                       help="shallow fusion with a token n-gram model written by 'asr prepare lm' (modified beam search)")
+        p.add_argument("--lm-scale", type=float, default=0.3,
+                       help="weight of the n-gram log-probabilities in the search score (default %(default)s)")
+
+
+def _lm_fusion(args):
+    """The --lm and --lm-scale options as an ``LmFusion`` (None without --lm)."""
+    from asr.decoding.ngram_lm import LmFusion, NgramLm  # lazy: only verbs that search
+
+    if args.lm is None:
+        return None
+    if args.decoding_method != "modified_beam_search":
+        raise UserError(f"--lm {args.lm} needs --decoding-method modified_beam_search (greedy search cannot fuse a "
+                        "language model, as in icefall)")
+    return LmFusion(NgramLm.load(args.lm), args.lm_scale)
 
 
 def _threads_option(p: argparse.ArgumentParser) -> None:
@@ -171,6 +190,24 @@ def _parser() -> argparse.ArgumentParser:
                            "fbai-speech's lists (0: the rare words alone; default 0 10 100 500)")
     bias.add_argument("--seed", type=int, default=0)
     bias.add_argument("--out", required=True, help="folder for <part>.biasing_<N>.tsv (fbai-speech's format)")
+    lmt = corpora.add_parser("lm-text", help="the synthetic corpus's language-model text: every sentence training may "
+                             "use (no dev or test sentence, no held-out name)",
+                             epilog="example:\n  asr prepare lm-text --out data/lm/synth-text.txt", formatter_class=fmt)
+    lmt.add_argument("--out", required=True, help="text file, one upper-cased sentence a line")
+    lmt.add_argument("--commands", type=int, default=100_000, help="filled command templates (default %(default)s)")
+    lmt.add_argument("--seed", type=int, default=0)
+    lm = corpora.add_parser("lm", help="count a token n-gram model (Kneser-Ney) for shallow fusion (--lm in decode, "
+                            "transcribe and stream)",
+                            epilog="example:\n  asr prepare lm --text data/lm/synth-text.txt --bpe-model "
+                                   "data/lang_bpe_32/synth-small/bpe.model --order 8 --out data/lm/synth-small/lm-8.npz",
+                            formatter_class=fmt)
+    lm.add_argument("--text", nargs="+", required=True, help="UTF-8 text file(s), one sentence a line (upper-cased "
+                    "when read, as transcripts are)")
+    lm.add_argument("--bpe-model", required=True, help="the transducer's tokenizer: the model counts its tokens")
+    lm.add_argument("--order", type=int, default=8, help="n-gram order in tokens (default %(default)s: about a word "
+                    "and a half of a 32-token vocabulary)")
+    lm.add_argument("--dev-text", default=None, help="also print the model's token perplexity on these lines")
+    lm.add_argument("--out", required=True, help="the model file (.npz)")
 
     feats = verb("features", "compute and cache 80-dim kaldi fbank features (the sherpa-onnx front end)")
     feats.add_argument("--manifests", default="data/manifests")
@@ -245,7 +282,7 @@ def _parser() -> argparse.ArgumentParser:
     emu.add_argument("--profile", default="fixed_point", choices=["fixed_point", "onnxruntime"],
                      help="requantization rule of the target NNA (default: %(default)s)")
     emu.add_argument("--backend", default="numba", choices=["numba", "reference"])
-    _search_options(emu)
+    _search_options(emu, lm=False)
     _threads_option(emu)
     emu.add_argument("--chunk-feature-frames", type=int, default=32,
                      help="feature frames per streaming chunk (0 = whole utterance)")
@@ -331,7 +368,7 @@ def _bench_options(p: dict[str, argparse.ArgumentParser]) -> None:
     lat.add_argument("--audio-dir", required=True, help="LibriSpeech-layout folder of flac files and transcripts")
     lat.add_argument("--checkpoint", default=None, help="also run this checkpoint in PyTorch (pytorch-fp32)")
     lat.add_argument("--max-utts", type=int, default=100, help="first N utterances (default %(default)s)")
-    _search_options(lat)
+    _search_options(lat, lm=False)
     lat.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                      help="thread counts for the RTF columns; latency percentiles use the first (default 1 2)")
     lat.add_argument("--max-silence", type=float, default=3.0, help="seconds of silence fed after each utterance")
@@ -349,7 +386,7 @@ def _bench_options(p: dict[str, argparse.ArgumentParser]) -> None:
     comp.add_argument("--runs", nargs="+", default=None,
                       help="which runs (asr/bench/compression.py's RUNS, one recipe each; default: all)")
     comp.add_argument("--max-utts", type=int, default=0, help="decode only the first N test utterances (0: all)")
-    _search_options(comp)
+    _search_options(comp, lm=False)
     comp.add_argument("--num-calib", type=int, default=100, help="dev utterances that calibrate the NNA's activation ranges")
     comp.add_argument("--retrain", action="store_true", help="fine-tune again even if a finished run is there")
     comp.add_argument("--audio-dir", default=None,
@@ -424,7 +461,8 @@ def _threads(n: int) -> None:
 OPTION_BOUNDS = {"beam": Range(1, 1000), "threads": Range(1, 1024), "tail_padding": Range(0, 60),
                  "hotwords_score": SCORE_BOUNDS, "chunk_feature_frames": Range(0, 4096), "num_calib": Range(1, 1_000_000),
                  "max_utts": Range(0, 10_000_000), "max_segment_length": Range(0, 86400),
-                 "top_k": Range(1, 10_000_000), "sizes": Range(0, 1_000_000)}
+                 "top_k": Range(1, 10_000_000), "sizes": Range(0, 1_000_000), "lm_scale": LM_SCALE_BOUNDS,
+                 "order": LM_ORDER_BOUNDS, "commands": Range(0, 100_000_000)}
 
 
 def _check_options(args) -> None:
@@ -450,6 +488,22 @@ def _cmd_prepare(args) -> None:
         from asr.data.synth import prepare_synth  # lazy: this verb's stack
 
         summary = prepare_synth(args.out, size=args.size, seed=args.seed)
+    elif args.corpus == "lm-text":
+        from asr.data.synth import write_lm_text  # lazy: this verb's stack
+
+        summary = write_lm_text(args.out, args.seed, args.commands)
+    elif args.corpus == "lm":
+        from asr.decoding.ngram_lm import count_text, read_text_lines  # lazy: this verb's stack
+        from asr.tokenizer import Tokenizer  # lazy: this verb's stack
+
+        model = count_text(args.text, args.bpe_model, args.order)
+        model.save(args.out)
+        summary = {"out": args.out, "order": model.order, "vocab_size": model.vocab_size, "ngrams": model.num_ngrams,
+                   "bytes": os.path.getsize(args.out)}
+        if args.dev_text:
+            tokenizer = Tokenizer(args.bpe_model)
+            summary["dev_token_perplexity"] = round(
+                model.token_perplexity([tokenizer.encode(line) for line in read_text_lines([args.dev_text])]), 3)
     elif args.corpus == "bias-lists":
         from asr.data.bias_lists import prepare_bias_lists  # lazy: this verb's stack
 
@@ -508,8 +562,9 @@ def _cmd_decode(args) -> None:
         raise UserError(f"--bias-lists gives {len(args.bias_lists)} file(s) for {len(args.cuts)} --cuts; give one list "
                         "file per cut manifest, in the same order")
     lists = args.bias_lists or [None] * len(args.cuts)
+    lm = _lm_fusion(args)
     results = [decode(args.checkpoint, cuts, args.out, args.decoding_method, args.beam, bpe_model=args.bpe_model,
-                      delay_reference=args.delay_reference, bias_lists=bias) for cuts, bias in zip(args.cuts, lists)]
+                      delay_reference=args.delay_reference, bias_lists=bias, lm=lm) for cuts, bias in zip(args.cuts, lists)]
     print(table(results, args.checkpoint))
     if args.results_json:
         update_json(args.results_json, results_values(results))
@@ -528,6 +583,7 @@ def _cmd_transcribe(args) -> None:
     from asr.streaming.recognizer import StreamingRecognizer  # lazy: this verb's stack
 
     _threads(args.threads)
+    lm = _lm_fusion(args)
     model, cfg, ckpt = load_model(args.checkpoint)
     tokenizer = checkpoint_tokenizer(ckpt, cfg, args.checkpoint, args.bpe_model)
     bias = None
@@ -538,7 +594,8 @@ def _cmd_transcribe(args) -> None:
         bias = BiasedModel(model, read_phrases(args.bias_list))
     seconds = audio_seconds(args.audio)
     if not args.streaming and seconds <= OFFLINE_MAX_SECONDS:
-        print(transcribe(model if bias is None else bias, tokenizer, load_audio(args.audio), args.decoding_method, args.beam))
+        print(transcribe(model if bias is None else bias, tokenizer, load_audio(args.audio), args.decoding_method, args.beam,
+                         lm))
         return
     if not args.streaming and model.encoder.required_chunk_encoder_frames == 0:
         raise UserError(f"{args.audio}: {seconds:.0f} s long, and {args.checkpoint} is a full-context model, which "
@@ -546,7 +603,7 @@ def _cmd_transcribe(args) -> None:
                         f"recording into pieces of at most {OFFLINE_MAX_SECONDS} s, e.g. "
                         f"'sox {args.audio} piece.wav trim 0 {OFFLINE_MAX_SECONDS} : newfile : restart'")
     rec = StreamingRecognizer(model, tokenizer, chunking_for(model.encoder, args.chunk_feature_frames, args.checkpoint),
-                              args.decoding_method, args.beam, bias)
+                              args.decoding_method, args.beam, bias, lm)
     if not args.streaming:  # a long recording: read and encoded block by block, in bounded memory, to the same text
         for block in audio_blocks(args.audio):
             rec.accept_waveform(torch.from_numpy(block))
@@ -614,8 +671,9 @@ def _cmd_stream(args) -> None:
                                   EndpointRule(True, args.rule2_min_trailing_silence, 0.0),
                                   EndpointRule(False, 0.0, args.rule3_min_utterance_length))
     audio = None if stdin else [read_audio(path) for path in args.inputs]
+    lm = _lm_fusion(args)
     rec = jsonl.build_recognizer(args.model_dir, args.decoding_method, args.beam, args.hotwords_file, args.hotwords_score,
-                                 endpoint, args.threads, args.tail_padding, args.max_segment_length or None)
+                                 endpoint, args.threads, args.tail_padding, args.max_segment_length or None, lm)
     if stdin:
         jsonl.stream_stdin(rec, sys.stdin.buffer.fileno(), jsonl.print_line, args.partials)
     else:

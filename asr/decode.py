@@ -28,6 +28,7 @@ from asr.chunking import ENCODER_FRAME_MS
 from asr.data.bias_lists import BiasEntry, read_lists
 from asr.data.dataset import collate, load_cuts
 from asr.decoding.align import forced_align, symbol_delay
+from asr.decoding.ngram_lm import LmFusion
 from asr.decoding.search import search
 from asr.errors import UserError
 from asr.features import fbank
@@ -54,10 +55,13 @@ class DecodeResult:
     # the model was biased with the lists (False: a model without an adapter, only scored)
     bias_scores: tuple[ErrorCounts, ErrorCounts, ErrorCounts] | None = None
     biased: bool = False
+    lm_order: int | None = None  # shallow fusion with an n-gram model of this order, at lm_scale
+    lm_scale: float | None = None
 
     @property
     def search_label(self) -> str:
-        return self.method if self.method == "greedy" else f"{self.method}, beam {self.beam}"
+        label = self.method if self.method == "greedy" else f"{self.method}, beam {self.beam}"
+        return label if self.lm_order is None else f"{label}, {self.lm_order}-gram LM x {self.lm_scale:g}"
 
     @property
     def key(self) -> str:
@@ -89,6 +93,8 @@ def results_values(results: list[DecodeResult]) -> dict:
               "decode_rtf": round(sum(r.rtf * r.audio_s for r in results) / max(sum(r.audio_s for r in results), 1e-9), 5)}
     if first.method != "greedy":
         values["decode_beam"] = first.beam
+    if first.lm_order is not None:
+        values["decode_lm_order"], values["decode_lm_scale"] = first.lm_order, first.lm_scale
     for r in results:
         values[f"{r.key}_wer"] = round(r.wer, 3)
         if r.bias_scores is not None:
@@ -106,7 +112,7 @@ def set_name(cuts_path: str) -> str:
 
 def decode(checkpoint: str, cuts_path: str, out_dir: str, method: str = "greedy", beam: int = 4,
            max_duration_s: float = 300.0, bpe_model: str | None = None, tag: str | None = None,
-           delay_reference: str | None = None, bias_lists: str | None = None) -> DecodeResult:
+           delay_reference: str | None = None, bias_lists: str | None = None, lm: LmFusion | None = None) -> DecodeResult:
     model, cfg, ckpt = load_model(checkpoint)
     lists = {e.utt_id: e for e in read_lists(bias_lists)} if bias_lists else None
     tokenizer = checkpoint_tokenizer(ckpt, cfg, checkpoint, bpe_model)
@@ -117,18 +123,19 @@ def decode(checkpoint: str, cuts_path: str, out_dir: str, method: str = "greedy"
             raise UserError(f"{delay_reference}: vocabulary {ref_cfg.model.vocab_size} differs from {checkpoint}'s "
                             f"{cfg.model.vocab_size}; the delay reference must use the same tokenizer")
     result = decode_model(model, tokenizer, cuts_path, out_dir, method, beam, max_duration_s, tag, ref_model, lists,
-                          bias_lists or "")
+                          bias_lists or "", lm)
     result.params, result.train_minutes = ckpt.get("params", 0), ckpt.get("train_seconds", 0.0) / 60
     return result
 
 
 def decode_model(model, tokenizer, cuts_path: str, out_dir: str, method: str = "greedy", beam: int = 4,
                  max_duration_s: float = 300.0, tag: str | None = None, delay_reference=None,
-                 lists: dict[str, BiasEntry] | None = None, lists_path: str = "") -> DecodeResult:
+                 lists: dict[str, BiasEntry] | None = None, lists_path: str = "", lm: LmFusion | None = None) -> DecodeResult:
     """Decode and score with any model that implements ``asr.decoding.search.SearchModel`` and
     ``encode(x, x_lens)``: a ``Transducer`` or the emulated NNA (``export.nna.NNATransducer``).
     ``delay_reference``: a model whose full-context forced alignment the symbol delay is measured against.
-    ``lists``: per-utterance bias lists by utterance id (``lists_path`` names their file in errors)."""
+    ``lists``: per-utterance bias lists by utterance id (``lists_path`` names their file in errors).
+    ``lm``: shallow fusion with an n-gram model (modified beam search only)."""
     cuts = load_cuts(cuts_path)
     if lists is not None:
         missing = next((c.id for c in cuts if c.id not in lists), None)
@@ -147,10 +154,10 @@ def decode_model(model, tokenizer, cuts_path: str, out_dir: str, method: str = "
         t0 = time.perf_counter()
         with torch.no_grad():
             if biased:
-                hyps, timestamps = _decode_biased(model, batch, lists, method, beam)
+                hyps, timestamps = _decode_biased(model, batch, lists, method, beam, lm)
             else:
                 enc, enc_lens = model.encode(batch["x"], batch["x_lens"])
-                result = search(model, enc, enc_lens, method, beam)
+                result = search(model, enc, enc_lens, method, beam, lm=lm)
                 hyps, timestamps = result.hyps, result.timestamps
         compute_s += time.perf_counter() - t0
         if delay_reference is not None:
@@ -170,6 +177,8 @@ def decode_model(model, tokenizer, cuts_path: str, out_dir: str, method: str = "
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = f"%WER {wer:.2f} [ {errors} / {words} ], {len(rows)} utterances, {method}"
+    if lm is not None:
+        summary += f", n-gram LM of order {lm.lm.order} at scale {lm.scale:g}"
     write_text_atomic(out / f"recogs-{tag}.txt", "".join(f"{u}:\tref={r}\n{u}:\thyp={h}\n" for u, r, h, _, _ in rows))
     by_errors = sorted(rows, key=lambda row: (-row[3], row[0]))
     write_text_atomic(out / f"errs-{tag}.txt", summary + "\n\nPER-UTT DETAILS: errors / words  ref->hyp alignment\n"
@@ -184,10 +193,11 @@ def decode_model(model, tokenizer, cuts_path: str, out_dir: str, method: str = "
                      f"[ {u.errors} / {u.ref_words} ], B-WER {b.rate:.2f} [ {b.errors} / {b.ref_words} ]")
     write_text_atomic(out / f"wer-{tag}.txt", summary + delay_note + bias_note + "\n")
     return DecodeResult(wer, errors, words, compute_s / max(audio_s, 1e-9), len(rows), 0, 0.0, method, beam, delay_ms,
-                        part, audio_s, bias_scores if lists is not None else None, biased)
+                        part, audio_s, bias_scores if lists is not None else None, biased,
+                        None if lm is None else lm.lm.order, None if lm is None else lm.scale)
 
 
-def _decode_biased(model, batch: dict, lists: dict[str, BiasEntry], method: str, beam: int):
+def _decode_biased(model, batch: dict, lists: dict[str, BiasEntry], method: str, beam: int, lm: LmFusion | None = None):
     """(hyps, timestamps) of a batch, each utterance searched with its own bias list; the encoder and the
     phrase encoder run once for the batch (the lists' phrases together), the adapters and the search per
     utterance."""
@@ -196,16 +206,17 @@ def _decode_biased(model, batch: dict, lists: dict[str, BiasEntry], method: str,
     hyps, timestamps = [], []
     for i, uid in enumerate(batch["ids"]):
         biased = BiasedModel(model, lists[uid].bias_list, pool)
-        result = search(biased, biased.project_encoder_out(enc[i : i + 1]), enc_lens[i : i + 1], method, beam)
+        result = search(biased, biased.project_encoder_out(enc[i : i + 1]), enc_lens[i : i + 1], method, beam, lm=lm)
         hyps.append(result.hyps[0])
         timestamps.append(result.timestamps[0])
     return hyps, timestamps
 
 
 @torch.no_grad()
-def transcribe(model, tokenizer, samples: torch.Tensor, method: str = "greedy", beam: int = 4) -> str:
+def transcribe(model, tokenizer, samples: torch.Tensor, method: str = "greedy", beam: int = 4,
+               lm: LmFusion | None = None) -> str:
     """The text of a whole recording ((S,) samples at 16 kHz), decoded offline. ``model``: a Transducer,
-    or a ``BiasedModel`` (a biasing transducer with its list)."""
+    or a ``BiasedModel`` (a biasing transducer with its list); ``lm``: shallow fusion."""
     x = fbank(samples).unsqueeze(0)
     enc, enc_lens = model.encode(x, torch.tensor([x.size(1)]))
-    return tokenizer.decode(search(model, enc, enc_lens, method, beam).hyps[0])
+    return tokenizer.decode(search(model, enc, enc_lens, method, beam, lm=lm).hyps[0])

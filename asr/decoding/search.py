@@ -21,6 +21,12 @@ one's graph state (it is a function of the tokens). The graph travels in the sea
 resumed search keeps it. sherpa-onnx's online recognizer never calls the graph's ``finalize``;
 :func:`finalize_context` does it for offline use. Greedy search refuses hotwords, as sherpa-onnx does.
 
+Shallow fusion (``asr.decoding.ngram_lm``): modified beam search takes an optional ``lm``, a token
+n-gram model and its weight; each non-blank candidate's score gets ``scale * log P_lm(token | the
+hypothesis's last tokens)`` before the top ``beam`` are chosen (icefall's
+``modified_beam_search_lm_shallow_fusion``), so the model steers which spellings stay in the beam. Like
+the graph, it travels in the search state.
+
 Shape legend: N streams, T' encoder frames, J joiner dim, V vocabulary, B beam.
 """
 
@@ -33,6 +39,7 @@ import numpy as np
 import torch
 
 from asr.decoding.context_graph import ContextGraph
+from asr.decoding.ngram_lm import LmFusion
 
 
 @runtime_checkable
@@ -227,6 +234,7 @@ class BeamState:
     frames_done: list[int]
     context_size: int = 1
     context_graph: ContextGraph | None = None  # hotwords, shared by all streams
+    lm: LmFusion | None = None  # shallow fusion with an n-gram model, shared by all streams
 
     def best(self, s: int) -> Hyp:
         """Stream ``s``'s result: the largest log-probability per token, counting the context's
@@ -242,28 +250,52 @@ class BeamState:
         return [list(self.best(s).timestamps) for s in range(len(self.beams))]
 
 
-def beam_init(model: SearchModel, batch: int, device="cpu", context_graph: ContextGraph | None = None) -> BeamState:
+def beam_init(model: SearchModel, batch: int, device="cpu", context_graph: ContextGraph | None = None,
+              lm: LmFusion | None = None) -> BeamState:
     ctx = torch.tensor([context(model, [])], device=device)
     pred_out, pred_state = model.predict(ctx, model.init_predictor_state(1, device))
     root = None if context_graph is None else context_graph.root
     return BeamState([[Hyp(History(), 0.0, pred_out[0], pred_state, root)] for _ in range(batch)], [0] * batch,
-                     model.context_size, context_graph)
+                     model.context_size, context_graph, lm)
+
+
+def _lm_scores(state: BeamState, model: SearchModel, hyps: list[Hyp], vocab: int, device) -> torch.Tensor | None:
+    """(B, V) shallow-fusion terms: ``lm_scale * log P_lm(token | hypothesis)`` for every token the search
+    can emit, 0 for blank (and ``<unk>``, decoded like blank), which leave the text unchanged."""
+    if state.lm is None:
+        return None
+    lm = state.lm.lm
+    if lm.vocab_size != vocab:
+        raise ValueError(f"the n-gram model counts {lm.vocab_size} tokens but the transducer emits {vocab}; "
+                         "count it with the transducer's tokenizer ('asr prepare lm --bpe-model')")
+    n = lm.order - 1
+    # a streaming segment's history may start with the predictor's placeholder context (-1, blank): not text
+    rows = np.stack([lm.log_probs([t for t in h.history.tail(n)[0] if t >= 0 and t != model.blank_id] if n else ())
+                     for h in hyps]) * state.lm.scale
+    rows[:, model.blank_id] = 0.0
+    if model.unk_id is not None:
+        rows[:, model.unk_id] = 0.0
+    return torch.from_numpy(rows).to(device=device, dtype=torch.float32)
 
 
 @torch.no_grad()
 def modified_beam_search(model: SearchModel, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = 4, state: BeamState | None = None,
-                         context_graph: ContextGraph | None = None) -> BeamState:
+                         context_graph: ContextGraph | None = None, lm: LmFusion | None = None) -> BeamState:
     """Beam search with at most one symbol per frame (sherpa-onnx's ``modified_beam_search``).
 
     Per frame, every hypothesis is extended by every token (blank keeps it unchanged); the ``beam``
     best of the B x V candidates survive, and candidates with equal token sequences are merged by
     adding their probabilities. ``context_graph`` (hotwords) is taken when the search starts
-    (``state`` None); a resumed search uses the state's."""
+    (``state`` None); a resumed search uses the state's. So is ``lm`` (shallow fusion with an n-gram
+    model and its weight): its term is added to each non-blank candidate before the top ``beam``
+    are chosen, as in icefall's ``modified_beam_search_lm_shallow_fusion``, and stays in the score."""
     n = enc.size(0)
     if state is None:
-        state = beam_init(model, n, enc.device, context_graph)
+        state = beam_init(model, n, enc.device, context_graph, lm)
     elif context_graph is not None and context_graph is not state.context_graph:
         raise ValueError("context_graph differs from the one the search started with; pass it only with state=None")
+    elif lm is not None and lm is not state.lm:
+        raise ValueError("lm differs from the one the search started with; pass it only with state=None")
     graph = state.context_graph
     for s in range(n):
         hyps = state.beams[s]
@@ -271,8 +303,11 @@ def modified_beam_search(model: SearchModel, enc: torch.Tensor, enc_lens: torch.
             pred = torch.stack([h.pred_out for h in hyps])  # (B, J)
             log_probs = model.join(enc[s, t].unsqueeze(0), pred).log_softmax(dim=-1)  # (B, V)
             scores = torch.tensor([h.log_prob for h in hyps], device=enc.device).unsqueeze(1) + log_probs
-            top, flat = scores.reshape(-1).topk(min(beam, scores.numel()))
             vocab = log_probs.size(1)
+            lm_terms = _lm_scores(state, model, hyps, vocab, enc.device)
+            if lm_terms is not None:
+                scores = scores + lm_terms
+            top, flat = scores.reshape(-1).topk(min(beam, scores.numel()))
             merged: dict[History, Hyp] = {}
             extend: list[Hyp] = []
             for score, k in zip(top.tolist(), flat.tolist()):
@@ -320,16 +355,20 @@ def finalize_context(state: BeamState) -> BeamState:
             bonus, root = graph.finalize(h.context_state)
             new.append(Hyp(h.history, float(np.float32(h.log_prob) + np.float32(bonus)), h.pred_out, h.pred_state, root))
         beams.append(sorted(new, key=lambda h: -h.log_prob))
-    return BeamState(beams, list(state.frames_done), state.context_size, graph)
+    return BeamState(beams, list(state.frames_done), state.context_size, graph, state.lm)
 
 
-def search(model: SearchModel, enc, enc_lens, method: str = "greedy", beam: int = 4, state=None, context_graph: ContextGraph | None = None):
-    """Dispatch by name: ``greedy`` or ``modified_beam_search``; hotwords (``context_graph``) need the latter."""
+def search(model: SearchModel, enc, enc_lens, method: str = "greedy", beam: int = 4, state=None,
+           context_graph: ContextGraph | None = None, lm: LmFusion | None = None):
+    """Dispatch by name: ``greedy`` or ``modified_beam_search``; hotwords (``context_graph``) and shallow
+    fusion (``lm``) need the latter."""
     if method == "greedy":
         if context_graph is not None:
             raise ValueError("hotwords (context_graph) need method 'modified_beam_search'; greedy search cannot use "
                              "them (sherpa-onnx refuses them too)")
+        if lm is not None:
+            raise ValueError("shallow fusion (lm) needs method 'modified_beam_search', as in icefall")
         return greedy_search(model, enc, enc_lens, state)
     if method == "modified_beam_search":
-        return modified_beam_search(model, enc, enc_lens, beam, state, context_graph)
+        return modified_beam_search(model, enc, enc_lens, beam, state, context_graph, lm)
     raise ValueError(f"unknown decoding method {method!r}; use 'greedy' or 'modified_beam_search'")

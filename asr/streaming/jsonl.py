@@ -77,8 +77,10 @@ def check_options(method: str, hotwords_file: str | None) -> None:
 
 def build_recognizer(model_dir: str, method: str = "greedy", beam: int = 4, hotwords_file: str | None = None,
                      hotwords_score: float = 1.5, endpoint=None, threads: int = 1,
-                     tail_padding_s: float = TAIL_PADDING_S, max_segment_s: float | None = None) -> OnnxRecognizer:
-    """Load the model folder (and the hotwords) into an :class:`asr.streaming.onnx.OnnxRecognizer`."""
+                     tail_padding_s: float = TAIL_PADDING_S, max_segment_s: float | None = None,
+                     lm=None) -> OnnxRecognizer:
+    """Load the model folder (and the hotwords) into an :class:`asr.streaming.onnx.OnnxRecognizer`; ``lm``:
+    shallow fusion (``asr.decoding.ngram_lm.LmFusion``) or None."""
     check_options(method, hotwords_file)
     d = Path(model_dir)
     if not d.is_dir():
@@ -94,7 +96,7 @@ def build_recognizer(model_dir: str, method: str = "greedy", beam: int = 4, hotw
         graph = load_hotwords(hotwords_file, Tokenizer(d / "bpe.model").encode_max_score, hotwords_score,
                               unk_id=model.unk_id)
     return OnnxRecognizer(model, method, beam, tail_padding_s, context_graph=graph, endpoint=endpoint, keep_calls=False,
-                          max_segment_s=max_segment_s)
+                          max_segment_s=max_segment_s, lm=lm)
 
 
 def print_line(line: str) -> None:

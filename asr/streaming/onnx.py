@@ -334,16 +334,18 @@ class OnnxStream:
 
     def __init__(self, model: StreamingTransducer, method: str = "greedy", beam: int = 4, tail_padding_s: float = TAIL_PADDING_S,
                  *, context_graph=None, endpoint: EndpointConfig | None = None, auto_decode: bool = True,
-                 max_segment_s: float | None = None) -> None:
+                 max_segment_s: float | None = None, lm=None) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown decoding method {method!r}; use 'greedy' or 'modified_beam_search'")
-        if context_graph is not None and method != "modified_beam_search":
-            raise ValueError("hotwords (a context graph) need method='modified_beam_search', as in sherpa-onnx")
+        if (context_graph is not None or lm is not None) and method != "modified_beam_search":
+            raise ValueError("hotwords (a context graph) and shallow fusion (lm) need method='modified_beam_search', "
+                             "as in sherpa-onnx")
         if beam < 1 or tail_padding_s < 0 or (max_segment_s is not None and not max_segment_s > 0):
             raise ValueError(f"beam={beam} must be >= 1, tail_padding_s={tail_padding_s} >= 0 and max_segment_s="
                              f"{max_segment_s} > 0 or None")
         self.model, self.method, self.beam = model, method, beam
         self.context_graph, self.endpoint, self.auto_decode = context_graph, endpoint, auto_decode
+        self.lm = lm  # asr.decoding.ngram_lm.LmFusion or None
         self.max_segment_s = max_segment_s
         self.tail_padding = int(tail_padding_s * SAMPLE_RATE_HZ)
         self.fbank = SherpaFbank()
@@ -458,7 +460,7 @@ class OnnxStream:
     def _new_search_state(self):
         if self.method == "greedy":
             return greedy_init(self.model, 1)
-        return beam_init(self.model, 1, context_graph=self.context_graph)
+        return beam_init(self.model, 1, context_graph=self.context_graph, lm=self.lm)
 
     def _chunk_decoded(self, state, search_state, num_encoder_frames: int, now: float) -> None:
         """Book-keeping after this stream's share of an encoder call: advance by decode_chunk_len,
@@ -549,7 +551,7 @@ class OnnxStream:
             # context with log-probability 0, and adds the cut hypotheses to it; equal contexts merge
             # by adding probabilities (Hypotheses::Add). Its log-probability 0 makes the blank
             # context win the next segment's first frames unless a carried context scores better.
-            (empty,) = beam_init(m, 1, context_graph=st.context_graph).beams[0]
+            (empty,) = beam_init(m, 1, context_graph=st.context_graph, lm=st.lm).beams[0]
             root = empty.context_state
             merged = {}
             for h in [empty] + st.beams[0]:
@@ -597,8 +599,9 @@ def decode_streams(streams: list[OnnxStream]) -> EncoderCall | None:
         return None
     s0 = ready[0]
     m = s0.model
-    if any((s.model, s.method, s.beam, s.context_graph) != (m, s0.method, s0.beam, s0.context_graph) for s in ready):
-        raise ValueError("streams decoded together must share model, method, beam and context graph")
+    if any((s.model, s.method, s.beam, s.context_graph, s.lm) != (m, s0.method, s0.beam, s0.context_graph, s0.lm)
+           for s in ready):
+        raise ValueError("streams decoded together must share model, method, beam, context graph and lm")
     x = np.stack([s.frames[: m.chunking.window_feature_frames] for s in ready])  # (N, T, F)
     t0 = time.perf_counter()
     enc, state = m.encode_chunk(x, m.stack_states([s.state for s in ready]))  # (N, T', J)
@@ -607,7 +610,8 @@ def decode_streams(streams: list[OnnxStream]) -> EncoderCall | None:
     if s0.method == "greedy":  # batched: one joiner call per frame for all N streams
         searched = _split_greedy(search(m, enc, enc_lens, "greedy", s0.beam, _stack_greedy([s.search_state for s in ready])))
     else:  # modified beam search runs stream by stream anyway
-        searched = [search(m, enc[i : i + 1], enc_lens[i : i + 1], s0.method, s0.beam, s.search_state, s0.context_graph)
+        searched = [search(m, enc[i : i + 1], enc_lens[i : i + 1], s0.method, s0.beam, s.search_state, s0.context_graph,
+                           s0.lm)
                     for i, s in enumerate(ready)]
     t2 = time.perf_counter()
     for s, st, ss in zip(ready, m.unstack_states(state), searched):
@@ -623,15 +627,15 @@ class OnnxRecognizer:
 
     def __init__(self, model: StreamingTransducer, method: str = "greedy", beam: int = 4, tail_padding_s: float = TAIL_PADDING_S,
                  *, context_graph=None, endpoint: EndpointConfig | None = None, keep_calls: bool = True,
-                 max_segment_s: float | None = None) -> None:
+                 max_segment_s: float | None = None, lm=None) -> None:
         self.model, self.method, self.beam, self.tail_padding_s = model, method, beam, tail_padding_s
-        self.context_graph, self.endpoint, self.keep_calls = context_graph, endpoint, keep_calls
+        self.context_graph, self.endpoint, self.keep_calls, self.lm = context_graph, endpoint, keep_calls, lm
         self.max_segment_s = max_segment_s
         self.calls: list[EncoderCall] = []
 
     def create_stream(self) -> OnnxStream:
         return OnnxStream(self.model, self.method, self.beam, self.tail_padding_s, context_graph=self.context_graph,
-                          endpoint=self.endpoint, auto_decode=False, max_segment_s=self.max_segment_s)
+                          endpoint=self.endpoint, auto_decode=False, max_segment_s=self.max_segment_s, lm=self.lm)
 
     def decode(self, streams: list[OnnxStream]) -> int:
         """Decode until no stream is ready, batching the ready ones; returns the number of encoder calls."""

@@ -23,10 +23,11 @@ from asr.frontend import NUM_MEL_BINS, PIECE_SAMPLES
 class StreamingRecognizer:
     """``chunking``: what ``asr.chunking.chunking_for`` gives for the model (a Conformer streams only
     at its own chunk). ``bias``: a ``asr.models.transducer.BiasedModel`` of ``model`` (its bias list,
-    encoded once), or None."""
+    encoded once), or None. ``lm``: shallow fusion (``asr.decoding.ngram_lm.LmFusion``), or None."""
 
-    def __init__(self, model, tokenizer, chunking: Chunking, method: str = "greedy", beam: int = 4, bias=None) -> None:
-        self.model, self.tokenizer, self.bias = model, tokenizer, bias
+    def __init__(self, model, tokenizer, chunking: Chunking, method: str = "greedy", beam: int = 4, bias=None,
+                 lm=None) -> None:
+        self.model, self.tokenizer, self.bias, self.lm = model, tokenizer, bias, lm
         self.chunking = chunking
         self.method, self.beam = method, beam
         self.fbank = StreamingFbank()
@@ -41,7 +42,8 @@ class StreamingRecognizer:
         )
         searched = self.model if self.bias is None else self.bias
         enc = searched.project_encoder_out(out)  # (1, k, J)
-        self.search_state = search(searched, enc, out_lens, self.method, self.beam, self.search_state)
+        self.search_state = search(searched, enc, out_lens, self.method, self.beam, self.search_state,
+                                   lm=self.lm)
 
     def accept_waveform(self, samples: torch.Tensor) -> None:
         """Feed (S,) samples in [-1, 1] at 16 kHz; decodes every chunk that became complete."""

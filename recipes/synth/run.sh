@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The embedded-corpus recipe (this is what `make demo` runs): synthesize -> manifests -> fbank ->
-# BPE -> train an LSTM transducer -> decode the four held-out-voice test splits (test: commands;
-# test-open: sentences no training text holds; test-names: unseen names; test-engine: test-open by a
-# synthesizer training never heard; modified beam search, beam 8) -> results table and results.json
+# BPE and a token 8-gram language model of the training-side text -> train an LSTM transducer ->
+# decode the four held-out-voice test splits (test: commands; test-open: sentences no training text
+# holds; test-names: unseen names; test-engine: test-open by a synthesizer training never heard;
+# modified beam search, beam 8, with the 8-gram model in shallow fusion) -> results table and results.json
 # (test_wer, test_open_wer, test_names_wer, test_engine_wer) -> export ONNX fp32 + int8 for
 # sherpa-onnx -> `asr stream` one test file -> latency benchmark (ours vs sherpa-onnx, fp32 vs int8)
 # into results.json.
@@ -15,6 +16,7 @@
 #   bash recipes/synth/run.sh --size small --exp exp/synth-small --config recipes/synth/lstm.yaml
 #   bash recipes/synth/run.sh --set train.max_steps=200        # extra overrides for `asr train`
 #   bash recipes/synth/run.sh --stage 6 --bench-utts 1000      # export + stream + benchmark all test utterances
+#   bash recipes/synth/run.sh --stage 5 --lm-order 0           # decode without the language model
 # Every stage skips work whose output exists, so an interrupted run resumes where it stopped.
 set -euo pipefail
 
@@ -28,6 +30,8 @@ method=modified_beam_search
 beam=8
 speed_perturb=0  # on small within the demo's 12.5 min: test WER 12.40 % with, 11.76 % without (RESULTS.md)
 bench_utts=100  # stage 8; with 3 engines at 1 and 2 threads this is about 45 s (RESULTS.md has the full runs)
+lm_order=8  # token n-gram for shallow fusion (0: none); 8 and scale 0.3 were best on dev (RESULTS.md)
+lm_scale=0.3
 overrides=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,6 +45,8 @@ while [ $# -gt 0 ]; do
     --beam) beam=$2; shift 2 ;;
     --speed-perturb) speed_perturb=$2; shift 2 ;;
     --bench-utts) bench_utts=$2; shift 2 ;;
+    --lm-order) lm_order=$2; shift 2 ;;
+    --lm-scale) lm_scale=$2; shift 2 ;;
     --set) overrides+=(--set "$2"); shift 2 ;;
     *) echo "error: unknown option $1 (see the usage block at the top of $0)" >&2; exit 2 ;;
   esac
@@ -52,6 +58,8 @@ fbank=data/fbank/synth-$size
 sp_args=()
 if [ "$speed_perturb" = 1 ]; then fbank=$fbank-sp; sp_args=(--speed-perturb train); fi
 lang=data/lang_bpe_${vocab_size}/synth-$size
+lm_text=data/lm/synth-text.txt  # the same for every size: all the text training may use
+lm=$lang/lm-$lm_order.npz  # counted in the BPE's tokens, so it lives beside it
 tests=(test test-open test-names test-engine)
 t_start=$(date +%s)
 log() { echo "[$(($(date +%s) - t_start)) s] $*"; }
@@ -71,6 +79,11 @@ fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "stage 3: BPE ($vocab_size) into $lang"
   [ -f "$lang/bpe.model" ] || asr bpe --cuts "$manifests/cuts_train.jsonl.gz" --out "$lang" --vocab-size "$vocab_size"
+  if [ "$lm_order" -gt 0 ]; then
+    log "stage 3: the language-model text ($lm_text) and its $lm_order-gram model ($lm)"
+    [ -f "$lm_text" ] || asr prepare lm-text --out "$lm_text"
+    [ -f "$lm" ] || asr prepare lm --text "$lm_text" --bpe-model "$lang/bpe.model" --order "$lm_order" --out "$lm"
+  fi
 fi
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "stage 4: train ($config) into $exp"
@@ -87,10 +100,12 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   fi
 fi
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  log "stage 5: decode the held-out-voice test splits ${tests[*]} ($method)"
+  lm_args=()
+  [ "$lm_order" -gt 0 ] && [ "$method" = modified_beam_search ] && lm_args=(--lm "$lm" --lm-scale "$lm_scale")
+  log "stage 5: decode the held-out-voice test splits ${tests[*]} ($method ${lm_args[*]})"
   test_cuts=(); for t in "${tests[@]}"; do test_cuts+=("$fbank/cuts_$t.jsonl.gz"); done
   asr decode --checkpoint "$exp/final.pt" --cuts "${test_cuts[@]}" --out "$exp/decode" \
-    --decoding-method "$method" --beam "$beam" --results-json "$exp/results.json"
+    --decoding-method "$method" --beam "$beam" "${lm_args[@]}" --results-json "$exp/results.json"
   log "done; results in $exp/results.json, per-utterance errors in $exp/decode/errs-<split>-$method.txt"
 fi
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then

@@ -1,5 +1,5 @@
 """``make demo``'s recipe end to end, every stage through the command line, on the tiny corpus with a
-small model: synthesize -> manifests -> fbank -> BPE -> train -> decode -> export (fp32 + three int8
+small model: synthesize -> manifests -> fbank -> BPE and the n-gram LM -> train -> decode -> export (fp32 + three int8
 flavours) -> ``asr stream`` -> the latency benchmark against sherpa-onnx. ``make e2e`` runs only
 these; ``make test`` runs them too (CI runs whole recipes on tiny data, as icefall's does)."""
 
@@ -37,6 +37,7 @@ def test_synth_recipe_runs_every_stage(tmp_path):
     for key in ("test_wer", "test_open_wer", "test_names_wer", "test_engine_wer", "params", "decode_rtf", "onnx_fp32_wer", "onnx_int8_wer", "stream_rtf", "sherpa_rtf",
                 "fp32_encoder_bytes", "int8_encoder_bytes"):
         assert key in results, (key, results)
+    assert results["decode_lm_order"] == 8  # stage 3 counted the language model, stage 5 fused it
     assert results["sherpa_tokens_match"] is True  # sherpa-onnx decodes our export token for token
     for folder in ("onnx", "onnx/int8-dynamic", "onnx/int8-static", "onnx/int8-accelerator"):
         assert (exp / folder / "encoder.onnx").is_file() and (exp / folder / "bpe.model").is_file()

@@ -57,11 +57,12 @@ Modules, each importing only those listed before it:
 - ``text``: the open text (``load_open_text``: WordNet and Faker, split into training and held out);
 - ``plan``: the splits and ``plan_utterance``, which draws every parameter of one utterance;
 - ``render``: ``render_utterances`` (synthesis, resampling to 16000 Hz, silence, noise, gain);
-- ``corpus``: ``prepare_synth``, which writes the corpus (``SIZES``, ``FORMAT_VERSION``).
+- ``corpus``: ``prepare_synth``, which writes the corpus (``SIZES``, ``FORMAT_VERSION``), and
+  ``write_lm_text``, the text a language model may learn from.
 """
 
 from asr.data.synth.assets import DEFAULT_ASSETS_DIR, SLOT_FILES, Assets, Template, load_assets
-from asr.data.synth.corpus import FORMAT_VERSION, SIZES, prepare_synth
+from asr.data.synth.corpus import FORMAT_VERSION, SIZES, prepare_synth, write_lm_text
 from asr.data.synth.espeak import engine
 from asr.data.synth.plan import SPLITS, Utterance, plan_utterance
 from asr.data.synth.render import SAMPLE_RATE_HZ, render_utterance, render_utterances, resample_to_16000
@@ -107,4 +108,5 @@ __all__ = [
     "render_utterances",
     "resample_to_16000",
     "speaker_id",
+    "write_lm_text",
 ]

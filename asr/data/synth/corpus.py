@@ -1,4 +1,5 @@
-"""The corpus on disk: LibriSpeech-layout utterance ids, the per-split files, and ``prepare_synth``."""
+"""The corpus on disk: LibriSpeech-layout utterance ids, the per-split files, ``prepare_synth``, and the
+language-model text (``write_lm_text``)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from asr.audio import write_audio
 from asr.data.synth.assets import DEFAULT_ASSETS_DIR, SLOT_FILES, load_assets
 from asr.data.synth.festival import check_festival
 from asr.data.synth.flite import check_flite
-from asr.data.synth.plan import SPLITS, Utterance, plan_utterance
+from asr.data.synth.plan import SPLITS, Utterance, plan_utterance, training_commands
 from asr.data.synth.render import SAMPLE_RATE_HZ, render_utterances
 from asr.data.synth.text import DEFAULT_WORDNET_DIR, load_open_text
 from asr.errors import UserError
+from asr.fileio import write_text_atomic
 
 _LOG = logging.getLogger(__name__)
 
@@ -224,3 +226,33 @@ def prepare_synth(
         raise
     _LOG.info("synth %s seed=%d: wrote %s in %.1f s", size, seed, out_dir, time.monotonic() - start_s)
     return summary
+
+
+LM_COMMANDS = 100_000  # commands in the language-model text: about as many words as its WordNet examples
+
+
+def write_lm_text(
+    out_path: str | os.PathLike,
+    seed: int = 0,
+    commands: int = LM_COMMANDS,
+    assets_dir: str | os.PathLike = DEFAULT_ASSETS_DIR,
+    wordnet_dir: str | os.PathLike = DEFAULT_WORDNET_DIR,
+) -> dict:
+    """Write the text a language model for this corpus may learn from, one upper-cased sentence a line:
+    every WordNet usage example and definition that training may use, and ``commands`` commands filled
+    with training entities and names (``plan.training_commands``, drawn as training commands are but
+    not the same ones). It holds every open-text sentence the training audio may say and no dev or test
+    sentence and no held-out name, the same split as the audio (``text.load_open_text``): the role
+    LibriSpeech's 800 M-word LM text plays for its 960 h.
+    Returns ``{"sentences", "words", "distinct_words"}``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(commands, bool) or not isinstance(commands, int) or commands < 0:
+        raise UserError(f"--commands must be a non-negative integer, got {commands!r}")
+    assets = load_assets(assets_dir)
+    open_text = load_open_text(assets, wordnet_dir)
+    sentences = [*open_text.examples["train"], *open_text.definitions,
+                 *training_commands(assets, open_text, seed, commands)]
+    write_text_atomic(out_path, "".join(f"{s.upper()}\n" for s in sentences))
+    words = [w for s in sentences for w in s.split()]
+    return {"sentences": len(sentences), "words": len(words), "distinct_words": len(set(words))}

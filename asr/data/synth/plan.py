@@ -124,6 +124,16 @@ def _fill_template(rng: np.random.Generator, assets: Assets, split: str, open_te
     return text, spoken, template.domain, tuple(entities)
 
 
+LM_TEXT_STREAM = 100  # the generator of the commands in the language-model text (training_commands)
+
+
+def training_commands(assets: Assets, open_text: OpenText, seed: int, count: int) -> list[str]:
+    """``count`` commands filled as training commands are (training entities and names, the wake word
+    at its rate), from their own random stream: text for a language model, never a test sentence."""
+    rng = np.random.default_rng([seed, SPLIT_CODES["train"], LM_TEXT_STREAM])
+    return [_fill_template(rng, assets, "train", open_text)[0] for _ in range(count)]
+
+
 def plan_utterance(assets: Assets, open_text: OpenText, seed: int, split: str, index: int) -> Utterance:
     """Draw text, voice and signal parameters of utterance ``index`` of ``split``."""
     rng = utterance_rng(seed, split, index, PLAN_STREAM)

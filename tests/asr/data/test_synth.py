@@ -166,6 +166,29 @@ def test_no_test_open_sentence_and_no_test_names_name_is_in_the_training_text(as
     assert not (set(open_text.test_first_names) | set(open_text.test_last_names)) & words
 
 
+def test_lm_text_holds_no_dev_or_test_sentence_and_no_held_out_name(tmp_path, open_text):
+    summary = synth.write_lm_text(tmp_path / "lm.txt", commands=5000)
+    lines = (tmp_path / "lm.txt").read_text(encoding="utf-8").splitlines()
+    assert summary["sentences"] == len(lines) == len(open_text.examples["train"]) + len(open_text.definitions) + 5000
+    assert all(line == line.upper() and line for line in lines)
+    by_bigram = {}  # the lines each word bigram occurs in: a held-out sentence (>= 3 words) can only hide there
+    for i, line in enumerate(lines):
+        w = line.split()
+        for bigram in zip(w, w[1:]):
+            by_bigram.setdefault(bigram, []).append(i)
+    def found(sentence):
+        return any(f" {sentence} " in f" {lines[i]} " for i in by_bigram.get(tuple(sentence.split()[:2]), ()))
+
+    assert all(found(s.upper()) for s in open_text.examples["train"][:100])  # the search finds what is there
+    assert not [s for s in open_text.examples["test"] + open_text.examples["dev"] if found(s.upper())]
+    words = {w for line in lines for w in line.split()}
+    assert not {n.upper() for n in open_text.test_first_names + open_text.test_last_names} & words
+    # what training audio may say is all there: every training example and definition, the commands' words
+    assert {s.upper() for s in open_text.examples["train"]} <= set(lines)
+    assert "CALL" in words and any(n.upper() in words for n in open_text.names[:200])
+    assert [p.name for p in tmp_path.iterdir()] == ["lm.txt"]
+
+
 def test_formant_scaling_only_for_flite_training_voices(assets, open_text):
     plans = [synth.plan_utterance(assets, open_text, 0, split, i) for split in synth.SPLITS for i in range(200)]
     scaled = [u for u in plans if u.formant_scale != 1.0]

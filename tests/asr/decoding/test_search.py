@@ -1,10 +1,12 @@
 """Decoding: greedy == beam 1, chunked search == whole search, streaming recognizer == offline."""
 
+import numpy as np
 import pytest
 import torch
 
 from asr.chunking import Chunking
-from asr.decoding.search import History, SearchModel, context, greedy_search, modified_beam_search
+from asr.decoding.ngram_lm import LmFusion, NgramLm
+from asr.decoding.search import History, SearchModel, context, greedy_search, modified_beam_search, search
 from asr.models.config import ModelConfig, PredictorConfig
 from asr.models.lstm import LSTMEncoderConfig
 from asr.models.registry import build_model
@@ -112,9 +114,10 @@ def test_history_equality_is_by_tokens():
     assert a.parent.append(7, 2) == a and a.parent.append(7, 2) is not a
 
 
-def _reference_beam_search(model, enc, beam):
+def _reference_beam_search(model, enc, beam, lm=None, lm_scale=0.0):
     """Modified beam search on one utterance as it was written with a tuple of every token per
-    hypothesis (the oracle for the History-based search)."""
+    hypothesis (the oracle for the History-based search); with ``lm``, icefall's shallow fusion: every
+    non-blank candidate gets ``lm_scale * log P_lm(token | all the hypothesis's tokens)``."""
     hyps = {(): 0.0}
     for t in range(enc.size(1)):
         items = list(hyps.items())
@@ -122,6 +125,10 @@ def _reference_beam_search(model, enc, beam):
         pred = model.predict(ctx, None)[0]
         log_probs = model.join(enc[0, t].unsqueeze(0), pred).log_softmax(dim=-1)
         scores = torch.tensor([lp for _, lp in items]).unsqueeze(1) + log_probs
+        if lm is not None:
+            fused = torch.tensor(np.stack([lm.log_probs(list(ys)) for ys, _ in items]) * lm_scale, dtype=torch.float32)
+            fused[:, model.blank_id] = 0.0
+            scores = scores + fused
         top, flat = scores.reshape(-1).topk(min(beam, scores.numel()))
         merged: dict[tuple, float] = {}
         for score, k in zip(top.tolist(), flat.tolist()):
@@ -141,3 +148,53 @@ def test_beam_search_equals_the_tuple_reference():
         reference = _reference_beam_search(model, enc, 4)
     assert [(h.ys, h.log_prob) for h in state.beams[0]] == list(reference.items())
     assert max(len(h.ys) for h in state.beams[0]) >= 10
+
+
+def _lm_for(model, seed=0, order=3):
+    """A trigram model over the test transducer's 9 tokens, from random token sentences."""
+    rng = np.random.default_rng(seed)
+    sentences = [list(rng.integers(2, 9, size=rng.integers(2, 12))) for _ in range(200)]
+    return NgramLm.build(sentences, 9, order)
+
+
+def test_shallow_fusion_equals_the_tuple_reference():
+    model = _model("stateless", seed=3)
+    torch.manual_seed(4)
+    enc = model.joiner.encoder_proj(torch.randn(1, 60, model.encoder.output_dim))
+    lm = _lm_for(model)
+    with torch.no_grad():
+        state = modified_beam_search(model, enc, torch.tensor([60]), beam=4, lm=LmFusion(lm, 0.5))
+        reference = _reference_beam_search(model, enc, 4, lm, 0.5)
+        plain = modified_beam_search(model, enc, torch.tensor([60]), beam=4)
+    got = [(h.ys, h.log_prob) for h in state.beams[0]]
+    assert [ys for ys, _ in got] == list(reference)
+    worst = max(abs(lp - reference[ys]) for ys, lp in got)
+    assert worst < 1e-4, f"max |log-prob - reference| = {worst}"  # float32 sums in a different order
+    assert [h.ys for h in state.beams[0]] != [h.ys for h in plain.beams[0]], "the LM should change the beam"
+
+
+def test_shallow_fusion_at_scale_zero_is_plain_search_and_chunking_keeps_it():
+    model = _model("lstm")
+    enc, enc_lens = model.encode(torch.randn(2, 150, 80), torch.tensor([150, 120]))
+    fusion = LmFusion(_lm_for(model), 0.0)
+    plain = modified_beam_search(model, enc, enc_lens, 3)
+    zero = modified_beam_search(model, enc, enc_lens, 3, lm=fusion)
+    assert zero.hyps == plain.hyps and zero.timestamps == plain.timestamps
+    fusion = LmFusion(fusion.lm, 0.7)
+    whole = modified_beam_search(model, enc, enc_lens, 3, lm=fusion)
+    state = None
+    for start in range(0, enc.size(1), 7):
+        part = enc[:, start : start + 7]
+        lens = (enc_lens - start).clamp(0, part.size(1))
+        state = modified_beam_search(model, part, lens, 3, state, lm=fusion)
+    assert state.hyps == whole.hyps and state.timestamps == whole.timestamps
+
+
+def test_shallow_fusion_refuses_greedy_and_a_foreign_vocabulary():
+    model = _model()
+    enc, enc_lens = model.encode(torch.randn(1, 40, 80), torch.tensor([40]))
+    with pytest.raises(ValueError, match="modified_beam_search"):
+        search(model, enc, enc_lens, "greedy", lm=LmFusion(_lm_for(model), 0.3))
+    other = NgramLm.build([[2, 3, 4]], 12, 2)
+    with pytest.raises(ValueError, match="counts 12 tokens but the transducer emits 9"):
+        modified_beam_search(model, enc, enc_lens, 2, lm=LmFusion(other, 0.3))

@@ -439,6 +439,46 @@ def test_cli_hotwords(asr_cli, model_dir, wavs, tmp_path):
     assert _finals(_lines(with_hw.stdout), wavs[0]) != _finals(_lines(plain.stdout), wavs[0])
 
 
+# ---- shallow fusion ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lm_file(model_dir, tmp_path_factory):
+    """A 3-gram model over the folder's tokens, counted on text of one repeated word, so that at a large
+    scale it must change what the untrained model picks."""
+    from asr.decoding.ngram_lm import count_text
+
+    folder = tmp_path_factory.mktemp("lm")
+    (folder / "text.txt").write_text("MOM MOM MOM\n" * 50)
+    path = folder / "lm.npz"
+    count_text([folder / "text.txt"], model_dir / "bpe.model", 3).save(path)
+    return path
+
+
+def test_cli_lm_equals_onnx_stream_with_the_lm(asr_cli, model_dir, wavs, lm_file):
+    """'asr stream --lm' (100 ms pieces) gives the tokens an OnnxStream with the same fusion gives
+    fed at once; the fusion changes them (the search itself is tested against a reference in
+    tests/asr/decoding/test_search.py)."""
+    from asr.decoding.ngram_lm import LmFusion, NgramLm
+
+    args = ("stream", model_dir, wavs[0], "--decoding-method", "modified_beam_search", "--no-endpoint")
+    r = asr_cli(*args, "--lm", lm_file, "--lm-scale", "2.0")
+    assert r.returncode == 0, r.stderr
+    model = OnnxTransducer(model_dir)
+    fused = _alone(model, _read(wavs[0]), "modified_beam_search", lm=LmFusion(NgramLm.load(lm_file), 2.0))
+    (final,) = _finals(_lines(r.stdout), wavs[0])
+    assert final["tokens"] == [model.symbols[t] for t in fused.tokens]
+    assert fused.tokens != _alone(model, _read(wavs[0]), "modified_beam_search").tokens
+
+
+def test_cli_lm_bad_input(asr_cli, model_dir, wavs, lm_file, tmp_path):
+    assert_user_error(asr_cli("stream", model_dir, wavs[0], "--lm", lm_file), "--lm", "modified_beam_search")
+    assert_user_error(asr_cli("stream", model_dir, wavs[0], "--decoding-method", "modified_beam_search", "--lm",
+                              tmp_path / "missing.npz"), "missing.npz")
+    assert_user_error(asr_cli("stream", model_dir, wavs[0], "--decoding-method", "modified_beam_search", "--lm",
+                              lm_file, "--lm-scale", "nan"), "--lm-scale")
+
+
 # ---- bad input -------------------------------------------------------------------------------------
 
 
