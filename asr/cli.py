@@ -318,6 +318,9 @@ def _parser() -> argparse.ArgumentParser:
                          "needs --decoding-method modified_beam_search")
     st.add_argument("--hotwords-score", type=float, default=1.5,
                     help="per-token bonus of phrases without their own score (default %(default)s)")
+    st.add_argument("--bias-list", default=None, metavar="FILE",
+                    help="bias phrases, one a line, for a folder exported from a biasing model (bias_encoder.onnx); "
+                         "encoded once, used by every stream")
     st.add_argument("--endpoint", action=argparse.BooleanOptionalAction, default=True,
                     help="split the stream into segments at trailing silence (default: on)")
     st.add_argument("--rule1-min-trailing-silence", type=float, default=2.4, metavar="SECONDS",
@@ -673,7 +676,8 @@ def _cmd_stream(args) -> None:
     audio = None if stdin else [read_audio(path) for path in args.inputs]
     lm = _lm_fusion(args)
     rec = jsonl.build_recognizer(args.model_dir, args.decoding_method, args.beam, args.hotwords_file, args.hotwords_score,
-                                 endpoint, args.threads, args.tail_padding, args.max_segment_length or None, lm)
+                                 endpoint, args.threads, args.tail_padding, args.max_segment_length or None, lm,
+                                 args.bias_list)
     if stdin:
         jsonl.stream_stdin(rec, sys.stdin.buffer.fileno(), jsonl.print_line, args.partials)
     else:

@@ -6,7 +6,13 @@ carries) and ``bpe.vocab`` (what sherpa-onnx's ``bpe_vocab=`` reads to spell hot
 complete folder ``int8-<flavour>`` per int8 flavour asked for (``export.int8``). Files are built in a
 temporary folder and moved in one by one, so a failed export leaves nothing half-written.
 
-Refused with a one-line error: the LSTM predictor (sherpa-onnx's icefall path needs a stateless
+A checkpoint with a biasing adapter (``model.biasing``) also gets ``bias_encoder.onnx`` (its phrase
+encoder, one phrase a call), and its encoder (and decoder, with a predictor adapter) graphs take the
+list's keys and values as two more inputs, ``bias_keys`` and ``bias_values`` (P, A): ``asr stream
+--bias-list`` runs them; sherpa-onnx cannot (it feeds the three inputs it knows). A checkpoint without
+one exports exactly as before.
+
+Refused with a one-line error: the int8 flavours of a biasing model (not built yet), the LSTM predictor (sherpa-onnx's icefall path needs a stateless
 decoder), a chunk the encoder does not stream at (``asr.chunking``; a Conformer exports at its own
 chunk) and the static int8 flavours of the ConvRNN-T (its LSTM op would stay float).
 """
@@ -26,10 +32,13 @@ from asr.models.predictor import StatelessPredictor
 from asr.streaming.pytorch import is_lstm
 from asr.tokenizer import write_bpe_vocab, write_tokens
 from export import int8 as q
-from export.onnx import GRAPHS, SIDE_FILES, write_graphs
+from export.onnx import BIAS_GRAPH, GRAPHS, SIDE_FILES, write_graphs
 
 
 def check_exportable(model, int8: tuple[str, ...] = ()) -> None:
+    if getattr(model, "biasing", None) is not None and int8:
+        raise UserError(f"asr export --int8 {' '.join(int8)}: the int8 flavours of a biasing model are not built yet "
+                        "(their calibration and checks feed no bias list); export it without --int8")
     if not isinstance(model.predictor, StatelessPredictor):
         raise UserError("asr export: sherpa-onnx needs a stateless predictor (model.predictor.type: stateless); "
                         "this checkpoint has an LSTM predictor")
@@ -71,7 +80,7 @@ def export_onnx(checkpoint: str, out_dir: str, chunk_feature_frames: int | None 
         tokenizer.save(tmp / "bpe.model")
         write_tokens(tmp / "bpe.model", tmp / "tokens.txt")
         write_bpe_vocab(tmp / "bpe.model", tmp / "bpe.vocab")  # sherpa-onnx's bpe_vocab= (hotwords)
-        files = [*GRAPHS, *SIDE_FILES]
+        files = [*GRAPHS, *SIDE_FILES] + ([BIAS_GRAPH] if model.biasing is not None else [])
         int8_info = {}
         for flavour in int8:
             int8_info[flavour] = q.make_flavour(model, tmp, tmp / f"int8-{flavour}", flavour, chunking, calib_x)
@@ -81,6 +90,8 @@ def export_onnx(checkpoint: str, out_dir: str, chunk_feature_frames: int | None 
             os.replace(tmp / name, out / name)
         for flavour in set(q.FLAVOURS) - set(int8):  # an earlier export's flavours would now be stale
             shutil.rmtree(out / f"int8-{flavour}", ignore_errors=True)
+        if model.biasing is None:  # so would an earlier biasing export's phrase encoder
+            (out / BIAS_GRAPH).unlink(missing_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if created and not any(out.iterdir()):  # failed or interrupted: no empty folder left behind

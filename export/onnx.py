@@ -37,11 +37,15 @@ import torch
 from torch import nn
 
 from asr.chunking import Chunking
+from asr.models.biasing import ALPHABET, phrase_chars
+from asr.models.transducer import BiasedModel
 from asr.streaming.pytorch import EncoderStep
 
 OPSET = 17
 PARITY_ATOL = 1e-4
 GRAPHS = ("encoder.onnx", "decoder.onnx", "joiner.onnx")
+BIAS_GRAPH = "bias_encoder.onnx"  # a biasing model's phrase encoder (see BiasEncoderGraph)
+PARITY_PHRASES = ["ANNA SMITH", "BOB", "O'NEIL QUARTERMAINE"]  # the list the parity check biases with
 SIDE_FILES = ("tokens.txt", "bpe.model", "bpe.vocab")  # beside the graphs in a model folder
 
 
@@ -84,14 +88,38 @@ class UnrolledLSTMStack(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """(N, C) last tokens -> (N, J) projected predictor output."""
+    """(N, C) last tokens -> (N, J) projected predictor output; a biasing model with a predictor adapter
+    also takes its list's keys and values (P, A)."""
 
     def __init__(self, model) -> None:
         super().__init__()
         self.model = model
+        biasing = getattr(model, "biasing", None)
+        self.adapter = None if biasing is None else biasing.predictor_adapter
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.model.predict(y)[0]
+    def forward(self, y: torch.Tensor, bias_keys: torch.Tensor | None = None, bias_values: torch.Tensor | None = None):
+        if bias_keys is None:
+            return self.model.predict(y)[0]
+        out = self.model.predictor.step(y, None)[0]  # (N, D)
+        out = self.adapter.attend_phrases(out.unsqueeze(1), bias_keys, bias_values).squeeze(1)
+        return self.model.joiner.predictor_proj(out)
+
+
+class BiasEncoderGraph(nn.Module):
+    """``bias_encoder.onnx``: one phrase's characters (1, L) -> the keys and values (1, A) each adapter
+    attends to, ``encoder_keys``, ``encoder_values`` (and ``decoder_keys``, ``decoder_values`` with a
+    predictor adapter). Run once per phrase of a list (``asr.models.biasing.phrase_chars`` spells it),
+    never per chunk."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.biasing = model.biasing
+
+    def forward(self, chars: torch.Tensor):
+        e = self.biasing.phrase_encoder.forward_unpadded(chars)  # (1, B)
+        adapters = [self.biasing.encoder_adapter] + ([self.biasing.predictor_adapter]
+                                                      if self.biasing.predictor_adapter is not None else [])
+        return tuple(t for a in adapters for t in (a.key(e), a.value(e)))
 
 
 class JoinerGraph(nn.Module):
@@ -171,6 +199,27 @@ def check_parity(model, out: Path, chunking: Chunking, batches: tuple[int, ...] 
     chunk, T = chunking.chunk_feature_frames, chunking.window_feature_frames
     graph = encoder_step(model)
     errs = {"encoder": 0.0, "encoder_streaming": 0.0, "decoder": 0.0, "joiner": 0.0}
+    biased = getattr(model, "biasing", None) is not None
+    bias = {}  # graph name -> extra feeds (the parity list's keys and values) and the same as tensors
+    reference = model
+    if biased:
+        errs["bias_encoder"] = 0.0
+        torch_rows, ort_rows = [], []
+        bias_sess = cpu_session(out / BIAS_GRAPH)
+        for phrase in PARITY_PHRASES:
+            chars = phrase_chars([phrase])[0]
+            want = BiasEncoderGraph(model)(chars)
+            got = bias_sess.run(None, {"chars": chars.numpy()})
+            for name, a, b in zip(("encoder_keys", "encoder_values", "decoder_keys", "decoder_values"), got, want):
+                errs["bias_encoder"] = max(errs["bias_encoder"], _close(BIAS_GRAPH, a, b, f"{name} of {phrase!r}"))
+            torch_rows.append(want)
+            ort_rows.append(got)
+        stacked = [torch.cat(parts) for parts in zip(*torch_rows)]  # (P, A) each
+        ort_stacked = [np.concatenate(parts) for parts in zip(*ort_rows)]
+        bias["encoder"] = ({"bias_keys": ort_stacked[0], "bias_values": ort_stacked[1]}, stacked[:2])
+        bias["decoder"] = ({"bias_keys": ort_stacked[2], "bias_values": ort_stacked[3]}, stacked[2:]) if len(stacked) > 2 \
+            else ({}, [])
+        reference = BiasedModel(model, PARITY_PHRASES)  # the PyTorch decoding path, whole utterance
     sess = cpu_session(out / "encoder.onnx")
     # features around the model's own normalisation statistics, so every layer sees realistic ranges
     std = 1.0 / enc.normalize.inv_std
@@ -178,11 +227,12 @@ def check_parity(model, out: Path, chunking: Chunking, batches: tuple[int, ...] 
         x = enc.normalize.mean + std * torch.randn(n, chunk * (num_chunks - 1) + T, F, generator=g)
         h, c = graph.init_state(n)
         h_ort, c_ort = h.numpy(), c.numpy()
-        full = model.encode(x, torch.full((n,), x.size(1)))[0]
+        full = reference.encode(x, torch.full((n,), x.size(1)))[0]
+        enc_feeds, enc_args = bias.get("encoder", ({}, []))
         for i in range(num_chunks):
             window = x[:, i * chunk : i * chunk + T]
-            y, h, c = graph(window, h, c)  # PyTorch, state carried
-            y_ort, h_ort, c_ort = sess.run(None, {"x": window.numpy(), "state0": h_ort, "state1": c_ort})
+            y, h, c = graph(window, h, c, *enc_args)  # PyTorch, state carried
+            y_ort, h_ort, c_ort = sess.run(None, {"x": window.numpy(), "state0": h_ort, "state1": c_ort, **enc_feeds})
             errs["encoder"] = max(errs["encoder"], _close("encoder.onnx", y_ort, y, f"encoder_out, chunk {i}, N={n}"),
                                   _close("encoder.onnx", h_ort, h, "new_state0"), _close("encoder.onnx", c_ort, c, "new_state1"))
             k = chunking.chunk_encoder_frames
@@ -190,10 +240,12 @@ def check_parity(model, out: Path, chunking: Chunking, batches: tuple[int, ...] 
                 "encoder.onnx", y_ort, full[:, i * k : (i + 1) * k], f"chunk {i} vs the full-utterance forward, N={n}"))
     dec, join = cpu_session(out / "decoder.onnx"), cpu_session(out / "joiner.onnx")
     ctx = model.context_size
+    dec_feeds = bias.get("decoder", ({}, []))[0]
     for n in batches:
         y = torch.randint(-1, model.joiner.output.out_features, (n, ctx), generator=g)
-        want = model.predict(y)[0]
-        errs["decoder"] = max(errs["decoder"], _close("decoder.onnx", dec.run(None, {"y": y.numpy()})[0], want, f"decoder_out, N={n}"))
+        want = reference.predict(y)[0]
+        errs["decoder"] = max(errs["decoder"], _close("decoder.onnx", dec.run(None, {"y": y.numpy(), **dec_feeds})[0], want,
+                                                      f"decoder_out, N={n}"))
         e = torch.randn(n, want.size(1), generator=g)
         got = join.run(None, {"encoder_out": e.numpy(), "decoder_out": want.numpy()})[0]
         errs["joiner"] = max(errs["joiner"], _close("joiner.onnx", got, model.join(e, want), f"logit, N={n}"))
@@ -202,6 +254,7 @@ def check_parity(model, out: Path, chunking: Chunking, batches: tuple[int, ...] 
 
 BATCH_AXES = {"x": 0, "state0": 1, "state1": 1, "encoder_out": 0, "new_state0": 1, "new_state1": 1,
               "y": 0, "decoder_out": 0, "logit": 0}
+BIAS_AXES = {"bias_keys": {0: "P"}, "bias_values": {0: "P"}}  # the list's length, 0 included
 
 
 def weights_digest(model) -> str:
@@ -231,17 +284,37 @@ def write_graphs(model, out: Path, chunking: Chunking, unrolled: bool = False, f
     # one id in the three graphs' metadata: a recognizer refuses a folder whose graphs come from different models
     export_id = weights_digest(model)
     h, c = graph.init_state(n)
-    _export(graph, (torch.zeros(n, T, enc.normalize.mean.numel()), h, c), out / "encoder.onnx",
-            ["x", "state0", "state1"], ["encoder_out", "new_state0", "new_state1"],
-            axes({k: BATCH_AXES[k] for k in ("x", "state0", "state1", "encoder_out", "new_state0", "new_state1")}))
+    biasing = getattr(model, "biasing", None)
+    bias_in, bias_args, dec_bias_in, dec_bias_args, bias_meta = [], (), [], (), {}
+    if biasing is not None:
+        if fixed_batch:
+            raise ValueError("a biasing model's graphs take a list of any length: they cannot be exported with "
+                             "every shape fixed")
+        attention_dim = biasing.encoder_adapter.key.out_features
+        bias_in, bias_args = ["bias_keys", "bias_values"], (torch.randn(3, attention_dim), torch.randn(3, attention_dim))
+        if biasing.predictor_adapter is not None:
+            dec_bias_in, dec_bias_args = bias_in, (torch.randn(3, attention_dim), torch.randn(3, attention_dim))
+        bias_meta = {"biasing": "acoustic", "bias_attention_dim": attention_dim}
+    _export(graph, (torch.zeros(n, T, enc.normalize.mean.numel()), h, c, *bias_args), out / "encoder.onnx",
+            ["x", "state0", "state1", *bias_in], ["encoder_out", "new_state0", "new_state1"],
+            {**(axes({k: BATCH_AXES[k] for k in ("x", "state0", "state1", "encoder_out", "new_state0", "new_state1")})
+                or {}), **{k: BIAS_AXES[k] for k in bias_in}} or None)
     # our own keys beside sherpa-onnx's (it ignores them): which encoder, and how its state is laid out
     add_metadata(out / "encoder.onnx", {
         "model_type": "lstm", "version": 1, "model_author": "ondevice-asr", "decode_chunk_len": chunking.chunk_feature_frames,
         "T": T, "num_encoder_layers": layers, "d_model": P, "rnn_hidden_size": H,
-        "encoder": type(enc).__name__, "state_layout": "lstm" if graph.packer is None else "packed", "export_id": export_id})
-    _export(DecoderGraph(model), (torch.zeros(n, ctx, dtype=torch.int64),), out / "decoder.onnx", ["y"],
-            ["decoder_out"], axes({"y": 0, "decoder_out": 0}))
-    add_metadata(out / "decoder.onnx", {"vocab_size": vocab, "context_size": ctx, "export_id": export_id})
+        "encoder": type(enc).__name__, "state_layout": "lstm" if graph.packer is None else "packed", "export_id": export_id,
+        **bias_meta})
+    _export(DecoderGraph(model), (torch.zeros(n, ctx, dtype=torch.int64), *dec_bias_args), out / "decoder.onnx",
+            ["y", *dec_bias_in], ["decoder_out"], {**(axes({"y": 0, "decoder_out": 0}) or {}),
+                                                   **{k: BIAS_AXES[k] for k in dec_bias_in}} or None)
+    add_metadata(out / "decoder.onnx", {"vocab_size": vocab, "context_size": ctx, "export_id": export_id,
+                                        **({"biasing": "acoustic"} if dec_bias_in else {})})
+    if biasing is not None:
+        outputs = ["encoder_keys", "encoder_values"] + (["decoder_keys", "decoder_values"] if dec_bias_in else [])
+        _export(BiasEncoderGraph(model), (phrase_chars(["ANNA"])[0],), out / BIAS_GRAPH, ["chars"], outputs,
+                {"chars": {1: "L"}})
+        add_metadata(out / BIAS_GRAPH, {"export_id": export_id, "alphabet": ALPHABET})
     _export(JoinerGraph(model), (torch.zeros(n, J), torch.zeros(n, J)), out / "joiner.onnx",
             ["encoder_out", "decoder_out"], ["logit"], axes({"encoder_out": 0, "decoder_out": 0, "logit": 0}))
     add_metadata(out / "joiner.onnx", {"joiner_dim": J, "export_id": export_id})

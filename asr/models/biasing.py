@@ -143,6 +143,12 @@ class CharPhraseEncoder(nn.Module):
         _, (h, _) = self.lstm(packed)  # h: (layers * 2, P, H); the last layer's forward and backward states
         return self.proj(torch.cat([h[-2], h[-1]], dim=-1))
 
+    def forward_unpadded(self, chars: torch.Tensor) -> torch.Tensor:
+        """(P, L) phrases that all fill their L characters (no padding) -> (P, B): :meth:`forward`
+        without packing, which the ONNX exporter cannot write (the bias encoder graph, one phrase a call)."""
+        _, (h, _) = self.lstm(self.embed(chars))
+        return self.proj(torch.cat([h[-2], h[-1]], dim=-1))
+
 
 class BiasingAdapter(nn.Module):
     """Cross-attention from queries (N, S, Q) to phrase embeddings (N, P, B) plus the learned no-bias
@@ -173,6 +179,12 @@ class BiasingAdapter(nn.Module):
         once per list for decoding, instead of at every frame and step."""
         entries = torch.cat([self.no_bias.unsqueeze(0), phrases])
         return self.key(entries), self.value(entries)
+
+    def attend_phrases(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """:meth:`attend` given the phrases' keys and values (P, A) only, P >= 0: the no-bias entry's are
+        prepended here (the exported graphs take the list's rows, and an empty list is P = 0)."""
+        no_bias = self.no_bias.unsqueeze(0)  # (1, B)
+        return self.attend(x, torch.cat([self.key(no_bias), keys]), torch.cat([self.value(no_bias), values]))
 
     def attend(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` with one list for every row, all of it kept, from :meth:`keys_values`: x (N, S, Q)."""

@@ -59,6 +59,7 @@ import torch
 
 from asr.audio import PcmReader
 from asr.chunking import TAIL_PADDING_S
+from asr.data.bias_lists import read_phrases
 from asr.decoding.context_graph import load_hotwords
 from asr.errors import UserError
 from asr.frontend import PIECE_SAMPLES
@@ -78,15 +79,22 @@ def check_options(method: str, hotwords_file: str | None) -> None:
 def build_recognizer(model_dir: str, method: str = "greedy", beam: int = 4, hotwords_file: str | None = None,
                      hotwords_score: float = 1.5, endpoint=None, threads: int = 1,
                      tail_padding_s: float = TAIL_PADDING_S, max_segment_s: float | None = None,
-                     lm=None) -> OnnxRecognizer:
+                     lm=None, bias_list: str | None = None) -> OnnxRecognizer:
     """Load the model folder (and the hotwords) into an :class:`asr.streaming.onnx.OnnxRecognizer`; ``lm``:
-    shallow fusion (``asr.decoding.ngram_lm.LmFusion``) or None."""
+    shallow fusion (``asr.decoding.ngram_lm.LmFusion``) or None; ``bias_list``: a file of bias phrases
+    for a folder exported from a biasing model."""
     check_options(method, hotwords_file)
     d = Path(model_dir)
     if not d.is_dir():
         raise UserError(f"{d}: no such model folder; create it with 'asr export --checkpoint CKPT --out {d}'")
     torch.set_num_threads(threads)
     model = OnnxTransducer(d, num_threads=threads)
+    if bias_list is not None:
+        phrases = read_phrases(bias_list)
+        try:
+            model.set_bias_list(phrases)
+        except UserError as e:
+            raise UserError(f"{bias_list}: {e}") from None
     graph = None
     if hotwords_file is not None:
         if not (d / "bpe.model").is_file():

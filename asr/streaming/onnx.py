@@ -17,6 +17,10 @@ On top of that loop, as sherpa-onnx's ``OnlineRecognizer`` does (``online-recogn
   the ready streams' encoder states on their batch axis and makes one encoder call with N streams;
   greedy search then runs batched over the N streams, modified beam search stream by stream;
 * hotwords: a ``context_graph`` (``asr.decoding.context_graph``) is passed to modified beam search;
+  shallow fusion: an ``lm`` (``asr.decoding.ngram_lm``) likewise;
+* a bias list, for a folder exported from a biasing model (``bias_encoder.onnx`` beside the graphs):
+  :meth:`OnnxTransducer.set_bias_list` encodes its phrases once; every encoder and decoder call then
+  takes their keys and values (one list for every stream of the model);
 * endpointing (``asr.streaming.endpoint``), checked after every encoder call: the segment becomes a
   final :class:`SegmentResult`, the encoder state is kept and, if the segment decoded anything, the
   next one starts with its last ``context_size`` tokens as decoder context (else from the initial
@@ -65,9 +69,11 @@ from asr.decoding.search import GreedyState, History, beam_init, context, greedy
 from asr.errors import UserError, first_line
 from asr.features import SherpaFbank
 from asr.frontend import NUM_MEL_BINS, SAMPLE_RATE_HZ
+from asr.models.biasing import phrase_chars
 from asr.streaming.endpoint import EndpointConfig, trailing_blanks
 
 MODEL_FILES = ("encoder.onnx", "decoder.onnx", "joiner.onnx", "tokens.txt")
+BIAS_FILE = "bias_encoder.onnx"  # a biasing model's phrase encoder (export.onnx.BiasEncoderGraph)
 LSTM_META = ("model_type", "decode_chunk_len", "T", "num_encoder_layers", "d_model", "rnn_hidden_size")
 METHODS = ("greedy", "modified_beam_search")
 # sherpa-onnx's timestamps: encoder frame f is at f * 40 ms (it hard-codes the subsampling factor 4,
@@ -198,6 +204,45 @@ class OnnxTransducer(StreamingTransducer):
         # batch axis of x / y / encoder_out: a number (not a symbol) means every call takes that batch
         self.fixed_batch = {name: sess.get_inputs()[0].shape[0] for name, sess in
                             (("encoder", self.encoder), ("decoder", self.decoder), ("joiner", self.joiner))}
+        self.bias_encoder = None
+        self._bias = {"encoder": {}, "decoder": {}}  # extra feeds of each graph: the list's keys and values
+        if "biasing" in meta:
+            if not (d / BIAS_FILE).is_file():
+                raise UserError(f"{d}: the encoder takes a bias list but {BIAS_FILE} is missing; export the folder "
+                                "again with 'asr export'")
+            try:
+                self.bias_encoder = ort.InferenceSession(str(d / BIAS_FILE), opts, providers=["CPUExecutionProvider"])
+            except Exception as e:
+                raise UserError(f"{d / BIAS_FILE}: onnxruntime cannot load it ({first_line(e)[:200]}); re-export with "
+                                "'asr export'") from None
+            bias_id = self.bias_encoder.get_modelmeta().custom_metadata_map.get("export_id")
+            if bias_id != meta.get("export_id"):
+                raise UserError(f"{d}: {BIAS_FILE} comes from another model than encoder.onnx; export the folder again "
+                                "with 'asr export'")
+            self.set_bias_list([])
+
+    @property
+    def biased(self) -> bool:
+        """Whether the folder holds a biasing model (its graphs take a bias list)."""
+        return self.bias_encoder is not None
+
+    def set_bias_list(self, phrases: list[str]) -> None:
+        """Encode ``phrases`` (``bias_encoder.onnx``, one phrase a call, once) for every later encoder and
+        decoder call; ``[]``: only the no-bias entry. Bad phrases raise ``UserError`` (``phrase_chars``)."""
+        if self.bias_encoder is None:
+            raise UserError("a bias list was given, but this model folder was not exported from a biasing model "
+                            "(no bias_encoder.onnx); use hotwords (--hotwords-file), or export a biasing checkpoint")
+        phrases = sorted(set(phrases))  # as BiasedModel orders them: the attention does not depend on it
+        chars, lens = phrase_chars(phrases) if phrases else (None, None)
+        rows = [self.bias_encoder.run(None, {"chars": chars[i : i + 1, : int(lens[i])].numpy()})
+                for i in range(len(phrases))]
+        outputs = [o.name for o in self.bias_encoder.get_outputs()]
+        dim = int(self.encoder.get_modelmeta().custom_metadata_map["bias_attention_dim"])
+        stacked = {name: (np.concatenate([r[k] for r in rows]) if rows else np.zeros((0, dim), np.float32))
+                   for k, name in enumerate(outputs)}
+        self._bias["encoder"] = {"bias_keys": stacked["encoder_keys"], "bias_values": stacked["encoder_values"]}
+        if "decoder_keys" in stacked:
+            self._bias["decoder"] = {"bias_keys": stacked["decoder_keys"], "bias_values": stacked["decoder_values"]}
 
     def _check_graphs_agree(self, d: Path, enc_meta: dict, dec_meta: dict, join_meta: dict) -> None:
         """The three graphs and tokens.txt come from one export: one export id (folders exported before
@@ -224,18 +269,20 @@ class OnnxTransducer(StreamingTransducer):
         n = next(iter(feeds.values())).shape[next(iter(axes.values()))]
         if self.fixed_batch[name] != 1 or n == 1:
             return sess.run(None, feeds)
-        rows = [sess.run(None, {k: np.take(v, [i], axis=axes[k]) for k, v in feeds.items()}) for i in range(n)]
+        rows = [sess.run(None, {k: np.take(v, [i], axis=axes[k]) if k in axes else v for k, v in feeds.items()})
+                for i in range(n)]
         # outputs follow the same layout as the inputs: encoder_out batch-first, states on axis 1
         out_axes = [0] + [1] * (len(rows[0]) - 1) if name == "encoder" else [0] * len(rows[0])
         return [np.concatenate(parts, axis=a) for parts, a in zip(zip(*rows), out_axes)]
 
     def encode_chunk(self, x: np.ndarray, state):
         """(N, T, F) features, state -> (N, T', J) torch tensor, new state."""
-        out, h, c = self._run("encoder", {"x": x, "state0": state[0], "state1": state[1]}, {"x": 0, "state0": 1, "state1": 1})
+        out, h, c = self._run("encoder", {"x": x, "state0": state[0], "state1": state[1], **self._bias["encoder"]},
+                              {"x": 0, "state0": 1, "state1": 1})
         return torch.from_numpy(out), (h, c)
 
     def predict(self, y_ctx: torch.Tensor, state=None):
-        out = self._run("decoder", {"y": y_ctx.to(torch.int64).numpy()}, {"y": 0})[0]
+        out = self._run("decoder", {"y": y_ctx.to(torch.int64).numpy(), **self._bias["decoder"]}, {"y": 0})[0]
         return torch.from_numpy(out), None
 
     def join(self, enc: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:

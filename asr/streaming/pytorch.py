@@ -92,6 +92,8 @@ class EncoderStep(nn.Module):
         self.proj = model.joiner.encoder_proj
         self.lstm_stack = lstm_stack
         self.packer = None if is_lstm(model) else StatePacker(model.encoder, model.encoder.output_dim)
+        # a biasing model's encoder adapter, applied before the projection when bias keys are given
+        self.adapter = None if getattr(model, "biasing", None) is None else model.biasing.encoder_adapter
 
     def init_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encoder.init_state(batch) if self.packer is None else self.packer.zeros(batch)
@@ -103,15 +105,20 @@ class EncoderStep(nn.Module):
         stack = self.encoder.stack
         return len(stack.layers), stack.output_dim, stack.hidden_dim
 
-    def forward(self, x: torch.Tensor, state0: torch.Tensor, state1: torch.Tensor):
+    def forward(self, x: torch.Tensor, state0: torch.Tensor, state1: torch.Tensor,
+                bias_keys: torch.Tensor | None = None, bias_values: torch.Tensor | None = None):
+        """``bias_keys``, ``bias_values`` (P, A): a biasing model's list, as its encoder adapter's keys and
+        values of the phrases (the no-bias entry is the adapter's own); None for an unbiased model."""
         x_lens = torch.full((x.size(0),), x.size(1), dtype=torch.int64)
         if self.lstm_stack is not None:
             x, _ = self.encoder.subsampling(self.encoder.normalize(x), x_lens)
-            out, (h, c) = self.lstm_stack(x, (state0, state1))
-            return self.proj(out), h, c
-        state = (state0, state1) if self.packer is None else self.packer.unpack(state0, state1)
-        out, _, state = self.encoder.streaming_forward(x, x_lens, state)
-        state0, state1 = state if self.packer is None else self.packer.pack(state)
+            out, (state0, state1) = self.lstm_stack(x, (state0, state1))
+        else:
+            state = (state0, state1) if self.packer is None else self.packer.unpack(state0, state1)
+            out, _, state = self.encoder.streaming_forward(x, x_lens, state)
+            state0, state1 = state if self.packer is None else self.packer.pack(state)
+        if bias_keys is not None:
+            out = self.adapter.attend_phrases(out, bias_keys, bias_values)
         return self.proj(out), state0, state1
 
 

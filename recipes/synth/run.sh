@@ -11,6 +11,8 @@
 # Usage (from the repository root, with the venv's `asr` on PATH):
 #   bash recipes/synth/run.sh                                  # all stages, size small, exp/demo
 #   bash recipes/synth/run.sh --size mini --exp exp/mini       # 4x less data (faster, worse WER)
+#   bash recipes/synth/run.sh --size medium                    # the longer recipe: 4x the data, a Conformer for
+#                                                              # an hour, exp/medium (at most 90 min in all)
 #   bash recipes/synth/run.sh --speed-perturb 1 --exp exp/sp    # + 0.9x/1.1x copies of train (3x fbank time)
 #   bash recipes/synth/run.sh --stage 4 --stop-stage 5         # train + decode only
 #   bash recipes/synth/run.sh --size small --exp exp/synth-small --config recipes/synth/lstm.yaml
@@ -23,8 +25,8 @@ set -euo pipefail
 stage=0
 stop_stage=100
 size=small
-exp=exp/demo
-config=recipes/synth/lstm.yaml
+exp=
+config=
 vocab_size=32
 method=modified_beam_search
 beam=8
@@ -52,6 +54,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+if [ "$size" = medium ]; then  # the longer recipe (recipes/synth/conformer-medium.yaml)
+  exp=${exp:-exp/medium}; config=${config:-recipes/synth/conformer-medium.yaml}
+fi
+exp=${exp:-exp/demo}; config=${config:-recipes/synth/lstm.yaml}
 corpus=data/synth-$size
 manifests=data/manifests/synth-$size
 fbank=data/fbank/synth-$size
