@@ -12,9 +12,10 @@ list's keys and values as two more inputs, ``bias_keys`` and ``bias_values`` (P,
 --bias-list`` runs them; sherpa-onnx cannot (it feeds the three inputs it knows). A checkpoint without
 one exports exactly as before.
 
-Refused with a one-line error: the int8 flavours of a biasing model (not built yet), the LSTM predictor (sherpa-onnx's icefall path needs a stateless
-decoder), a chunk the encoder does not stream at (``asr.chunking``; a Conformer exports at its own
-chunk) and the static int8 flavours of the ConvRNN-T (its LSTM op would stay float).
+Refused with a one-line error: the accelerator int8 flavour of a biasing model, the LSTM predictor
+(sherpa-onnx's icefall path needs a stateless decoder), a chunk the encoder does not stream at
+(``asr.chunking``; a Conformer exports at its own chunk) and the static int8 flavours of the
+ConvRNN-T (its LSTM op would stay float).
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ from export.onnx import BIAS_GRAPH, GRAPHS, SIDE_FILES, write_graphs
 
 
 def check_exportable(model, int8: tuple[str, ...] = ()) -> None:
-    if getattr(model, "biasing", None) is not None and int8:
-        raise UserError(f"asr export --int8 {' '.join(int8)}: the int8 flavours of a biasing model are not built yet "
-                        "(their calibration and checks feed no bias list); export it without --int8")
+    if getattr(model, "biasing", None) is not None and "accelerator" in int8:
+        raise UserError("asr export --int8 accelerator: a biasing model's graphs take a list of any length, which "
+                        "an accelerator's fixed shapes cannot; use --int8 dynamic or static")
     if not isinstance(model.predictor, StatelessPredictor):
         raise UserError("asr export: sherpa-onnx needs a stateless predictor (model.predictor.type: stateless); "
                         "this checkpoint has an LSTM predictor")
@@ -84,7 +85,8 @@ def export_onnx(checkpoint: str, out_dir: str, chunk_feature_frames: int | None 
         int8_info = {}
         for flavour in int8:
             int8_info[flavour] = q.make_flavour(model, tmp, tmp / f"int8-{flavour}", flavour, chunking, calib_x)
-            files += [f"int8-{flavour}/{f}" for f in (*GRAPHS, *SIDE_FILES)]
+            files += [f"int8-{flavour}/{f}" for f in (*GRAPHS, *SIDE_FILES)] + (
+                [f"int8-{flavour}/{BIAS_GRAPH}"] if model.biasing is not None else [])
         for name in files:
             (out / name).parent.mkdir(exist_ok=True)
             os.replace(tmp / name, out / name)

@@ -24,6 +24,11 @@ Each flavour is a complete sherpa-onnx model folder (``encoder/decoder/joiner.on
   accelerator that cannot run ``LSTM`` or dynamic shapes gets int8 weights for every MatMul, Conv and
   the embedding. With batch fixed at 1, sherpa-onnx can decode one stream with greedy search only.
 
+A biasing model (``bias_encoder.onnx`` in the folder): ``dynamic`` and ``static`` quantize its encoder
+and decoder graphs, adapters included (``static`` calibrates them on a short list), and copy the float
+phrase encoder, which runs once per list; ``accelerator`` is refused (a list of any length is not a
+fixed shape).
+
 Shape legend: N batch, T frames per encoder call, F mel bins, J joiner dim.
 """
 
@@ -45,7 +50,16 @@ from asr.decoding.search import greedy_search
 from asr.errors import UserError
 from asr.streaming.onnx import OnnxTransducer
 from asr.streaming.pytorch import is_lstm
-from export.onnx import GRAPHS, SIDE_FILES, add_metadata, cpu_session, read_metadata, write_graphs
+from export.onnx import (
+    BIAS_GRAPH,
+    GRAPHS,
+    PARITY_PHRASES,
+    SIDE_FILES,
+    add_metadata,
+    cpu_session,
+    read_metadata,
+    write_graphs,
+)
 
 FLAVOURS = ("dynamic", "static", "accelerator")
 STATIC = ("static", "accelerator")
@@ -72,11 +86,11 @@ class _Recorder(OnnxTransducer):
         self.feeds: dict[str, list[dict]] = {g: [] for g in GRAPHS}
 
     def encode_chunk(self, x, state):
-        self.feeds["encoder.onnx"].append({"x": x, "state0": state[0], "state1": state[1]})
+        self.feeds["encoder.onnx"].append({"x": x, "state0": state[0], "state1": state[1], **self._bias["encoder"]})
         return super().encode_chunk(x, state)
 
     def predict(self, y_ctx, state=None):
-        self.feeds["decoder.onnx"].append({"y": y_ctx.to(torch.int64).numpy()})
+        self.feeds["decoder.onnx"].append({"y": y_ctx.to(torch.int64).numpy(), **self._bias["decoder"]})
         return super().predict(y_ctx, state)
 
     def join(self, enc, pred):
@@ -88,8 +102,11 @@ class _Recorder(OnnxTransducer):
 def collect_inputs(model_dir: Path, feats: list[np.ndarray]) -> dict[str, list[dict]]:
     """Feeds for each graph of ``model_dir`` as sherpa-onnx would make them at batch 1: encoder
     windows of ``T`` frames advancing by ``decode_chunk_len`` with the state carried, and the decoder
-    and joiner inputs of greedy search (``asr.decoding.search``) on the encoder output."""
+    and joiner inputs of greedy search (``asr.decoding.search``) on the encoder output. A biasing
+    model's graphs get a short list (``export.onnx.PARITY_PHRASES``), so its adapters see phrases."""
     m = _Recorder(model_dir)
+    if m.biased:
+        m.set_bias_list(PARITY_PHRASES)
     window, chunk = m.chunking.window_feature_frames, m.chunking.chunk_feature_frames
     for x in feats:
         state, search_state = m.init_state(1), None
@@ -177,6 +194,8 @@ def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunking: Chunk
             add_metadata(out / g, read_metadata(base / g))  # the quantizers keep it today; do not depend on that
         for f in SIDE_FILES:
             shutil.copyfile(fp32_dir / f, out / f)
+        if (base / BIAS_GRAPH).is_file():  # a biasing model's phrase encoder stays float: it runs once per list
+            shutil.copyfile(base / BIAS_GRAPH, out / BIAS_GRAPH)
         held_feeds = collect_inputs(base, held_x)["encoder.onnx"] if held_x else []
         snr = encoder_snr(base, out, held_feeds) if held_feeds else None  # None: nothing to measure on
     finally:

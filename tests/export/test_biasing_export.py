@@ -130,5 +130,25 @@ def test_bias_list_errors(asr_cli, biased, tiny_checkpoint, tiny_corpus, tmp_pat
     (tmp_path / "list.txt").write_text("ANNA\n")
     assert_user_error(asr_cli("stream", plain, flac, "--bias-list", tmp_path / "list.txt"), "not exported from a biasing")
     assert not (plain / BIAS_GRAPH).exists()
-    assert_user_error(asr_cli("export", "--checkpoint", biased[0], "--out", tmp_path / "i8", "--int8", "dynamic"),
-                      "not built yet")
+    assert_user_error(asr_cli("export", "--checkpoint", biased[0], "--out", tmp_path / "i8", "--int8", "accelerator"),
+                      "--int8 accelerator", "any length")
+
+
+@pytest.mark.parametrize("flavour", ["dynamic", "static"])
+def test_int8_flavours_of_a_biasing_model(biased, tiny_fbank, tmp_path, flavour):
+    """Each int8 folder carries the float phrase encoder and graphs that take the list; with the list,
+    its encoder output stays close to the float folder's (SNR measured by the export on a short list)."""
+    path, _ = biased
+    out = tmp_path / "onnx"
+    result = export_onnx(str(path), str(out), chunk_feature_frames=16, int8=(flavour,),
+                         calib=str(tiny_fbank / "cuts_train.jsonl.gz"), num_calib=6)
+    folder = out / f"int8-{flavour}"
+    assert (folder / BIAS_GRAPH).read_bytes() == (out / BIAS_GRAPH).read_bytes()
+    snr = result["int8"][flavour]["encoder_snr_db"]
+    assert snr is not None and snr > 15, snr
+    model = OnnxTransducer(folder)
+    model.set_bias_list(PHRASES)
+    state = model.init_state(1)
+    x = np.zeros((1, model.chunking.window_feature_frames, 80), np.float32) - 8
+    y, _ = model.encode_chunk(x, state)
+    assert y.shape[1] == 4
