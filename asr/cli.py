@@ -26,6 +26,7 @@ from asr.bench import process_env, reexec_with_env
 from asr.bounds import Range
 from asr.chunking import TAIL_PADDING_S
 from asr.decoding.context_graph import SCORE_BOUNDS
+from asr.decoding.context_graph import THRESHOLD_BOUNDS as KEYWORD_THRESHOLD_BOUNDS
 from asr.decoding.ngram_lm import ORDER_BOUNDS as LM_ORDER_BOUNDS
 from asr.decoding.ngram_lm import SCALE_BOUNDS as LM_SCALE_BOUNDS
 from asr.data.synth import SIZES
@@ -102,6 +103,9 @@ EXAMPLES = {
     "emulate": "examples:\n  asr emulate --checkpoint exp/demo/final.pt --cuts data/fbank/synth-small/cuts_test.jsonl.gz\n"
                "  asr emulate --checkpoint exp/demo/final.pt --cuts data/fbank/synth-small/cuts_test.jsonl.gz "
                "--profile onnxruntime --decoding-method modified_beam_search",
+    "kws": "examples:\n"
+           "  asr kws exp/demo/onnx recording.wav --keywords-file keywords.txt\n"
+           "  asr kws exp/demo/onnx a.wav b.flac --keywords-file keywords.txt --keywords-threshold 0.3",
     "stream": "examples:\n"
               "  asr stream exp/demo/onnx recording.wav\n"
               "  asr stream exp/demo/onnx a.wav b.flac c.wav --no-partials\n"
@@ -338,6 +342,23 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--tail-padding", type=float, default=TAIL_PADDING_S, metavar="SECONDS",
                     help="zeros appended to each input, as sherpa-onnx's examples do (default %(default)s)")
     _threads_option(st)
+
+    kw = verb("kws", "keyword spotting with an exported model and a keywords file, as sherpa-onnx's keyword spotter "
+                     "(JSON lines, one per detection)")
+    kw.add_argument("model_dir", help="folder written by 'asr export'")
+    kw.add_argument("inputs", nargs="+", metavar="INPUT", help="wav/flac files (16 kHz, mono)")
+    kw.add_argument("--keywords-file", required=True,
+                    help="one keyword a line, as text or as the model's tokens, each optionally followed by ':BOOST', "
+                         "'#THRESHOLD' and '@NAME' (sherpa-onnx's format; see asr/decoding/keywords.py)")
+    kw.add_argument("--keywords-score", type=float, default=1.0,
+                    help="per-token boost of keywords without their own ':BOOST' (default %(default)s)")
+    kw.add_argument("--keywords-threshold", type=float, default=0.25,
+                    help="mean token probability at which a keyword without its own '#THRESHOLD' triggers "
+                         "(default %(default)s)")
+    kw.add_argument("--max-active-paths", type=int, default=4, help="beam of the search (default %(default)s)")
+    kw.add_argument("--num-trailing-blanks", type=int, default=1,
+                    help="blank frames after a keyword before it triggers: more than this many (default %(default)s)")
+    _threads_option(kw)
     st.add_argument("--partials", action=argparse.BooleanOptionalAction, default=True,
                     help="print partial results as they change (default: on)")
 
@@ -465,7 +486,9 @@ OPTION_BOUNDS = {"beam": Range(1, 1000), "threads": Range(1, 1024), "tail_paddin
                  "hotwords_score": SCORE_BOUNDS, "chunk_feature_frames": Range(0, 4096), "num_calib": Range(1, 1_000_000),
                  "max_utts": Range(0, 10_000_000), "max_segment_length": Range(0, 86400),
                  "top_k": Range(1, 10_000_000), "sizes": Range(0, 1_000_000), "lm_scale": LM_SCALE_BOUNDS,
-                 "order": LM_ORDER_BOUNDS, "commands": Range(0, 100_000_000)}
+                 "order": LM_ORDER_BOUNDS, "commands": Range(0, 100_000_000),
+                 "keywords_score": SCORE_BOUNDS, "keywords_threshold": KEYWORD_THRESHOLD_BOUNDS,
+                 "max_active_paths": Range(1, 1000), "num_trailing_blanks": Range(0, 1000)}
 
 
 def _check_options(args) -> None:
@@ -682,6 +705,27 @@ def _cmd_stream(args) -> None:
         jsonl.stream_stdin(rec, sys.stdin.buffer.fileno(), jsonl.print_line, args.partials)
     else:
         jsonl.stream_audio(rec, args.inputs, audio, jsonl.print_line, args.partials)
+
+
+def _cmd_kws(args) -> None:
+    from asr.audio import read_audio  # lazy: this verb's stack
+    from asr.decoding.keywords import keyword_graph, read_keywords  # lazy: this verb's stack
+    from asr.streaming import jsonl  # lazy: this verb's stack
+    from asr.streaming.keywords import spot_files  # lazy: this verb's stack
+    from asr.streaming.onnx import OnnxTransducer  # lazy: this verb's stack
+    from asr.tokenizer import Tokenizer  # lazy: this verb's stack
+
+    d = Path(args.model_dir)
+    if not d.is_dir():
+        raise UserError(f"{d}: no such model folder; create it with 'asr export --checkpoint CKPT --out {d}'")
+    model = OnnxTransducer(d, num_threads=args.threads)
+    if not (d / "bpe.model").is_file():
+        raise UserError(f"{d}: no bpe.model, which spells the keywords; re-export the folder with 'asr export'")
+    keywords = read_keywords(args.keywords_file, {s: i for i, s in enumerate(model.symbols)},
+                             Tokenizer(d / "bpe.model").encode, model.unk_id)
+    graph = keyword_graph(keywords, args.keywords_score, args.keywords_threshold)
+    audio = [read_audio(path) for path in args.inputs]
+    spot_files(model, graph, args.inputs, audio, jsonl.print_line, args.max_active_paths, args.num_trailing_blanks)
 
 
 def _cmd_bench(args) -> None:

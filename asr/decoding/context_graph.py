@@ -47,6 +47,9 @@ class ContextState:
     node_score: float  # total bonus of the partial match ending here
     output_score: float  # bonus kept when a phrase ends here (or at an output link)
     is_end: bool  # a phrase ends here
+    level: int = 0  # depth in the trie: tokens from the root
+    ac_threshold: float = 0.0  # keyword spotting: the phrase ending here triggers at this mean token probability
+    phrase: str = ""  # keyword spotting: the name of the phrase ending here
     next: dict[int, ContextState] = field(default_factory=dict)
     fail: ContextState | None = None
     output: ContextState | None = None  # longest suffix that is a whole phrase
@@ -56,34 +59,43 @@ class ContextGraph:
     """Aho-Corasick automaton over token ids with per-token bonuses.
 
     ``phrases``: token-id sequences; ``scores``: the per-token bonus of each phrase (``None`` entries,
-    or no list, mean ``default_score``).
+    or no list, mean ``default_score``). Keyword spotting (``asr.decoding.keywords``) also gives each
+    phrase a trigger threshold (``thresholds``, ``None`` meaning ``default_threshold``) and a name
+    (``names``), kept on its end node.
     """
 
-    def __init__(self, phrases: list[list[int]], default_score: float = 1.5, scores: list[float | None] | None = None) -> None:
-        if scores is not None and len(scores) != len(phrases):
-            raise ValueError(f"{len(phrases)} phrases but {len(scores)} scores")
+    def __init__(self, phrases: list[list[int]], default_score: float = 1.5, scores: list[float | None] | None = None,
+                 thresholds: list[float | None] | None = None, names: list[str] | None = None,
+                 default_threshold: float = 0.0) -> None:
+        for what, values in (("scores", scores), ("thresholds", thresholds), ("names", names)):
+            if values is not None and len(values) != len(phrases):
+                raise ValueError(f"{len(phrases)} phrases but {len(values)} {what}")
         self.default_score = default_score
         self.root = ContextState(token=-1, token_score=0.0, node_score=0.0, output_score=0.0, is_end=False)
         self.root.fail = self.root
         for i, phrase in enumerate(phrases):
             score = default_score if scores is None or scores[i] is None else scores[i]
-            self._add(list(phrase), score)
+            threshold = default_threshold if thresholds is None or thresholds[i] is None else thresholds[i]
+            self._add(list(phrase), score, threshold, "" if names is None else names[i])
         self._fill_fail_and_output()
 
-    def _add(self, phrase: list[int], score: float) -> None:
+    def _add(self, phrase: list[int], score: float, threshold: float = 0.0, name: str = "") -> None:
         node = self.root
         for j, token in enumerate(phrase):
             last = j == len(phrase) - 1
             child = node.next.get(token)
             if child is None:
                 node_score = node.node_score + score
-                child = ContextState(token, score, node_score, node_score if last else 0.0, last)
+                child = ContextState(token, score, node_score, node_score if last else 0.0, last, j + 1,
+                                     threshold if last else 0.0, name if last else "")
                 node.next[token] = child
             else:  # shared with an earlier phrase: keep the larger bonus (descendants keep theirs)
                 child.token_score = max(score, child.token_score)
                 child.node_score = node.node_score + child.token_score
                 child.is_end = child.is_end or last
                 child.output_score = child.node_score if child.is_end else 0.0
+                if last:  # the later phrase's name and threshold, as sherpa-onnx's Build
+                    child.ac_threshold, child.phrase = threshold, name
             node = child
 
     def _fill_fail_and_output(self) -> None:
@@ -127,6 +139,12 @@ class ContextGraph:
             return score + matched.node_score - node.node_score, self.root
         return score + node.output_score, node
 
+    def is_matched(self, state: ContextState) -> ContextState | None:
+        """The phrase that ends at ``state`` (or at its output link), or None (sherpa-onnx's IsMatched)."""
+        if state.is_end:
+            return state
+        return state.output
+
     def finalize(self, state: ContextState) -> tuple[float, ContextState]:
         """End of decoding: take back the bonus of the unfinished match in ``state``."""
         return -state.node_score, self.root
@@ -135,6 +153,8 @@ class ContextGraph:
 # a hotword's bonus per token: far beyond any useful value (sherpa-onnx's default is 1.5), short of the
 # float overflow that 1e308 gives once a phrase's bonuses are summed
 SCORE_BOUNDS = Range(-100, 100)
+# keyword spotting's trigger threshold: a mean token probability (asr.decoding.keywords)
+THRESHOLD_BOUNDS = Range(0.0, 1.0)
 
 
 def _parse_line(path: Path, lineno: int, line: str) -> tuple[str, float | None] | None:
