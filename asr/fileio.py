@@ -76,6 +76,23 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def read_user_text(path: str | Path, what: str, hint: str, encoding: str = "utf-8") -> str:
+    """The text of a file a user wrote (a bias list, a keywords file, LM text), or a one-line UserError
+    naming it when it is missing, a folder, unreadable or not UTF-8. ``what`` names the kind of file
+    ("keywords file"); ``hint`` says how to write one."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such {what}; {hint}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder; pass a {what} ({hint})") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); save the {what} as UTF-8") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the {what} ({e.strerror})") from None
+
+
 def read_json_object(path: str | Path) -> dict:
     """The JSON object in ``path`` ({} if there is no such file); a UserError if it holds anything else.
     Commands that end by merging their numbers into a results file call it first, before their work."""

@@ -30,7 +30,7 @@ import numpy as np
 
 from asr.data.librispeech import read_transcripts
 from asr.errors import UserError
-from asr.fileio import write_text_atomic
+from asr.fileio import read_user_text, write_text_atomic
 
 SYNTH_TOP_K = 1000
 LIST_SIZES = (0, 10, 100, 500)
@@ -185,14 +185,7 @@ def read_phrases(path: str | Path) -> list[str]:
     """A bias list as a user writes one: a phrase per line (blank lines and surrounding spaces ignored,
     duplicates kept once, in order); UserError for a missing, non-UTF-8 or empty file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such bias-list file; write one phrase per line") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder; pass a text file with one phrase per line") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); save the list as UTF-8, one phrase per line") from None
+    text = read_user_text(path, "bias-list file", "write one phrase per line", encoding="utf-8-sig")
     phrases = list(dict.fromkeys(" ".join(line.split()) for line in text.splitlines() if line.strip()))
     if not phrases:
         raise UserError(f"{path}: holds no phrase; write one phrase per line")

@@ -39,6 +39,7 @@ from asr.bounds import Range
 from asr.decoding.context_graph import SCORE_BOUNDS as BOOST_BOUNDS
 from asr.decoding.context_graph import THRESHOLD_BOUNDS, ContextGraph, ContextState
 from asr.errors import UserError
+from asr.fileio import read_user_text
 
 WORD_START = "\u2581"
 
@@ -66,14 +67,7 @@ def read_keywords(path: str | Path, symbols: dict[str, int], encode: Callable[[s
     """Parse a keywords file (module docstring); ``symbols``: tokens.txt's symbol -> id, ``encode``:
     text -> ids (the folder's BPE). One-line ``UserError`` for every problem, naming the line."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UserError(f"{path}: keywords file not found; write one keyword a line, e.g. 'HEY ALEXA :1.5 #0.3'") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder; pass a text file with one keyword a line") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); save the keywords file as UTF-8") from None
+    lines = read_user_text(path, "keywords file", "write one keyword a line, e.g. 'HEY ALEXA :1.5 #0.3'").splitlines()
     keywords = []
     for lineno, line in enumerate(lines, 1):
         where = f"{path}:{lineno}"

@@ -39,7 +39,7 @@ import numpy as np
 
 from asr.bounds import Range
 from asr.errors import UserError
-from asr.fileio import atomic_write
+from asr.fileio import atomic_write, read_user_text
 from asr.tokenizer import Tokenizer
 
 BOUNDARY_ID = 1  # the tokenizer's <sos/eos> (asr.tokenizer): sentence start and end
@@ -239,16 +239,9 @@ def read_text_lines(paths) -> list[str]:
     convention, which the tokenizer was trained on)."""
     lines = []
     for path in paths:
-        try:
-            with open(path, encoding="utf-8") as f:
-                lines.extend(line.strip().upper() for line in f if line.strip())
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such text file; write the synthetic corpus's with 'asr prepare lm-text', "
-                            "or pass LibriSpeech's librispeech-lm-norm.txt") from None
-        except UnicodeDecodeError as e:
-            raise UserError(f"{path}: not UTF-8 text (byte {e.start}); convert it, e.g. 'iconv -f latin1 -t utf-8'") from None
-        except OSError as e:
-            raise UserError(f"{path}: cannot read it ({e.strerror})") from None
+        text = read_user_text(path, "text file", "write the synthetic corpus's with 'asr prepare lm-text', or pass "
+                              "LibriSpeech's librispeech-lm-norm.txt")
+        lines.extend(line.strip().upper() for line in text.splitlines() if line.strip())
     return lines
 
 

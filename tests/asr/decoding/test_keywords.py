@@ -71,7 +71,7 @@ def test_unreadable_keywords_files(tmp_path):
     (tmp_path / "latin1.txt").write_bytes("CAF\xc9\n".encode("latin-1"))
     with pytest.raises(UserError, match="not UTF-8"):
         read_keywords(tmp_path / "latin1.txt", SYMBOLS, _encode)
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match="no such keywords file"):
         read_keywords(tmp_path / "missing.txt", SYMBOLS, _encode)
 
 
