@@ -9,7 +9,8 @@ has every training sentence of its pools, ``asr prepare lm-text``).
 
 Smoothing: interpolated Kneser-Ney (Chen and Goodman 1998, "An empirical study of smoothing
 techniques for language modeling", section 2.7), one discount per order, ``D = n1 / (n1 + 2 n2)``
-from that order's counts of counts. The highest order uses raw counts, the lower orders continuation
+from that order's counts of counts (kept in [0.1, 0.9]; 0.5 when an order has no count of 1 or of 2,
+which only tiny texts give). The highest order uses raw counts, the lower orders continuation
 counts (how many distinct tokens precede the n-gram); order 1 is interpolated with the uniform
 distribution over the vocabulary::
 

@@ -59,6 +59,38 @@ def _render_batch(jobs: list[tuple[Utterance, str]], seed: int) -> list[int]:
     return num_samples
 
 
+def render_splits(
+    tmp_dir: Path, plans: dict[str, list[Utterance]], seed: int, num_workers: int
+) -> dict[str, tuple[list[Utterance], list[str], list[int]]]:
+    """Render every planned utterance into ``tmp_dir/<split>/<speaker>/<chapter>/<utt_id>.flac`` in
+    ``num_workers`` processes and write each split's transcripts and tables (:func:`_write_split`).
+    Returns ``{split: (utterances, utt_ids, num_samples)}``."""
+    ids, jobs = {}, []
+    for split, utterances in plans.items():
+        ids[split] = _assign_utt_ids(utterances)
+        for utt, utt_id in zip(utterances, ids[split]):
+            chapter_dir = tmp_dir / split / str(utt.speaker_id) / str(utt.chapter_id)
+            chapter_dir.mkdir(parents=True, exist_ok=True)
+            jobs.append((utt, str(chapter_dir / f"{utt_id}.flac")))
+    # Batches of 32 keep inter-process overhead small while balancing load across workers.
+    batches = [jobs[i : i + 32] for i in range(0, len(jobs), 32)]
+    if num_workers == 1:
+        counts = [_render_batch(batch, seed) for batch in batches]
+    else:
+        # spawn, not fork: the parent may hold torch thread pools that a fork would deadlock on.
+        with ProcessPoolExecutor(num_workers, mp_context=get_context("spawn")) as pool:
+            counts = list(pool.map(_render_batch, batches, [seed] * len(batches)))
+    num_samples = [n for batch in counts for n in batch]
+    out, offset = {}, 0
+    for split, utterances in plans.items():
+        split_samples = num_samples[offset : offset + len(utterances)]
+        offset += len(utterances)
+        (tmp_dir / split).mkdir(parents=True, exist_ok=True)
+        _write_split(tmp_dir / split, utterances, ids[split], split_samples)
+        out[split] = (utterances, ids[split], split_samples)
+    return out
+
+
 def _check_existing(out_dir: Path, size: str, seed: int) -> dict | None:
     """Summary of a finished corpus with this size and seed; None if out_dir is free; UserError otherwise."""
     if not out_dir.exists():
@@ -167,39 +199,14 @@ def prepare_synth(
         shutil.rmtree(tmp_dir)  # left by an earlier crashed run that had our pid
     start_s = time.monotonic()
     try:
-        plans = {}
-        for split in SPLITS:
-            utterances = [plan_utterance(assets, open_text, seed, split, i) for i in range(SIZES[size][split])]
-            utt_ids = _assign_utt_ids(utterances)
-            paths = []
-            for utt, utt_id in zip(utterances, utt_ids):
-                chapter_dir = tmp_dir / split / str(utt.speaker_id) / str(utt.chapter_id)
-                chapter_dir.mkdir(parents=True, exist_ok=True)
-                paths.append(str(chapter_dir / f"{utt_id}.flac"))
-            plans[split] = (utterances, utt_ids, paths)
-
-        # Batches of 32 keep inter-process overhead small while balancing load across workers.
-        jobs = [
-            (utt, path)
-            for utterances, _, paths in plans.values()
-            for utt, path in zip(utterances, paths)
-        ]
-        batches = [jobs[i : i + 32] for i in range(0, len(jobs), 32)]
-        if num_workers == 1:
-            counts = [_render_batch(batch, seed) for batch in batches]
-        else:
-            # spawn, not fork: the parent may hold torch thread pools that a fork would deadlock on.
-            with ProcessPoolExecutor(num_workers, mp_context=get_context("spawn")) as pool:
-                counts = list(pool.map(_render_batch, batches, [seed] * len(batches)))
-        num_samples = [n for batch in counts for n in batch]
-
+        rendered = render_splits(
+            tmp_dir,
+            {split: [plan_utterance(assets, open_text, seed, split, i) for i in range(SIZES[size][split])]
+             for split in SPLITS},
+            seed, num_workers)
         summary = {"size": size, "seed": seed, "splits": {}}
-        training_words = {word for utt in plans["train"][0] for word in utt.text.split()}
-        offset = 0
-        for split, (utterances, utt_ids, _) in plans.items():
-            split_samples = num_samples[offset : offset + len(utterances)]
-            offset += len(utterances)
-            _write_split(tmp_dir / split, utterances, utt_ids, split_samples)
+        training_words = {word for utt in rendered["train"][0] for word in utt.text.split()}
+        for split, (utterances, _, split_samples) in rendered.items():
             words = [word for utt in utterances for word in utt.text.split()]
             summary["splits"][split] = {
                 "utterances": len(utterances),

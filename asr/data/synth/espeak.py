@@ -19,6 +19,8 @@ _INITIALIZE_DONT_EXIT = 0x8000
 _ESPEAK_RATE = 1
 _ESPEAK_PITCH = 3
 _ESPEAK_RANGE = 4
+_CHARS_UTF8 = 1  # espeakCHARS_UTF8
+_PHONEMES_IPA = 0x02  # espeakPHONEMES_IPA
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
@@ -111,6 +113,23 @@ class _Espeak:
         if not self._chunks:
             raise RuntimeError(f"espeak-ng produced no audio for {text!r} with voice {voice!r}")
         return np.concatenate(self._chunks)
+
+
+    def phonemes(self, words: list[str], language: str = "en-us") -> list[str]:
+        """Each word's phonemes as espeak-ng writes them in IPA (stress marks included), for phonetic
+        distances; the library is reloaded first, so synthesis after it is unaffected."""
+        self._reload()
+        lib = self._lib
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+        if lib.espeak_SetVoiceByName(language.encode()) != 0:
+            raise RuntimeError(f"espeak-ng does not accept the voice {language!r}")
+        out = []
+        for word in words:
+            buf = ctypes.create_string_buffer(word.encode("ascii"))
+            ptr = ctypes.c_void_p(ctypes.addressof(buf))
+            out.append((lib.espeak_TextToPhonemes(ctypes.byref(ptr), _CHARS_UTF8, _PHONEMES_IPA) or b"").decode())
+        return out
 
 
 _ENGINE: _Espeak | None = None
