@@ -194,6 +194,16 @@ def _parser() -> argparse.ArgumentParser:
                            "fbai-speech's lists (0: the rare words alone; default 0 10 100 500)")
     bias.add_argument("--seed", type=int, default=0)
     bias.add_argument("--out", required=True, help="folder for <part>.biasing_<N>.tsv (fbai-speech's format)")
+    ww = corpora.add_parser("wakeword", help="wake-word data: the wake word then a command, phonetic confusables, "
+                            "speech without it, by the corpus's voices (held-out voices for test)",
+                            epilog="example:\n  asr prepare wakeword --out data/wakeword --word zephyra --size small",
+                            formatter_class=fmt)
+    ww.add_argument("--out", required=True, help="output folder (corpus layout, plus wakeword.tsv per split)")
+    ww.add_argument("--word", default="zephyra", help="the wake word: a word the corpus's training text does not hold "
+                    "(default %(default)s)")
+    ww.add_argument("--size", default="small", choices=["tiny", "small"],
+                    help="utterances per split: tiny 12/6/12 (tests), small 6000/600/2000 (default %(default)s)")
+    ww.add_argument("--seed", type=int, default=0)
     lmt = corpora.add_parser("lm-text", help="the synthetic corpus's language-model text: every sentence training may "
                              "use (no dev or test sentence, no held-out name)",
                              epilog="example:\n  asr prepare lm-text --out data/lm/synth-text.txt", formatter_class=fmt)
@@ -514,6 +524,10 @@ def _cmd_prepare(args) -> None:
         from asr.data.synth import prepare_synth  # lazy: this verb's stack
 
         summary = prepare_synth(args.out, size=args.size, seed=args.seed)
+    elif args.corpus == "wakeword":
+        from asr.data.synth.wakeword import prepare_wakeword  # lazy: this verb's stack
+
+        summary = prepare_wakeword(args.out, args.word, args.size, args.seed)
     elif args.corpus == "lm-text":
         from asr.data.synth import write_lm_text  # lazy: this verb's stack
 

@@ -93,7 +93,7 @@ def utterance_rng(seed: int, split: str, index: int, stream: int) -> np.random.G
     return np.random.default_rng([seed, SPLIT_CODES[split], index, stream])
 
 
-def _fill_template(rng: np.random.Generator, assets: Assets, split: str, open_text: OpenText):
+def fill_template(rng: np.random.Generator, assets: Assets, split: str, open_text: OpenText):
     """A command: its text, spoken form, domain and (slot, value) entities. The draws for ``test`` are
     those of the corpus before open text (no name draws), so its plans did not change."""
     templates = assets.templates
@@ -131,7 +131,7 @@ def training_commands(assets: Assets, open_text: OpenText, seed: int, count: int
     """``count`` commands filled as training commands are (training entities and names, the wake word
     at its rate), from their own random stream: text for a language model, never a test sentence."""
     rng = np.random.default_rng([seed, SPLIT_CODES["train"], LM_TEXT_STREAM])
-    return [_fill_template(rng, assets, "train", open_text)[0] for _ in range(count)]
+    return [fill_template(rng, assets, "train", open_text)[0] for _ in range(count)]
 
 
 def plan_utterance(assets: Assets, open_text: OpenText, seed: int, split: str, index: int) -> Utterance:
@@ -143,7 +143,7 @@ def plan_utterance(assets: Assets, open_text: OpenText, seed: int, split: str, i
     else:
         source = SPLIT_SOURCE[split]
     if source == "templates":
-        text, spoken, domain, entities = _fill_template(rng, assets, split, open_text)
+        text, spoken, domain, entities = fill_template(rng, assets, split, open_text)
     else:
         if split in ("test-open", "test-engine"):  # the same sentence for the same index
             pool = open_text.examples["test"]
