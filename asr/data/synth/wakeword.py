@@ -37,9 +37,9 @@ from pathlib import Path
 from asr.data.synth.assets import DEFAULT_ASSETS_DIR, load_assets
 from asr.data.synth.corpus import render_splits
 from asr.data.synth.espeak import engine
-from asr.data.synth.festival import check_festival
 from asr.data.synth.flite import check_flite
 from asr.data.synth.plan import WAKE_WORD, Utterance, fill_template, plan_utterance, utterance_rng
+from asr.data.synth.render import SAMPLE_RATE_HZ
 from asr.data.synth.text import DEFAULT_WORDNET_DIR, load_open_text, template_words
 from asr.errors import UserError
 
@@ -134,8 +134,7 @@ def prepare_wakeword(out_dir: str | os.PathLike, word: str = DEFAULT_WAKE_WORD, 
     if word in vocabulary:
         raise UserError(f"--word {word!r}: the corpus's training text holds it, so a model trained on the corpus "
                         "has heard it; pick a word it does not hold (the default is 'zephyra')")
-    check_flite()
-    check_festival()
+    check_flite()  # flite speaks some of each split (festival none)
     near = confusables(word, vocabulary)
     by_split = {"test": [w for w, _ in near]}
     by_split["train"] = by_split["dev"] = [w for w, _ in near if not _test_only(w)]
@@ -154,7 +153,7 @@ def prepare_wakeword(out_dir: str | os.PathLike, word: str = DEFAULT_WAKE_WORD, 
             (tmp_dir / split / "wakeword.tsv").write_text("utt_id\tlabel\tword\n" + "".join(
                 f"{u}\t{label}\t{said}\n" for u, (label, said) in sorted(zip(utt_ids, labels[split]))))
             summary[split] = {label: sum(lab == label for lab, _ in labels[split]) for label in LABELS}
-            summary[split]["hours"] = round(sum(samples) / 16000 / 3600, 4)
+            summary[split]["hours"] = round(sum(samples) / SAMPLE_RATE_HZ / 3600, 4)
         meta = {"format": FORMAT, "word": word, "size": size, "seed": seed,
                 "phonemes": engine().phonemes([word])[0],
                 "confusables": [{"word": w, "distance": d, "test_only": _test_only(w)} for w, d in near],
