@@ -49,6 +49,8 @@ BENCH_HELP = {
     "sherpa": "our onnxruntime recognizer vs sherpa-onnx on whole files: equal tokens, WER, RTF",
     "biasing": "contextual biasing on per-utterance bias lists: WER, U-WER, B-WER of no biasing, hotwords and the "
                "biasing adapter, with and without the true words",
+    "wakeword": "wake-word false rejects at 0.5 / 1 / 2 false alarms per hour, DET curve and F1: the keyword-graph "
+                "baseline (sherpa-onnx's keyword spotter on the plain transducer)",
     "long-stream": "per-chunk cost minute by minute over an hour-long stream without endpoints, with and without "
                    "settled finals",
 }
@@ -97,6 +99,8 @@ EXAMPLES = {
                      "--cuts data/fbank/synth-small/cuts_test-names.jsonl.gz --lists data/bias/synth-small",
     "bench long-stream": "example:\n  asr bench long-stream --model-dir exp/demo/onnx --audio-dir data/synth-small/test "
                          "--minutes 60",
+    "bench wakeword": "example:\n  asr bench wakeword --model-dir exp/demo/onnx --data data/wakeword --negatives "
+                      "data/synth-small/test --json exp/wakeword/results.json --plot exp/wakeword/det.png",
     "bench sherpa": "example:\n  asr bench sherpa --model-dir exp/demo/onnx --audio-dir data/synth-small/test --beam 8",
     "compress": "examples:\n  asr compress --method s8bqat --checkpoint exp/demo/final.pt --config recipes/synth/compress-s8bqat.yaml\n"
                 "  asr compress --method csp --checkpoint exp/demo/final.pt --set compression.sparsity=0.5 --exp-dir exp/csp50",
@@ -467,6 +471,18 @@ def _bench_options(p: dict[str, argparse.ArgumentParser]) -> None:
                     help="as in 'asr stream' (default %(default)s)")
     ls.add_argument("--json", default=None, help="write the rows, with each minute's cost, to this JSON file")
 
+    wk = p["wakeword"]
+    wk.add_argument("--model-dir", required=True, help="what 'asr export' wrote")
+    wk.add_argument("--data", required=True, help="what 'asr prepare wakeword' wrote")
+    wk.add_argument("--split", default="test", choices=["train", "dev", "test"], help="(default %(default)s)")
+    wk.add_argument("--negatives", nargs="*", default=[],
+                    help="more wake-word-free LibriSpeech-layout folders (e.g. data/synth-small/test): false alarms per hour")
+    wk.add_argument("--keywords-score", type=float, default=1.0, help="the keyword's per-token boost (default %(default)s)")
+    wk.add_argument("--max-active-paths", type=int, default=4)
+    wk.add_argument("--max-utts", type=int, default=0, help="first N utterances of each folder (0: all)")
+    wk.add_argument("--json", default=None, help="write the rows (with the DET curve) to this JSON file")
+    wk.add_argument("--plot", default=None, help="write the DET curve to this PNG")
+
     sh = p["sherpa"]
     sh.add_argument("--model-dir", required=True, help="what 'asr export' wrote")
     sh.add_argument("--audio-dir", required=True, help="LibriSpeech-layout folder of flac files and transcripts")
@@ -755,6 +771,8 @@ def _cmd_bench(args) -> None:
         from asr.bench.hotwords import run  # lazy: this benchmark's stack
     elif args.benchmark == "biasing":
         from asr.bench.biasing import run  # lazy: this benchmark's stack
+    elif args.benchmark == "wakeword":
+        from asr.bench.wakeword import run  # lazy: this benchmark's stack
     elif args.benchmark == "long-stream":
         from asr.bench.long_stream import run  # lazy: this benchmark's stack
     else:

@@ -1,5 +1,6 @@
-"""Word error rate with kaldialign (Levenshtein alignment, as icefall's ``errs-*`` files), and the
-biasing metrics U-WER and B-WER (:func:`biased_word_errors`)."""
+"""Word error rate with kaldialign (Levenshtein alignment, as icefall's ``errs-*`` files), the
+biasing metrics U-WER and B-WER (:func:`biased_word_errors`), and a wake-word detector's false rejects
+against false alarms per hour (:func:`det_points`, :func:`frr_at`)."""
 
 from __future__ import annotations
 
@@ -153,3 +154,48 @@ def paired_bootstrap_counts(errors_a, errors_b, words, resamples: int = 1000, le
     diffs = 100.0 * (ea[idx].sum(1) - eb[idx].sum(1)) / np.maximum(n[idx].sum(1), 1)
     tail = 100.0 * (1 - level) / 2
     return float(100.0 * (ea.sum() - eb.sum()) / max(n.sum(), 1)), float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail))
+
+
+# ---- wake words: false rejects against false alarms per hour ------------------------------------------
+
+
+@dataclass
+class OperatingPoint:
+    """A wake-word detector at one score threshold: ``frr`` and ``recall`` in percent of positive
+    utterances, false alarms per hour of wake-word-free audio, precision and F1 over detections."""
+
+    threshold: float
+    frr: float
+    fa_per_hour: float
+    precision: float
+    recall: float
+    f1: float
+
+
+def det_points(positive_scores: list[float | None], false_alarm_scores: list[float],
+               negative_hours: float) -> list[OperatingPoint]:
+    """The DET curve's points, one per distinct score (thresholds ascending, so false alarms fall).
+
+    ``positive_scores``: per utterance that says the wake word, the best score of a detection of it (None:
+    never detected); ``false_alarm_scores``: the score of every detection in ``negative_hours`` of audio
+    that does not say it. A detection counts at threshold t when its score is >= t."""
+    if negative_hours <= 0 or not positive_scores:
+        raise ValueError("need positive utterances and a positive number of negative hours")
+    detected = np.sort(np.array([s for s in positive_scores if s is not None], dtype=np.float64))
+    alarms = np.sort(np.array(false_alarm_scores, dtype=np.float64))
+    points = []
+    for t in sorted(set(detected.tolist()) | set(alarms.tolist()) | {float("inf")}):
+        tp = len(detected) - int(np.searchsorted(detected, t, side="left"))
+        fa = len(alarms) - int(np.searchsorted(alarms, t, side="left"))
+        recall = tp / len(positive_scores)
+        precision = tp / (tp + fa) if tp + fa else 1.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        points.append(OperatingPoint(t, 100 * (1 - recall), fa / negative_hours, 100 * precision, 100 * recall, 100 * f1))
+    return points
+
+
+def frr_at(points: list[OperatingPoint], fa_per_hour: float) -> OperatingPoint:
+    """The point with the lowest false-reject rate among those with at most ``fa_per_hour`` false alarms
+    per hour (the lowest threshold that keeps the alarms that rare)."""
+    allowed = [p for p in points if p.fa_per_hour <= fa_per_hour]
+    return min(allowed, key=lambda p: (p.frr, -p.threshold))

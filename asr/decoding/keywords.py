@@ -130,6 +130,7 @@ class Detection:
     tokens: list[int]
     frames: list[int]  # encoder frame of each token, from the start of the search (or of the stream, see origin)
     origin: int = 0  # the encoder frame of the stream where the search that found it started
+    score: float = 0.0  # the mean acoustic probability of its tokens, which met the keyword's threshold
 
 
 @dataclass
@@ -190,7 +191,7 @@ def keyword_search(model, enc: torch.Tensor, graph: ContextGraph, state: KwsStat
             mean_prob = float(np.float32(sum(np.float32(p) for p in best.ys_probs[: matched.level])) / matched.level)
             if best.num_trailing_blanks > num_trailing_blanks and mean_prob >= matched.ac_threshold:
                 state.detections.append(Detection(matched.phrase, list(best.ys[-matched.level:]),
-                                                  list(best.timestamps[-matched.level:])))
+                                                  list(best.timestamps[-matched.level:]), score=mean_prob))
                 empty = KwsHyp(blanks, 0.0, context_state=graph.root)
                 hyps = {empty.ys: empty}
         state.hyps = hyps

@@ -70,13 +70,14 @@ class KeywordStream:
             self.frames = self.frames[chunking.chunk_feature_frames :]
             if self.search_state.detections:
                 offset = self.frame_offset
-                self.detections += [Detection(d.keyword, d.tokens, [f + offset for f in d.frames], offset)
+                self.detections += [Detection(d.keyword, d.tokens, [f + offset for f in d.frames], offset, d.score)
                                     for d in self.search_state.detections]
                 self._reset()
 
     def describe(self, detection: Detection) -> dict:
         """A detection as ``asr kws`` prints it: the keyword, its tokens and when they were said."""
-        return {"keyword": detection.keyword, "start_s": round(detection.frames[0] * ENCODER_FRAME_S, 2),
+        return {"keyword": detection.keyword, "score": round(detection.score, 4),
+                "start_s": round(detection.frames[0] * ENCODER_FRAME_S, 2),
                 "end_s": round((detection.frames[-1] + 1) * ENCODER_FRAME_S, 2),
                 "tokens": [self.model.symbols[t] for t in detection.tokens],
                 "timestamps": [round(f * ENCODER_FRAME_S, 2) for f in detection.frames]}

@@ -99,3 +99,17 @@ def test_different_utterances_are_refused(refs):
     a = {u: (r, r) for u, r in refs.items()}
     with pytest.raises(UserError, match="different utterances"):
         paired_bootstrap(a, dict(list(a.items())[:10]))
+
+
+def test_det_points_and_frr_at_by_hand():
+    """Positives scored 0.9, 0.5, never, 0.3; false alarms 0.4 and 0.6 in 2 hours."""
+    from asr.metrics import det_points, frr_at
+
+    points = det_points([0.9, 0.5, None, 0.3], [0.4, 0.6], negative_hours=2.0)
+    got = [(p.threshold, round(p.frr, 2), p.fa_per_hour, round(p.precision, 2), round(p.f1, 2)) for p in points]
+    assert got == [(0.3, 25.0, 1.0, 60.0, 66.67), (0.4, 50.0, 1.0, 50.0, 50.0), (0.5, 50.0, 0.5, 66.67, 57.14),
+                   (0.6, 75.0, 0.5, 50.0, 33.33), (0.9, 75.0, 0.0, 100.0, 40.0), (float("inf"), 100.0, 0.0, 100.0, 0.0)]
+    assert frr_at(points, 1.0).threshold == 0.3 and frr_at(points, 0.5).threshold == 0.5
+    assert frr_at(points, 0.0).threshold == 0.9 and frr_at(points, 0.0).frr == 75.0
+    with pytest.raises(ValueError):
+        det_points([0.5], [], negative_hours=0.0)
