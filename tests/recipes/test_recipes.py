@@ -127,3 +127,39 @@ def test_bench_compression_runs_name_valid_synth_configs(tiny_checkpoint):
         ft = compress_config(str(tiny_checkpoint.path), method, str(REPO / config))
         assert ft.compression.method == method and handler(ft.compression).config is ft.compression, run
         assert ft.train.max_steps > 0 and ft.train.exp_dir, run
+
+
+def test_librispeech_biasing_config_builds_and_steps():
+    """The LibriSpeech biasing config at full size (vocabulary 500) takes two steps of adapter training:
+    the transducer frozen, batch lists drawn as in training, the guided-attention loss included."""
+    from asr.config import load_config
+    from asr.data.bias_lists import TrainingLists
+    from asr.models.biasing import PhraseBatch
+    from asr.models.registry import build_model
+    from asr.train import _freeze_for
+
+    cfg = load_config(str(REPO / "recipes" / "librispeech" / "conformer-biasing.yaml"))
+    cfg.model.vocab_size = 500
+    assert cfg.train.trainable == "biasing" and cfg.data.bias_top_k == 5000
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    _freeze_for(cfg, model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("biasing.") for n in trainable)
+    names = [a + b + c for a in "BCDFG" for b in "AEIOU" for c in "KLMNPRST"]  # 200 rare words
+    texts = [f"{w} COMMON COMMON TEXT" for w in names]
+    lists = TrainingLists(texts, top_k=3, distractors=cfg.data.bias_distractors, drop=cfg.data.bias_drop, seed=0)
+    shared = lists([f"{names[1]} COMMON TEXT", f"{names[7]} COMMON"], step=0)
+    assert len(shared) >= cfg.data.bias_distractors
+    x, x_lens = torch.randn(2, 69, 80), torch.tensor([69, 57])
+    y, y_lens = torch.randint(1, 500, (2, 6)), torch.tensor([6, 4])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.optim.lr)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for _ in range(2):
+        loss = model(x, x_lens, y, y_lens, warmup=0.0, phrases=PhraseBatch.from_lists([shared, shared]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert torch.isfinite(loss)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and changed <= trainable
