@@ -217,6 +217,7 @@ class Hyp:
     pred_out: torch.Tensor  # (J,)
     pred_state: object  # per-hypothesis predictor state (batch axis of size 1) or None
     context_state: object = None  # state in the hotwords graph (None without one)
+    lm_scores: np.ndarray | None = None  # shallow fusion's (V,) terms after these tokens, once computed
 
     @property
     def ys(self) -> tuple:
@@ -261,7 +262,8 @@ def beam_init(model: SearchModel, batch: int, device="cpu", context_graph: Conte
 
 def _lm_scores(state: BeamState, model: SearchModel, hyps: list[Hyp], vocab: int, device) -> torch.Tensor | None:
     """(B, V) shallow-fusion terms: ``lm_scale * log P_lm(token | hypothesis)`` for every token the search
-    can emit, 0 for blank (and ``<unk>``, decoded like blank), which leave the text unchanged."""
+    can emit, 0 for blank (and ``<unk>``, decoded like blank), which leave the text unchanged. Each
+    hypothesis computes its row once (a blank extension keeps its parent's)."""
     if state.lm is None:
         return None
     lm = state.lm.lm
@@ -269,13 +271,16 @@ def _lm_scores(state: BeamState, model: SearchModel, hyps: list[Hyp], vocab: int
         raise ValueError(f"the n-gram model counts {lm.vocab_size} tokens but the transducer emits {vocab}; "
                          "count it with the transducer's tokenizer ('asr prepare lm --bpe-model')")
     n = lm.order - 1
-    # a streaming segment's history may start with the predictor's placeholder context (-1, blank): not text
-    rows = np.stack([lm.log_probs([t for t in h.history.tail(n)[0] if t >= 0 and t != model.blank_id] if n else ())
-                     for h in hyps]) * state.lm.scale
-    rows[:, model.blank_id] = 0.0
-    if model.unk_id is not None:
-        rows[:, model.unk_id] = 0.0
-    return torch.from_numpy(rows).to(device=device, dtype=torch.float32)
+    for h in hyps:
+        if h.lm_scores is None:
+            # a streaming segment's history may start with the predictor's placeholder context (-1, blank): not text
+            row = lm.log_probs([t for t in h.history.tail(n)[0] if t >= 0 and t != model.blank_id] if n else ())
+            row = row * state.lm.scale
+            row[model.blank_id] = 0.0
+            if model.unk_id is not None:
+                row[model.unk_id] = 0.0
+            h.lm_scores = row
+    return torch.from_numpy(np.stack([h.lm_scores for h in hyps])).to(device=device, dtype=torch.float32)
 
 
 @torch.no_grad()
@@ -313,7 +318,8 @@ def modified_beam_search(model: SearchModel, enc: torch.Tensor, enc_lens: torch.
             for score, k in zip(top.tolist(), flat.tolist()):
                 parent, token = hyps[k // vocab], k % vocab
                 if _is_blank(model, token):
-                    new = Hyp(parent.history, score, parent.pred_out, parent.pred_state, parent.context_state)
+                    new = Hyp(parent.history, score, parent.pred_out, parent.pred_state, parent.context_state,
+                              parent.lm_scores)
                 else:
                     context_state = parent.context_state
                     if graph is not None:
@@ -353,7 +359,8 @@ def finalize_context(state: BeamState) -> BeamState:
         new = []
         for h in hyps:
             bonus, root = graph.finalize(h.context_state)
-            new.append(Hyp(h.history, float(np.float32(h.log_prob) + np.float32(bonus)), h.pred_out, h.pred_state, root))
+            new.append(Hyp(h.history, float(np.float32(h.log_prob) + np.float32(bonus)), h.pred_out, h.pred_state, root,
+                           h.lm_scores))
         beams.append(sorted(new, key=lambda h: -h.log_prob))
     return BeamState(beams, list(state.frames_done), state.context_size, graph, state.lm)
 
