@@ -146,6 +146,9 @@ def _blanks(model) -> tuple:
 
 
 def kws_init(model, graph: ContextGraph) -> KwsState:
+    if model.init_predictor_state(1) is not None:
+        raise UserError("keyword spotting needs a stateless predictor (model.predictor.type: stateless), as "
+                        "sherpa-onnx's spotter does: its hypotheses are decoded from their last tokens alone")
     empty = KwsHyp(_blanks(model), 0.0, context_state=graph.root)
     return KwsState({empty.ys: empty})
 
