@@ -360,7 +360,8 @@ def _parser() -> argparse.ArgumentParser:
     kw = verb("kws", "keyword spotting with an exported model and a keywords file, as sherpa-onnx's keyword spotter "
                      "(JSON lines, one per detection)")
     kw.add_argument("model_dir", help="folder written by 'asr export'")
-    kw.add_argument("inputs", nargs="+", metavar="INPUT", help="wav/flac files (16 kHz, mono)")
+    kw.add_argument("inputs", nargs="+", metavar="INPUT",
+                    help=f"wav/flac files (16 kHz, mono); or '-' for {RAW_FORMAT} on stdin (a live microphone)")
     kw.add_argument("--keywords-file", required=True,
                     help="one keyword a line, as text or as the model's tokens, each optionally followed by ':BOOST', "
                          "'#THRESHOLD' and '@NAME' (sherpa-onnx's format; see asr/decoding/keywords.py)")
@@ -741,7 +742,7 @@ def _cmd_kws(args) -> None:
     from asr.audio import read_audio  # lazy: this verb's stack
     from asr.decoding.keywords import keyword_graph, read_keywords  # lazy: this verb's stack
     from asr.streaming import jsonl  # lazy: this verb's stack
-    from asr.streaming.keywords import spot_files  # lazy: this verb's stack
+    from asr.streaming.keywords import spot_files, spot_stdin  # lazy: this verb's stack
     from asr.streaming.onnx import OnnxTransducer  # lazy: this verb's stack
     from asr.tokenizer import Tokenizer  # lazy: this verb's stack
 
@@ -754,6 +755,15 @@ def _cmd_kws(args) -> None:
     keywords = read_keywords(args.keywords_file, {s: i for i, s in enumerate(model.symbols)},
                              Tokenizer(d / "bpe.model").encode, model.unk_id)
     graph = keyword_graph(keywords, args.keywords_score, args.keywords_threshold)
+    if args.inputs == ["-"]:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UserError(f"stdin is closed or a terminal; pipe {RAW_FORMAT} into it, e.g. "
+                            "'arecord -q -f S16_LE -r 16000 -c 1 -t raw | asr kws MODEL_DIR - --keywords-file F'")
+        spot_stdin(model, graph, sys.stdin.buffer.fileno(), jsonl.print_line, args.max_active_paths,
+                   args.num_trailing_blanks)
+        return
+    if "-" in args.inputs:
+        raise UserError("'-' (stdin) must be the only input; spot files and stdin in separate 'asr kws' runs")
     audio = [read_audio(path) for path in args.inputs]
     spot_files(model, graph, args.inputs, audio, jsonl.print_line, args.max_active_paths, args.num_trailing_blanks)
 

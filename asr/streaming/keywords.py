@@ -11,17 +11,19 @@ before an encoder call once the best hypothesis has seen more than ``AUTO_RESET_
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import torch
 
+from asr.audio import PcmReader
 from asr.chunking import TAIL_PADDING_S
 from asr.decoding.context_graph import ContextGraph
 from asr.decoding.keywords import Detection, keyword_search, kws_init
 
 AUTO_RESET_S = 1.5  # sherpa-onnx: "it resets automatically after detecting 1.5 seconds of silence"
 from asr.features import SherpaFbank
-from asr.frontend import NUM_MEL_BINS, SAMPLE_RATE_HZ
+from asr.frontend import NUM_MEL_BINS, PIECE_SAMPLES, SAMPLE_RATE_HZ
 from asr.streaming.onnx import ENCODER_FRAME_S, StreamingTransducer
 
 
@@ -83,8 +85,34 @@ class KeywordStream:
                 "timestamps": [round(f * ENCODER_FRAME_S, 2) for f in detection.frames]}
 
 
+def spot_stdin(model: StreamingTransducer, graph: ContextGraph, fd: int, write, max_active_paths: int = 4,
+               num_trailing_blanks: int = 1, name: str = "-") -> int:
+    """``asr kws -``: raw 16 kHz s16le PCM (or a wav) read from file descriptor ``fd`` as it arrives, one
+    JSON line per detection as it happens; returns the number of detections."""
+    stream = KeywordStream(model, graph, max_active_paths, num_trailing_blanks)
+    reader, seen = PcmReader(), 0
+
+    def flush() -> None:
+        nonlocal seen
+        for detection in stream.detections[seen:]:
+            write(json.dumps({"stream": name, "type": "keyword", **stream.describe(detection)}))
+        seen = len(stream.detections)
+
+    while data := os.read(fd, 2 * PIECE_SAMPLES):  # 16-bit samples
+        samples = reader.feed(data)
+        if samples.size:
+            stream.accept_waveform(samples)
+            flush()
+    samples = reader.finish()
+    if samples.size:
+        stream.accept_waveform(samples)
+    stream.input_finished()
+    flush()
+    return seen
+
+
 def spot_files(model: StreamingTransducer, graph: ContextGraph, names: list[str], audio: list[np.ndarray], write,
-               max_active_paths: int = 4, num_trailing_blanks: int = 1, piece_samples: int = 1600) -> int:
+               max_active_paths: int = 4, num_trailing_blanks: int = 1, piece_samples: int = PIECE_SAMPLES) -> int:
     """``asr kws``: each file's (S,) samples fed ``piece_samples`` at a time (a microphone's 100 ms), one JSON
     line written per detection as it happens; returns the number of detections."""
     count = 0

@@ -160,6 +160,24 @@ def test_detections_equal_sherpa_onnx(model_dir, tiny_corpus, tmp_path):
     assert sum(len(f) for f in ours) >= 3, f"too few detections for the comparison to mean anything: {ours}"
 
 
+def test_cli_kws_stdin_equals_the_file(asr_cli, model_dir, tiny_corpus, tmp_path, monkeypatch):
+    """The same audio as raw s16le PCM on stdin (fed as it is read) gives the file's detections."""
+    import io
+
+    keywords = tmp_path / "keywords.txt"
+    keywords.write_text("\u2581M \u2581M F @MMF :1.5\nF N E @FNE #0.01\n", encoding="utf-8")
+    flac = tiny_flacs(tiny_corpus)[0]
+    from_file = [json.loads(x) for x in asr_cli("kws", model_dir, flac, "--keywords-file", keywords).stdout.splitlines()]
+    assert from_file
+    (tmp_path / "pcm").write_bytes(sf.read(flac, dtype="int16")[0].astype("<i2").tobytes())
+    with open(tmp_path / "pcm", "rb") as f:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(f))
+        r = asr_cli("kws", model_dir, "-", "--keywords-file", keywords)
+    assert r.returncode == 0, r.stderr
+    assert [{**json.loads(x), "stream": str(flac)} for x in r.stdout.splitlines()] == from_file
+    assert_user_error(asr_cli("kws", model_dir, flac, "-", "--keywords-file", keywords), "'-' (stdin) must be the only")
+
+
 def test_cli_kws(asr_cli, model_dir, tiny_corpus, tmp_path):
     keywords = tmp_path / "keywords.txt"
     keywords.write_text("\u2581M \u2581M :3 #0.01 @FIRST\n", encoding="utf-8")
