@@ -100,6 +100,7 @@ def results_values(results: list[DecodeResult]) -> dict:
         if r.bias_scores is not None:
             for name, counts in zip(("scored_wer", "u_wer", "b_wer"), r.bias_scores):
                 values[f"{r.key}_{name}"] = round(counts.rate, 3)
+            values[f"{r.key}_bias_recall"] = round(r.bias_scores[2].recall, 3)
         if r.symbol_delay_ms is not None:
             values[f"{r.key}_symbol_delay_ms"] = round(r.symbol_delay_ms, 1)
     return values
@@ -190,7 +191,8 @@ def decode_model(model, tokenizer, cuts_path: str, out_dir: str, method: str = "
         all_, u, b = bias_scores
         bias_note = (f"; bias lists {lists_path} ({'biased' if biased else 'scored only: the model has no biasing adapter'}): "
                      f"score.py WER {all_.rate:.2f} [ {all_.errors} / {all_.ref_words} ], U-WER {u.rate:.2f} "
-                     f"[ {u.errors} / {u.ref_words} ], B-WER {b.rate:.2f} [ {b.errors} / {b.ref_words} ]")
+                     f"[ {u.errors} / {u.ref_words} ], B-WER {b.rate:.2f} [ {b.errors} / {b.ref_words} ], bias-word recall "
+                     f"{b.recall:.2f}")
     write_text_atomic(out / f"wer-{tag}.txt", summary + delay_note + bias_note + "\n")
     return DecodeResult(wer, errors, words, compute_s / max(audio_s, 1e-9), len(rows), 0, 0.0, method, beam, delay_ms,
                         part, audio_s, bias_scores if lists is not None else None, biased,

@@ -37,6 +37,13 @@ class ErrorCounts:
         """100 x errors / reference words (NaN without reference words: B-WER of a list no utterance says)."""
         return 100.0 * self.errors / self.ref_words if self.ref_words else float("nan")
 
+    @property
+    def recall(self) -> float:
+        """100 x reference words recognised (neither substituted nor deleted) / reference words: of the
+        biased words, the bias-word recall (insertions do not lower it; B-WER counts them)."""
+        return 100.0 * (self.ref_words - self.substitutions - self.deletions) / self.ref_words if self.ref_words \
+            else float("nan")
+
     def __add__(self, other: ErrorCounts) -> ErrorCounts:
         return ErrorCounts(self.ref_words + other.ref_words, self.substitutions + other.substitutions,
                            self.deletions + other.deletions, self.insertions + other.insertions)

@@ -23,7 +23,7 @@ utterance). The bias words are the utterance's rare words,
 whichever the condition. The last lines give paired-bootstrap 95 % intervals of the B-WER and U-WER
 differences of the adapter against ``none`` and ``hotwords`` at each list size (with the true words).
 ``--json`` writes the rows, a JSON list (keys ``system``, ``n``, ``condition``, ``wer``, ``u_wer``, ``b_wer``,
-``rtf``, and on the adapter's rows with the true words ``vs_none_b_wer`` ... ``vs_hotwords_u_wer``: the
+``recall`` (bias-word recall: the utterances' bias words recognised, in percent), ``rtf``, and on the adapter's rows with the true words ``vs_none_b_wer`` ... ``vs_hotwords_u_wer``: the
 difference and its interval). The semantic (language-model) phrase encoder is not built yet, so its
 systems are absent.
 """
@@ -126,7 +126,8 @@ def run(a) -> None:
                 per_utt[(system, n, condition)] = counts
                 wer, u, b = (_total(counts, k) for k in range(3))
                 rows.append({"system": system, "n": n, "condition": condition, "wer": round(wer.rate, 2),
-                             "u_wer": round(u.rate, 2), "b_wer": round(b.rate, 2), "rtf": round(rtf, 4),
+                             "u_wer": round(u.rate, 2), "b_wer": round(b.rate, 2), "recall": round(b.recall, 2),
+                             "rtf": round(rtf, 4),
                              "bias_words": b.ref_words, "utterances": len(refs)})
                 print(f"  {system:18s} n={n:<4d} {condition:12s} WER {wer.rate:6.2f}  U-WER {u.rate:6.2f}  "
                       f"B-WER {b.rate:6.2f}  RTF {rtf:.4f}", flush=True)
@@ -144,10 +145,11 @@ def run(a) -> None:
                 intervals[f"acoustic_vs_{other}_{name}@{row['n']}"] = row[f"vs_{other}_{name}"]
     print(f"\n{len(refs)} utterances of {part}; lists from {a.lists}; modified beam search, beam {a.beam}; "
           f"hotwords {a.hotwords_score:g} per token\n")
-    print("| system | N | condition | WER % | U-WER % | B-WER % | decode RTF |")
-    print("|---|---|---|---|---|---|---|")
+    print("| system | N | condition | WER % | U-WER % | B-WER % | bias-word recall % | decode RTF |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['system']} | {r['n']} | {r['condition']} | {r['wer']:.2f} | {r['u_wer']:.2f} | {r['b_wer']:.2f} | {r['rtf']:.4f} |")
+        print(f"| {r['system']} | {r['n']} | {r['condition']} | {r['wer']:.2f} | {r['u_wer']:.2f} | {r['b_wer']:.2f} "
+              f"| {r['recall']:.2f} | {r['rtf']:.4f} |")
     print("\npaired-bootstrap 95 % intervals, percentage points (adapter minus other; negative: the adapter is better):")
     for key, (d, lo, hi) in intervals.items():
         print(f"  {key}: {d:+.2f} [{lo:+.2f}, {hi:+.2f}]")

@@ -113,3 +113,12 @@ def test_det_points_and_frr_at_by_hand():
     assert frr_at(points, 0.0).threshold == 0.9 and frr_at(points, 0.0).frr == 75.0
     with pytest.raises(ValueError):
         det_points([0.5], [], negative_hours=0.0)
+
+
+def test_bias_word_recall_ignores_insertions():
+    """A bias word said again by mistake costs B-WER (an insertion) but not recall; a substituted one costs both."""
+    _, _, b = biased_word_errors("CALL ANNA", "CALL ANNA ANNA", {"ANNA"})
+    assert (b.recall, b.rate) == (100.0, 100.0)  # 1 bias word said, 1 inserted
+    _, _, b = biased_word_errors("CALL ANNA SMITH", "CALL ANNA SMYTHE", {"ANNA", "SMITH"})
+    assert (b.recall, b.rate) == (50.0, 50.0)
+    assert np.isnan(ErrorCounts().recall)  # no bias word said
