@@ -197,6 +197,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="list sizes N: each utterance's rare words padded with distractors to N words, as in "
                            "fbai-speech's lists (0: the rare words alone; default 0 10 100 500)")
     bias.add_argument("--seed", type=int, default=0)
+    bias.add_argument("--hard-distractors", action="store_true",
+                      help="distractors that sound like each utterance's bias words (espeak-ng phonemes, edit "
+                           "distance), as Le et al.'s hard lists, instead of random rare words")
     bias.add_argument("--out", required=True, help="folder for <part>.biasing_<N>.tsv (fbai-speech's format)")
     ww = corpora.add_parser("wakeword", help="wake-word data: the wake word then a command, phonetic confusables, "
                             "speech without it, by the corpus's voices (held-out voices for test)",
@@ -564,7 +567,8 @@ def _cmd_prepare(args) -> None:
     elif args.corpus == "bias-lists":
         from asr.data.bias_lists import prepare_bias_lists  # lazy: this verb's stack
 
-        summary = prepare_bias_lists(args.train, args.parts, args.out, args.top_k, args.sizes, args.seed)
+        summary = prepare_bias_lists(args.train, args.parts, args.out, args.top_k, args.sizes, args.seed,
+                                     args.hard_distractors)
     else:
         from asr.data.librispeech import prepare_librispeech  # lazy: this verb's stack
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from asr.data.librispeech import read_transcripts
+from asr.data.synth.phonetics import PhoneticIndex
 from asr.errors import UserError
 from asr.fileio import read_user_text, write_text_atomic
 
@@ -62,9 +63,12 @@ def _rng(seed: int, n: int, utt_id: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def build_lists(texts: dict[str, str], common: set[str], pool: list[str], n: int, seed: int = 0) -> list[BiasEntry]:
+def build_lists(texts: dict[str, str], common: set[str], pool: list[str], n: int, seed: int = 0,
+                hard: PhoneticIndex | None = None) -> list[BiasEntry]:
     """One :class:`BiasEntry` per utterance of ``texts`` (``{utt_id: TEXT}``, sorted by id): its bias words
-    padded to ``n`` words with distractors from ``pool`` (sorted, unique rare words) that are not its own."""
+    padded to ``n`` words with distractors from ``pool`` (sorted, unique rare words) that are not its own:
+    drawn at random, or with ``hard`` (the pool's :class:`PhoneticIndex`), the pool words that sound most
+    like its bias words (taken in turn from each bias word's nearest; random for an utterance without any)."""
     entries = []
     for utt_id in sorted(texts):
         own = rare_words(texts[utt_id], common)
@@ -73,8 +77,19 @@ def build_lists(texts: dict[str, str], common: set[str], pool: list[str], n: int
         if count > len(others):
             raise UserError(f"lists of {n} words asked for, but the rare-word pool has only {len(others)} words besides "
                             f"utterance {utt_id}'s; ask for smaller lists (--sizes) or give more training text")
-        picked = _rng(seed, n, utt_id).choice(len(others), size=count, replace=False) if count else []
-        entries.append(BiasEntry(utt_id, texts[utt_id], own, sorted(own + [others[i] for i in picked])))
+        if hard is not None and own and count:
+            # a homophone (distance 0) is the hardest distractor of all: kept
+            nearest = [[w for w, _ in hard.nearest(word, count, exclude=own, min_distance=0)] for word in own]
+            chosen: dict[str, None] = {}
+            for rank in range(count):
+                for near in nearest:
+                    if rank < len(near) and len(chosen) < count:
+                        chosen.setdefault(near[rank])
+            distractors = list(chosen)
+        else:
+            picked = _rng(seed, n, utt_id).choice(len(others), size=count, replace=False) if count else []
+            distractors = [others[i] for i in picked]
+        entries.append(BiasEntry(utt_id, texts[utt_id], own, sorted(own + distractors)))
     return entries
 
 
@@ -115,7 +130,7 @@ def read_lists(path: str | Path) -> list[BiasEntry]:
 
 
 def prepare_bias_lists(train_dirs: list[str], part_dirs: list[str], out: str, top_k: int = SYNTH_TOP_K,
-                       sizes=LIST_SIZES, seed: int = 0) -> dict:
+                       sizes=LIST_SIZES, seed: int = 0, hard_distractors: bool = False) -> dict:
     """``asr prepare bias-lists``: the lists of each part (a LibriSpeech-layout folder) at each list size,
     from the training folders' text; writes ``common_words.txt``, ``rare_words.txt`` (the pool)
     and ``<part>.biasing_<N>.tsv`` into ``out``; returns a summary."""
@@ -139,9 +154,11 @@ def prepare_bias_lists(train_dirs: list[str], part_dirs: list[str], out: str, to
     write_text_atomic(out_dir / "rare_words.txt", "".join(w + "\n" for w in pool))
     summary = {"top_k": top_k, "train_words": len({w for t in train.values() for w in t.split()}), "pool": len(pool),
                "parts": {}}
+    summary["hard_distractors"] = hard_distractors
+    hard = PhoneticIndex(pool) if hard_distractors else None
     for name, texts in parts.items():
         for n in sizes:
-            entries = build_lists(texts, common, pool, n, seed)
+            entries = build_lists(texts, common, pool, n, seed, hard)
             write_lists(out_dir / f"{name}.biasing_{n}.tsv", entries)
         own = [rare_words(t, common) for t in texts.values()]
         summary["parts"][name] = {"utterances": len(texts), "with_bias_words": sum(map(bool, own)), "bias_words": sum(map(len, own))}

@@ -57,6 +57,8 @@ Modules, each importing only those listed before it:
 - ``text``: the open text (``load_open_text``: WordNet and Faker, split into training and held out);
 - ``plan``: the splits and ``plan_utterance``, which draws every parameter of one utterance;
 - ``render``: ``render_utterances`` (synthesis, resampling to 16000 Hz, silence, noise, gain);
+- ``phonetics``: how alike words sound (espeak-ng's phonemes, edit distance over a pool of words);
+- ``wakeword``: ``prepare_wakeword``, wake-word data by the corpus's voices (imported on its own);
 - ``corpus``: ``prepare_synth``, which writes the corpus (``SIZES``, ``FORMAT_VERSION``), and
   ``write_lm_text``, the text a language model may learn from.
 """

@@ -7,7 +7,7 @@ written in the corpus layout (``asr prepare wakeword``).
   training-side text (``text.load_open_text``, the assistant templates) contains. espeak-ng spells an
   unknown word by its rules, so it says it the same way every time.
 - **Confusables**: the words of the training-side text nearest to the wake word in phonemes
-  (espeak-ng's IPA, stress marks dropped, Levenshtein distance over phoneme symbols), ``NUM_CONFUSABLES``
+  (``asr.data.synth.phonetics``: espeak-ng's IPA, Levenshtein distance over phoneme symbols), ``NUM_CONFUSABLES``
   of them; one in three (by a hash of the word) is kept for the test split only, so the test has
   confusables no training utterance says.
 - **Utterances**: per split, a third each of positives (``hey zephyra, play music``: a carrier from
@@ -34,9 +34,9 @@ import os
 import shutil
 from pathlib import Path
 
+from asr.data.synth.phonetics import PhoneticIndex, phonemes
 from asr.data.synth.assets import DEFAULT_ASSETS_DIR, load_assets
 from asr.data.synth.corpus import render_splits
-from asr.data.synth.espeak import engine
 from asr.data.synth.flite import check_flite
 from asr.data.synth.plan import WAKE_WORD, Utterance, fill_template, plan_utterance, utterance_rng
 from asr.data.synth.render import SAMPLE_RATE_HZ
@@ -56,26 +56,12 @@ NUM_CONFUSABLES = 30
 TEST_ONLY_BUCKETS = 3  # a confusable whose hash is 0 mod 3 is said in the test split only
 INDEX_OFFSET = 5_000_000  # voice draws of wake-word utterance i: the corpus's plan of index i + this
 TEXT_STREAM = 7  # the random stream of an utterance's label, carrier and word (plan.utterance_rng)
-_STRESS = str.maketrans("", "", "\u02c8\u02cc")  # primary and secondary stress marks
-
-
-def _levenshtein(a: str, b: str) -> int:
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-    return row[-1]
 
 
 def confusables(word: str, vocabulary: set[str], count: int = NUM_CONFUSABLES) -> list[tuple[str, int]]:
     """The ``count`` words of ``vocabulary`` nearest to ``word`` in phonemes: (word, distance), nearest
     first, ties alphabetical; words that sound exactly like it (distance 0) are left out."""
-    candidates = sorted(w for w in vocabulary if w.isalpha() and w.isascii() and w != word)
-    target, *phones = (p.translate(_STRESS) for p in engine().phonemes([word] + candidates))
-    scored = sorted((_levenshtein(target, p), w) for w, p in zip(candidates, phones)
-                    if abs(len(p) - len(target)) <= 3)
-    return [(w, d) for d, w in scored if d > 0][:count]
+    return PhoneticIndex(sorted(w for w in vocabulary if w.isalpha() and w.isascii())).nearest(word, count)
 
 
 def _test_only(word: str) -> bool:
@@ -155,7 +141,7 @@ def prepare_wakeword(out_dir: str | os.PathLike, word: str = DEFAULT_WAKE_WORD, 
             summary[split] = {label: sum(lab == label for lab, _ in labels[split]) for label in LABELS}
             summary[split]["hours"] = round(sum(samples) / SAMPLE_RATE_HZ / 3600, 4)
         meta = {"format": FORMAT, "word": word, "size": size, "seed": seed,
-                "phonemes": engine().phonemes([word])[0],
+                "phonemes": phonemes([word])[0],
                 "confusables": [{"word": w, "distance": d, "test_only": _test_only(w)} for w, d in near],
                 "summary": summary}
         (tmp_dir / "wakeword.json").write_text(json.dumps(meta, indent=2) + "\n")

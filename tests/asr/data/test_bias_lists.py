@@ -47,6 +47,23 @@ def test_lists_hold_the_rare_words_padded_to_n_words():
         build_lists(texts, common, pool, len(pool) + 1, seed=1)
 
 
+def test_hard_distractors_sound_like_the_bias_words():
+    """With a phonetic index of the pool, an utterance's distractors are the pool words nearest to its
+    bias words in phonemes (KATHY -> CATHY, KATIE before anything unlike it); without bias words, random."""
+    from asr.data.synth.phonetics import PhoneticIndex
+
+    pool = ["CATHY", "KATIE", "TABLE", "WINDOW", "ORANGE", "KATHY", "GARDEN", "KEITH"]
+    texts = {"u1": "CALL KATHY", "u2": "PLAY MUSIC"}
+    common = {"CALL", "PLAY", "MUSIC"}
+    hard = build_lists(texts, common, pool, 3, seed=0, hard=PhoneticIndex(pool))
+    assert hard[0].bias_words == ["KATHY"] and set(hard[0].bias_list) == {"KATHY", "CATHY", "KATIE"}
+    assert hard[1].bias_list == build_lists(texts, common, pool, 3, seed=0)[1].bias_list  # no bias word: random
+    index = PhoneticIndex(pool)
+    d = dict(zip(pool, index.distances("KATHY").tolist()))
+    assert d["KATHY"] == d["CATHY"] == 0 and 0 < d["KATIE"] < d["WINDOW"]  # CATHY: a homophone
+    assert index.nearest("KATHY", 1) == [("KATIE", d["KATIE"])]  # the wake word's confusables skip homophones
+
+
 def test_test_names_entities_are_bias_words_never_seen_in_training():
     """On the small corpus's plans: every test-names name is among its utterance's bias words, and no
     bias word of test-names occurs anywhere in the training text."""
