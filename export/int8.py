@@ -40,6 +40,7 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -135,6 +136,16 @@ def _preprocess(src: Path, dst: Path) -> None:
         quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
 
 
+def activation_matmuls(path: Path) -> list[str]:
+    """The MatMul nodes whose two inputs are both computed (no weight initializer): the Conformer's attention
+    scores (Q K^T) and weighted values, a biasing adapter's attention. Dynamic quantization must leave them
+    float: onnxruntime quantizes the second input as if it were a weight, with a zero point it then
+    refuses at run time ("MatmulInteger : b zero point is not valid")."""
+    graph = onnx.load(str(path)).graph
+    weights = {init.name for init in graph.initializer}
+    return [n.name for n in graph.node if n.op_type == "MatMul" and not (set(n.input) & weights)]
+
+
 def snr_db(ref: np.ndarray, got: np.ndarray) -> float:
     noise = float(((ref - got) ** 2).sum())
     return float("inf") if noise == 0 else 10 * float(np.log10(float((ref**2).sum()) / noise))
@@ -181,7 +192,8 @@ def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunking: Chunk
                 lstm = work / f"lstm-{g}"
                 quantize_dynamic(str(pre), str(lstm), op_types_to_quantize=["LSTM"], reduce_range=True)
                 ops = ["MatMul", "Gemm"] + (["Gather"] if g == "decoder.onnx" else [])
-                quantize_dynamic(str(lstm), str(out / g), op_types_to_quantize=ops, weight_type=QuantType.QUInt8)
+                quantize_dynamic(str(lstm), str(out / g), op_types_to_quantize=ops, weight_type=QuantType.QUInt8,
+                                 nodes_to_exclude=activation_matmuls(lstm))
             else:
                 ops = ["MatMul", "Gemm", "Conv"] + (["Gather"] if g == "decoder.onnx" else [])
                 quantize_static(str(pre), str(out / g), _Reader(calib[g]), quant_format=QuantFormat.QDQ,

@@ -208,6 +208,29 @@ def test_other_encoders_export_with_packed_states_and_stream_like_pytorch(tiny_c
         assert err <= ATOL, f"{name}, N={batch}: max |onnx - torch| = {err:.3g}"
 
 
+def test_conformer_int8_dynamic_leaves_the_attention_matmuls_float(tiny_checkpoint, tiny_fbank, tmp_path):
+    """Dynamic int8 of the Conformer keeps the MatMuls of two activations (its attention) float and
+    quantizes the weight MatMuls; its encoder runs, with a finite SNR. (The medium recipe's Conformer
+    failed at run time before: onnxruntime "b zero point is not valid" on an attention MatMul. This tiny
+    one does not reproduce that failure; it checks the path and what stays float.)"""
+    from asr.models.config import encoder_config
+    from export.int8 import activation_matmuls
+
+    # the medium recipe's attention shape (8-frame chunks, 32 frames of left context)
+    config = {**OTHER_ENCODERS["conformer"], "chunk_encoder_frames": 8, "left_context_encoder_frames": 32}
+    path = _checkpoint_with(tiny_checkpoint, tmp_path, encoder=encoder_config("conformer", **config))
+    out = tmp_path / "onnx"
+    r = export_onnx(str(path), str(out), int8=("dynamic",), calib=str(tiny_fbank / "cuts_train.jsonl.gz"), num_calib=6)
+    attention = activation_matmuls(out / "encoder.onnx")
+    assert attention  # the float graph has them
+    snr = r["int8"]["dynamic"]["encoder_snr_db"]
+    assert snr is not None and np.isfinite(snr) and snr > 10, snr
+    quantized = onnx.load(str(out / "int8-dynamic" / "encoder.onnx"))
+    float_matmuls = {n.name for n in quantized.graph.node if n.op_type == "MatMul"}
+    assert set(attention) <= float_matmuls, sorted(set(attention) - float_matmuls)
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat") for n in quantized.graph.node)
+
+
 def test_conformer_chunk_must_match_its_attention_chunk(tiny_checkpoint, tmp_path):
     from asr.models.config import encoder_config
 
