@@ -137,12 +137,15 @@ def _preprocess(src: Path, dst: Path) -> None:
 
 
 def activation_matmuls(path: Path) -> list[str]:
-    """The MatMul nodes whose two inputs are both computed (no weight initializer): the Conformer's attention
-    scores (Q K^T) and weighted values, a biasing adapter's attention. Dynamic quantization must leave them
-    float: onnxruntime quantizes the second input as if it were a weight, with a zero point it then
-    refuses at run time ("MatmulInteger : b zero point is not valid")."""
+    """The MatMul nodes without a weight (a 2-D initializer) among their inputs: the Conformer's attention
+    scores (Q K^T) and weighted values, a biasing adapter's attention. Quantization leaves them float:
+    onnxruntime runs such a MatMul, quantized (dynamic) or fused from QDQ (static), as MatMulIntegerToFloat
+    with a per-tensor zero point on a 4-D second input, and refuses it at run time ("MatmulInteger : b
+    zero point is not valid": the medium recipe's Conformer)."""
     graph = onnx.load(str(path)).graph
-    weights = {init.name for init in graph.initializer}
+    # a weight is a 2-D initializer; with every shape fixed (the accelerator flavour) the exporter folds
+    # the relative-position term into a constant of higher rank, which must stay float as well
+    weights = {init.name for init in graph.initializer if len(init.dims) == 2}
     return [n.name for n in graph.node if n.op_type == "MatMul" and not (set(n.input) & weights)]
 
 
@@ -197,7 +200,8 @@ def make_flavour(model, fp32_dir: Path, out: Path, flavour: str, chunking: Chunk
             else:
                 ops = ["MatMul", "Gemm", "Conv"] + (["Gather"] if g == "decoder.onnx" else [])
                 quantize_static(str(pre), str(out / g), _Reader(calib[g]), quant_format=QuantFormat.QDQ,
-                                op_types_to_quantize=ops, per_channel=True, activation_type=QuantType.QInt8,
+                                op_types_to_quantize=ops, nodes_to_exclude=activation_matmuls(pre),
+                                per_channel=True, activation_type=QuantType.QInt8,
                                 weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                                 extra_options={"ActivationSymmetric": flavour == "accelerator", "WeightSymmetric": True,
                                                # float outputs: an int8 (N, T', D) subsampling output
