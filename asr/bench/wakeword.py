@@ -38,12 +38,11 @@ from asr.errors import UserError
 from asr.fileio import write_text_atomic
 from asr.frontend import SAMPLE_RATE_HZ
 from asr.metrics import det_points, frr_at
-from asr.streaming.keywords import KeywordStream
+from asr.streaming.keywords import KeywordStream, file_pieces, spot
 from asr.streaming.onnx import OnnxTransducer
 from asr.tokenizer import Tokenizer
 
 FA_PER_HOUR = (0.5, 1.0, 2.0)
-PIECE_SAMPLES = 1600
 
 
 def read_labels(split_dir: Path) -> dict[str, str]:
@@ -54,19 +53,16 @@ def read_labels(split_dir: Path) -> dict[str, str]:
     return {u: label for u, label, _ in (line.split("\t") for line in path.read_text().splitlines()[1:])}
 
 
-def spot(model, graph, files: list[Path], max_active_paths: int) -> tuple[list[list[float]], float, float]:
+def spot_scores(model, graph, files: list[Path], max_active_paths: int) -> tuple[list[list[float]], float, float]:
     """Each file's detection scores (the wake word is the only keyword), the audio seconds, the compute seconds."""
     scores, audio_s, compute_s = [], 0.0, 0.0
     for f in files:
         x = read_audio(str(f))
         audio_s += len(x) / SAMPLE_RATE_HZ
         t0 = time.perf_counter()
-        stream = KeywordStream(model, graph, max_active_paths)
-        for start in range(0, len(x), PIECE_SAMPLES):
-            stream.accept_waveform(x[start : start + PIECE_SAMPLES])
-        stream.input_finished()
+        detections = spot(KeywordStream(model, graph, max_active_paths), file_pieces(x))
         compute_s += time.perf_counter() - t0
-        scores.append([d.score for d in stream.detections])
+        scores.append([d.score for d in detections])
     return scores, audio_s, compute_s
 
 
@@ -82,10 +78,10 @@ def keyword_graph_row(model_dir: str, data: Path, split: str, negatives: list[st
     clean = [f for f in files if labels[f.stem] != "positive"]
     for folder in negatives:
         clean += test_set(folder, max_utts)[0]
-    pos_scores, pos_s, pos_compute = spot(model, graph, positives, max_active_paths)
-    neg_scores, neg_s, neg_compute = spot(model, graph, clean, max_active_paths)
+    pos_scores, pos_s, pos_compute = spot_scores(model, graph, positives, max_active_paths)
+    neg_scores, neg_s, neg_compute = spot_scores(model, graph, clean, max_active_paths)
     points = det_points([max(s) if s else None for s in pos_scores], [x for s in neg_scores for x in s], neg_s / 3600)
-    row = {"system": "keyword-graph", "positives": len(positives), "negative_utterances": len(clean),
+    row = {"system": "keyword-graph", "word": meta["word"], "positives": len(positives), "negative_utterances": len(clean),
            "negative_hours": round(neg_s / 3600, 4), "rtf": round((pos_compute + neg_compute) / (pos_s + neg_s), 5)}
     for fa in FA_PER_HOUR:
         row[f"frr_at_{str(fa).replace('.', '_').removesuffix('_0')}fa"] = round(frr_at(points, fa).frr, 2)
@@ -123,7 +119,7 @@ def run(a) -> None:
         raise UserError(f"{data}: not wake-word data (no wakeword.json); make it with 'asr prepare wakeword --out {data}'")
     rows = [keyword_graph_row(a.model_dir, data, a.split, a.negatives, a.keywords_score, a.max_active_paths,
                               a.max_utts or None)]
-    print(f"\nwake word {json.loads((data / 'wakeword.json').read_text())['word']!r}, {a.split} split of {data}"
+    print(f"\nwake word {rows[0]['word']!r}, {a.split} split of {data}"
           f"{' + ' + ', '.join(a.negatives) if a.negatives else ''}; one thread, 100 ms pieces\n")
     print("| system | positives | negative hours | FRR % at 0.5 / 1 / 2 FA/h | F1 % at 1 FA/h | RTF |")
     print("|---|---|---|---|---|---|")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from itertools import chain
 
 import numpy as np
 import torch
@@ -85,47 +86,51 @@ class KeywordStream:
                 "timestamps": [round(f * ENCODER_FRAME_S, 2) for f in detection.frames]}
 
 
+def file_pieces(x: np.ndarray, piece_samples: int = PIECE_SAMPLES):
+    """(S,) samples as a microphone hands them over: ``piece_samples`` (100 ms) at a time."""
+    return (x[start : start + piece_samples] for start in range(0, len(x), piece_samples))
+
+
+def stdin_pieces(fd: int):
+    """Raw 16 kHz s16le PCM (or a wav) read from file descriptor ``fd`` as it arrives, as float samples."""
+    reader = PcmReader()
+    while data := os.read(fd, 2 * PIECE_SAMPLES):  # 16-bit samples
+        yield reader.feed(data)
+    yield reader.finish()
+
+
+def spot(stream: KeywordStream, pieces, on_detection=None) -> list[Detection]:
+    """Feed ``pieces`` of samples to ``stream``, then end its input; ``on_detection`` is called with each
+    detection as soon as it is made. Returns all the detections."""
+    seen = 0
+    for piece in chain(pieces, [None]):  # lazily: stdin's pieces arrive as they are spoken
+        if piece is None:
+            stream.input_finished()
+        elif piece.size:
+            stream.accept_waveform(piece)
+        for detection in stream.detections[seen:]:
+            if on_detection is not None:
+                on_detection(detection)
+        seen = len(stream.detections)
+    return stream.detections
+
+
 def spot_stdin(model: StreamingTransducer, graph: ContextGraph, fd: int, write, max_active_paths: int = 4,
                num_trailing_blanks: int = 1, name: str = "-") -> int:
-    """``asr kws -``: raw 16 kHz s16le PCM (or a wav) read from file descriptor ``fd`` as it arrives, one
-    JSON line per detection as it happens; returns the number of detections."""
+    """``asr kws -``: PCM on stdin (:func:`stdin_pieces`), one JSON line per detection as it happens;
+    returns the number of detections."""
     stream = KeywordStream(model, graph, max_active_paths, num_trailing_blanks)
-    reader, seen = PcmReader(), 0
-
-    def flush() -> None:
-        nonlocal seen
-        for detection in stream.detections[seen:]:
-            write(json.dumps({"stream": name, "type": "keyword", **stream.describe(detection)}))
-        seen = len(stream.detections)
-
-    while data := os.read(fd, 2 * PIECE_SAMPLES):  # 16-bit samples
-        samples = reader.feed(data)
-        if samples.size:
-            stream.accept_waveform(samples)
-            flush()
-    samples = reader.finish()
-    if samples.size:
-        stream.accept_waveform(samples)
-    stream.input_finished()
-    flush()
-    return seen
+    return len(spot(stream, stdin_pieces(fd), lambda d: write(json.dumps(
+        {"stream": name, "type": "keyword", **stream.describe(d)}))))
 
 
 def spot_files(model: StreamingTransducer, graph: ContextGraph, names: list[str], audio: list[np.ndarray], write,
-               max_active_paths: int = 4, num_trailing_blanks: int = 1, piece_samples: int = PIECE_SAMPLES) -> int:
-    """``asr kws``: each file's (S,) samples fed ``piece_samples`` at a time (a microphone's 100 ms), one JSON
-    line written per detection as it happens; returns the number of detections."""
+               max_active_paths: int = 4, num_trailing_blanks: int = 1) -> int:
+    """``asr kws``: each file's (S,) samples fed 100 ms at a time (:func:`file_pieces`), one JSON line written
+    per detection as it happens; returns the number of detections."""
     count = 0
     for name, x in zip(names, audio):
         stream = KeywordStream(model, graph, max_active_paths, num_trailing_blanks)
-        seen = 0
-        for start in range(0, len(x) + piece_samples, piece_samples):
-            if start < len(x):
-                stream.accept_waveform(x[start : start + piece_samples])
-            else:
-                stream.input_finished()
-            for detection in stream.detections[seen:]:
-                write(json.dumps({"stream": name, "type": "keyword", **stream.describe(detection)}))
-            seen = len(stream.detections)
-        count += seen
+        count += len(spot(stream, file_pieces(x), lambda d, name=name, stream=stream: write(json.dumps(
+            {"stream": name, "type": "keyword", **stream.describe(d)}))))
     return count
