@@ -50,7 +50,8 @@ BENCH_HELP = {
     "biasing": "contextual biasing on per-utterance bias lists: WER, U-WER, B-WER of no biasing, hotwords and the "
                "biasing adapter, with and without the true words",
     "wakeword": "wake-word false rejects at 0.5 / 1 / 2 false alarms per hour, DET curve and F1: the keyword-graph "
-                "baseline (sherpa-onnx's keyword spotter on the plain transducer)",
+                "baseline (sherpa-onnx's keyword spotter on the plain transducer) and the dual-attention wake-word "
+                "model, with its FLOPs per frame and command WER",
     "long-stream": "per-chunk cost minute by minute over an hour-long stream without endpoints, with and without "
                    "settled finals",
 }
@@ -99,8 +100,9 @@ EXAMPLES = {
                      "--cuts data/fbank/synth-small/cuts_test-names.jsonl.gz --lists data/bias/synth-small",
     "bench long-stream": "example:\n  asr bench long-stream --model-dir exp/demo/onnx --audio-dir data/synth-small/test "
                          "--minutes 60",
-    "bench wakeword": "example:\n  asr bench wakeword --model-dir exp/demo/onnx --data data/wakeword --negatives "
-                      "data/synth-small/test --json exp/wakeword/results.json --plot exp/wakeword/det.png",
+    "bench wakeword": "example:\n  asr bench wakeword --model-dir exp/demo/onnx --checkpoint exp/wakeword/dual/final.pt "
+                      "--base-checkpoint exp/biasing/adapter/final.pt --data data/wakeword --json "
+                      "exp/wakeword/results.json --plot exp/wakeword/det.png",
     "bench sherpa": "example:\n  asr bench sherpa --model-dir exp/demo/onnx --audio-dir data/synth-small/test --beam 8",
     "compress": "examples:\n  asr compress --method s8bqat --checkpoint exp/demo/final.pt --config recipes/synth/compress-s8bqat.yaml\n"
                 "  asr compress --method csp --checkpoint exp/demo/final.pt --set compression.sparsity=0.5 --exp-dir exp/csp50",
@@ -342,6 +344,14 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--bias-list", default=None, metavar="FILE",
                     help="bias phrases, one a line, for a folder exported from a biasing model (bias_encoder.onnx); "
                          "encoded once, used by every stream")
+    st.add_argument("--wake-word", action="store_true",
+                    help="print wake events ({\"type\": \"wake\", ...} lines) of a folder exported from a wake-word model")
+    st.add_argument("--wake-threshold", type=float, default=0.5,
+                    help="smoothed detector probability at which a wake event fires (default %(default)s)")
+    st.add_argument("--wake-window", type=int, default=3, metavar="FRAMES",
+                    help="encoder frames (40 ms) the detector's probabilities are averaged over (default %(default)s)")
+    st.add_argument("--wake-refractory", type=int, default=25, metavar="FRAMES",
+                    help="encoder frames after a wake event in which no other fires (default %(default)s: 1 s)")
     st.add_argument("--endpoint", action=argparse.BooleanOptionalAction, default=True,
                     help="split the stream into segments at trailing silence (default: on)")
     st.add_argument("--rule1-min-trailing-silence", type=float, default=2.4, metavar="SECONDS",
@@ -476,7 +486,17 @@ def _bench_options(p: dict[str, argparse.ArgumentParser]) -> None:
     ls.add_argument("--json", default=None, help="write the rows, with each minute's cost, to this JSON file")
 
     wk = p["wakeword"]
-    wk.add_argument("--model-dir", required=True, help="what 'asr export' wrote")
+    wk.add_argument("--model-dir", default=None, help="the keyword-graph baseline: what 'asr export' wrote for a plain "
+                    "transducer")
+    wk.add_argument("--checkpoint", default=None, help="a dual-attention wake-word model (model.wakeword)")
+    wk.add_argument("--base-checkpoint", default=None, help="the biasing model --checkpoint was fine-tuned from: its "
+                    "command WER beside the wake-word model's")
+    wk.add_argument("--window", type=int, default=3, help="frames the detector's probabilities are averaged over "
+                    "(default %(default)s)")
+    wk.add_argument("--refractory", type=int, default=25, help="frames after a wake event in which no other fires "
+                    "(default %(default)s: 1 s)")
+    wk.add_argument("--list-size", type=int, default=100, help="phrases of the full branch when its FLOPs are counted "
+                    "(default %(default)s)")
     wk.add_argument("--data", required=True, help="what 'asr prepare wakeword' wrote")
     wk.add_argument("--split", default="test", choices=["train", "dev", "test"], help="(default %(default)s)")
     wk.add_argument("--negatives", nargs="*", default=[],
@@ -518,7 +538,9 @@ OPTION_BOUNDS = {"beam": Range(1, 1000), "threads": Range(1, 1024), "tail_paddin
                  "top_k": Range(1, 10_000_000), "sizes": Range(0, 1_000_000), "lm_scale": LM_SCALE_BOUNDS,
                  "order": LM_ORDER_BOUNDS, "commands": Range(0, 100_000_000),
                  "keywords_score": SCORE_BOUNDS, "keywords_threshold": KEYWORD_THRESHOLD_BOUNDS,
-                 "max_active_paths": Range(1, 1000), "num_trailing_blanks": Range(0, 1000)}
+                 "max_active_paths": Range(1, 1000), "num_trailing_blanks": Range(0, 1000),
+                 "wake_threshold": Range(0, 1), "wake_window": Range(1, 1000), "wake_refractory": Range(0, 100_000),
+                 "window": Range(1, 1000), "refractory": Range(0, 100_000), "list_size": Range(1, 1_000_000)}
 
 
 def _check_options(args) -> None:
@@ -708,6 +730,7 @@ def _cmd_export(args) -> None:
 
 def _cmd_stream(args) -> None:
     from asr.audio import read_audio  # lazy: this verb's stack
+    from asr.decoding.wakeword import WakeConfig  # lazy: this verb's stack
     from asr.streaming import jsonl  # lazy: this verb's stack
     from asr.streaming.endpoint import EndpointConfig, EndpointRule  # lazy: this verb's stack
 
@@ -733,9 +756,10 @@ def _cmd_stream(args) -> None:
                                   EndpointRule(False, 0.0, args.rule3_min_utterance_length))
     audio = None if stdin else [read_audio(path) for path in args.inputs]
     lm = _lm_fusion(args)
+    wake = WakeConfig(args.wake_threshold, args.wake_window, args.wake_refractory) if args.wake_word else None
     rec = jsonl.build_recognizer(args.model_dir, args.decoding_method, args.beam, args.hotwords_file, args.hotwords_score,
                                  endpoint, args.threads, args.tail_padding, args.max_segment_length or None, lm,
-                                 args.bias_list)
+                                 args.bias_list, wake)
     if stdin:
         jsonl.stream_stdin(rec, sys.stdin.buffer.fileno(), jsonl.print_line, args.partials)
     else:

@@ -194,11 +194,32 @@ def det_points(positive_scores: list[float | None], false_alarm_scores: list[flo
     for t in sorted(set(detected.tolist()) | set(alarms.tolist()) | {float("inf")}):
         tp = len(detected) - int(np.searchsorted(detected, t, side="left"))
         fa = len(alarms) - int(np.searchsorted(alarms, t, side="left"))
-        recall = tp / len(positive_scores)
-        precision = tp / (tp + fa) if tp + fa else 1.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        points.append(OperatingPoint(t, 100 * (1 - recall), fa / negative_hours, 100 * precision, 100 * recall, 100 * f1))
+        points.append(operating_point(t, tp, len(positive_scores), fa, negative_hours))
     return points
+
+
+def operating_point(threshold: float, detected: int, positives: int, false_alarms: int, negative_hours: float) -> OperatingPoint:
+    """A detector at one threshold: ``detected`` of ``positives`` utterances found, ``false_alarms`` in
+    ``negative_hours`` of wake-word-free audio."""
+    recall = detected / positives
+    precision = detected / (detected + false_alarms) if detected + false_alarms else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return OperatingPoint(threshold, 100 * (1 - recall), false_alarms / negative_hours, 100 * precision, 100 * recall,
+                          100 * f1)
+
+
+def errors_after(ref: str, hyp: str, word: str) -> tuple[int, int]:
+    """(word errors, reference words) of the part of ``ref`` after its first ``word`` (a wake word's command):
+    ``ref`` and ``hyp`` are aligned whole (kaldialign), and the errors counted are those on the pairs
+    after the one that holds the reference's ``word`` (substitutions, deletions and insertions there).
+    A reference without ``word``: (0, 0)."""
+    r, h = ref.split(), hyp.split()
+    if word not in r:
+        return 0, 0
+    pairs = kaldialign.align(r, h, "*")
+    at = next(i for i, (a, _) in enumerate(pairs) if a == word)
+    after = pairs[at + 1 :]
+    return sum(a != b for a, b in after), sum(a != "*" for a, _ in after)
 
 
 def frr_at(points: list[OperatingPoint], fa_per_hour: float) -> OperatingPoint:

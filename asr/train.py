@@ -105,7 +105,8 @@ def train_step(model, batch: dict, optimizer, scheduler, cfg: TrainConfig, step:
     if method:
         method.step_begin(model, step, total)
     with method.forward_context() if method else contextlib.nullcontext():
-        loss_sum = model(batch["x"], batch["x_lens"], batch["y"], batch["y_lens"], warmup=warmup, phrases=batch.get("phrases"))
+        loss_sum = model(batch["x"], batch["x_lens"], batch["y"], batch["y_lens"], warmup=warmup, phrases=batch.get("phrases"),
+                         wake_targets=batch.get("wake_targets"))
     loss = loss_sum / int(batch["y_lens"].sum())
     extra = method.loss(model, step, total) if method else None
     optimizer.zero_grad(set_to_none=True)
@@ -188,39 +189,77 @@ def _float_checkpoint(cfg: TrainConfig, resume: bool) -> dict | None:
     return read_float_checkpoint(source, "start from a float checkpoint")
 
 
-def attention_targets(model, tokenizer: Tokenizer, batch: dict, shared: list[str]) -> None:
-    """The targets of the guided-attention loss (``asr.models.biasing``) for a batch whose utterances share
-    the bias list ``shared``, set on ``batch["phrases"]``: each predictor step whose next token belongs to
-    a listed word points at that word's entry, every other step at no-bias (0); each encoder frame from
-    the first to the last token of a listed word, in the model's own forced alignment (run without
-    biasing, in eval mode: no random draw), points at it, every other frame at no-bias. An utterance whose
-    tokens do not split into its words, or that cannot be aligned, gets no target (-1)."""
-    index = {w: i + 1 for i, w in enumerate(sorted(set(shared)))}  # PhraseBatch.from_lists's order
+def aligned_words(model, tokenizer: Tokenizer, batch: dict) -> list[tuple[list[int], list[int]]]:
+    """Per utterance of ``batch``: (the encoder frame of each token in the model's own forced alignment,
+    run without biasing, in eval mode: no random draw; empty if it cannot be aligned) and (the index of
+    the transcript word each token belongs to; empty if the tokens do not split into its words)."""
     ys = [batch["y"][n, : int(batch["y_lens"][n])].tolist() for n in range(len(batch["texts"]))]
     was_training = model.training
     model.eval()
     frames = forced_align(model, batch["x"], batch["x_lens"], ys)
     model.train(was_training)
-    enc_lens = [encoder_frames(int(t)) for t in batch["x_lens"]]
-    frame_targets = torch.full((len(ys), max(enc_lens)), -1, dtype=torch.long)
-    step_targets = torch.full((len(ys), int(batch["y_lens"].max()) + 1), -1, dtype=torch.long)
-    for n, (y, text) in enumerate(zip(ys, batch["texts"])):
-        words, word_of = text.split(), []
+    out = []
+    for y, text, f in zip(ys, batch["texts"], frames):
+        word_of = []
         for token in y:
             starts = tokenizer.id_to_piece(token).startswith("\u2581") or not word_of
             word_of.append(word_of[-1] + starts if word_of else 0)
-        if not word_of or word_of[-1] + 1 != len(words):
+        out.append((f, word_of if word_of and word_of[-1] + 1 == len(text.split()) else []))
+    return out
+
+
+def _word_span(word_of: list[int], u: int) -> int:
+    """The last token of the word whose first token is ``u``."""
+    return max(v for v in range(u, len(word_of)) if word_of[v] == word_of[u])
+
+
+def attention_targets(batch: dict, shared: list[str], aligned: list[tuple[list[int], list[int]]]) -> None:
+    """The targets of the guided-attention loss (``asr.models.biasing``) for a batch whose utterances share
+    the bias list ``shared``, set on ``batch["phrases"]``: each predictor step whose next token belongs to
+    a listed word points at that word's entry, every other step at no-bias (0); each encoder frame from
+    the first to the last token of a listed word, in the alignment ``aligned`` (:func:`aligned_words`),
+    points at it, every other frame at no-bias. An utterance whose tokens do not split into its words, or
+    that cannot be aligned, gets no target (-1)."""
+    index = {w: i + 1 for i, w in enumerate(sorted(set(shared)))}  # PhraseBatch.from_lists's order
+    enc_lens = [encoder_frames(int(t)) for t in batch["x_lens"]]
+    frame_targets = torch.full((len(aligned), max(enc_lens)), -1, dtype=torch.long)
+    step_targets = torch.full((len(aligned), int(batch["y_lens"].max()) + 1), -1, dtype=torch.long)
+    for n, ((frames, word_of), text) in enumerate(zip(aligned, batch["texts"])):
+        if not word_of:
             continue
+        words = text.split()
         targets = [index.get(words[k], 0) for k in word_of]
-        step_targets[n, : len(y) + 1] = torch.tensor(targets + [0])
-        if not frames[n]:
+        step_targets[n, : len(word_of) + 1] = torch.tensor(targets + [0])
+        if not frames:
             continue
         frame_targets[n, : enc_lens[n]] = 0
         for u, target in enumerate(targets):
             if target and (u == 0 or word_of[u - 1] != word_of[u]):  # the word's first token: mark its span
-                last = max(v for v in range(u, len(y)) if word_of[v] == word_of[u])
-                frame_targets[n, frames[n][u] : frames[n][last] + 1] = target
+                frame_targets[n, frames[u] : frames[_word_span(word_of, u)] + 1] = target
     batch["phrases"].frame_targets, batch["phrases"].step_targets = frame_targets, step_targets
+
+
+def wake_word_targets(batch: dict, word: str, aligned: list[tuple[list[int], list[int]]]) -> torch.Tensor:
+    """A wake-word model's frame labels (N, T'): 1 on the encoder frames of every occurrence of ``word``
+    (upper case) in the alignment ``aligned`` (:func:`aligned_words`), 0 on the other frames, -1 on
+    padding and on utterances that say the word but cannot be aligned. An occurrence's frames run from
+    the frame after the previous word's last token (a transducer emits a token at or after its sound;
+    the utterance's first word: from its own first token) to the frame of its own last token."""
+    enc_lens = [encoder_frames(int(t)) for t in batch["x_lens"]]
+    targets = torch.full((len(aligned), max(enc_lens)), -1, dtype=torch.long)
+    for n, ((frames, word_of), text) in enumerate(zip(aligned, batch["texts"])):
+        words = text.split()
+        if word not in words:
+            targets[n, : enc_lens[n]] = 0
+            continue
+        if not (frames and word_of):
+            continue
+        targets[n, : enc_lens[n]] = 0
+        for u in range(len(word_of)):
+            if words[word_of[u]] == word and (u == 0 or word_of[u - 1] != word_of[u]):
+                start = frames[u - 1] + 1 if u else frames[u]
+                targets[n, start : frames[_word_span(word_of, u)] + 1] = 1
+    return targets
 
 
 def _init_checkpoint(cfg: TrainConfig, resume: bool) -> dict | None:
@@ -243,19 +282,22 @@ def _tokenizer(cfg: TrainConfig, start: dict | None, where: str) -> Tokenizer:
 
 def _load_init_weights(model, cfg: TrainConfig, ckpt: dict) -> None:
     """Fill ``model`` with ``train.init_from``'s weights: its model section must be this run's, but for
-    ``biasing``, whose weights this run may add (they keep their initialisation: the adapter's zero
-    output projection makes the model start exactly as the checkpoint's)."""
+    ``biasing`` and ``wakeword``, whose weights this run may add (they keep their initialisation: the
+    zero output projections of the adapter and of the wake-word branch make the model start exactly as
+    the checkpoint's)."""
     mine, theirs = dict(to_dict(cfg.model)), dict(ckpt["config"]["model"])
-    had_biasing = theirs.pop("biasing", None) is not None
+    had = {key: theirs.pop(key, None) is not None for key in ("biasing", "wakeword")}
     mine.pop("biasing", None)
+    mine.pop("wakeword", None)
     if mine != theirs:
-        raise UserError(f"{cfg.train.init_from}: its model section differs from this run's (model.biasing aside); "
-                        "take the model section from it")
-    if had_biasing and model.biasing is None:
-        raise UserError(f"{cfg.train.init_from}: it has a biasing adapter (model.biasing), which this run's model lacks; "
-                        "keep its model.biasing section")
+        raise UserError(f"{cfg.train.init_from}: its model section differs from this run's (model.biasing and "
+                        "model.wakeword aside); take the model section from it")
+    for key, what in (("biasing", "a biasing adapter"), ("wakeword", "a wake-word detector")):
+        if had[key] and getattr(model, key) is None:
+            raise UserError(f"{cfg.train.init_from}: it has {what} (model.{key}), which this run's model lacks; "
+                            f"keep its model.{key} section")
     missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
-    wrong = [k for k in missing if not k.startswith("biasing.")] + list(unexpected)
+    wrong = [k for k in missing if not k.startswith(("biasing.", "wakeword."))] + list(unexpected)
     if wrong:
         raise UserError(f"{cfg.train.init_from}: its weights do not fit this model ({', '.join(wrong[:3])}); take the "
                         "model section from it")
@@ -486,8 +528,13 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
             if lists is not None:
                 shared = lists(batch["texts"], at.step)
                 batch["phrases"] = PhraseBatch.from_lists([shared] * len(batch["texts"]))
-                if cfg.model.biasing.attention_loss > 0:
-                    attention_targets(model, tokenizer, batch, shared)
+            aligned = None
+            if lists is not None and cfg.model.biasing.attention_loss > 0:
+                aligned = aligned_words(model, tokenizer, batch)
+                attention_targets(batch, shared, aligned)
+            if cfg.model.wakeword is not None:
+                aligned = aligned or aligned_words(model, tokenizer, batch)
+                batch["wake_targets"] = wake_word_targets(batch, cfg.model.wakeword.word.upper(), aligned)
             diagnose = cfg.train.diagnostics_every > 0 and (at.step + 1) % cfg.train.diagnostics_every == 0
             if diagnose:
                 groups = diagnostics.parameter_groups(model)

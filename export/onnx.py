@@ -228,16 +228,20 @@ def check_parity(model, out: Path, chunking: Chunking, batches: tuple[int, ...] 
         h, c = graph.init_state(n)
         h_ort, c_ort = h.numpy(), c.numpy()
         full = reference.encode(x, torch.full((n,), x.size(1)))[0]
+        wake_full = None if graph.wakeword is None else graph.wakeword.probabilities(enc(x, torch.full((n,), x.size(1)))[0])
         enc_feeds, enc_args = bias.get("encoder", ({}, []))
         for i in range(num_chunks):
             window = x[:, i * chunk : i * chunk + T]
-            y, h, c = graph(window, h, c, *enc_args)  # PyTorch, state carried
-            y_ort, h_ort, c_ort = sess.run(None, {"x": window.numpy(), "state0": h_ort, "state1": c_ort, **enc_feeds})
+            y, h, c, *wake = graph(window, h, c, *enc_args)  # PyTorch, state carried
+            y_ort, h_ort, c_ort, *wake_ort = sess.run(None, {"x": window.numpy(), "state0": h_ort, "state1": c_ort, **enc_feeds})
             errs["encoder"] = max(errs["encoder"], _close("encoder.onnx", y_ort, y, f"encoder_out, chunk {i}, N={n}"),
-                                  _close("encoder.onnx", h_ort, h, "new_state0"), _close("encoder.onnx", c_ort, c, "new_state1"))
+                                  _close("encoder.onnx", h_ort, h, "new_state0"), _close("encoder.onnx", c_ort, c, "new_state1"),
+                                  *(_close("encoder.onnx", a, b, "wake_prob") for a, b in zip(wake_ort, wake)))
             k = chunking.chunk_encoder_frames
             errs["encoder_streaming"] = max(errs["encoder_streaming"], _close(
-                "encoder.onnx", y_ort, full[:, i * k : (i + 1) * k], f"chunk {i} vs the full-utterance forward, N={n}"))
+                "encoder.onnx", y_ort, full[:, i * k : (i + 1) * k], f"chunk {i} vs the full-utterance forward, N={n}"),
+                *(_close("encoder.onnx", a, wake_full[:, i * k : (i + 1) * k], f"wake_prob of chunk {i} vs the "
+                         f"full-utterance forward, N={n}") for a in wake_ort))
     dec, join = cpu_session(out / "decoder.onnx"), cpu_session(out / "joiner.onnx")
     ctx = model.context_size
     dec_feeds = bias.get("decoder", ({}, []))[0]
@@ -253,7 +257,7 @@ def check_parity(model, out: Path, chunking: Chunking, batches: tuple[int, ...] 
 
 
 BATCH_AXES = {"x": 0, "state0": 1, "state1": 1, "encoder_out": 0, "new_state0": 1, "new_state1": 1,
-              "y": 0, "decoder_out": 0, "logit": 0}
+              "y": 0, "decoder_out": 0, "logit": 0, "wake_prob": 0}
 BIAS_AXES = {"bias_keys": {0: "P"}, "bias_values": {0: "P"}}  # the list's length, 0 included
 
 
@@ -295,16 +299,22 @@ def write_graphs(model, out: Path, chunking: Chunking, unrolled: bool = False, f
         if biasing.predictor_adapter is not None:
             dec_bias_in, dec_bias_args = bias_in, (torch.randn(3, attention_dim), torch.randn(3, attention_dim))
         bias_meta = {"biasing": "acoustic", "bias_attention_dim": attention_dim}
+    wakeword = getattr(model, "wakeword", None)
+    wake_out, wake_meta = [], {}
+    if wakeword is not None:  # the routed frames in the graph (gather / scatter), the detector's output beside
+        wake_out = ["wake_prob"]
+        wake_meta = {"wake_word": wakeword.word, "wake_threshold": wakeword.threshold}
+    enc_outputs = ["encoder_out", "new_state0", "new_state1", *wake_out]
     _export(graph, (torch.zeros(n, T, enc.normalize.mean.numel()), h, c, *bias_args), out / "encoder.onnx",
-            ["x", "state0", "state1", *bias_in], ["encoder_out", "new_state0", "new_state1"],
-            {**(axes({k: BATCH_AXES[k] for k in ("x", "state0", "state1", "encoder_out", "new_state0", "new_state1")})
+            ["x", "state0", "state1", *bias_in], enc_outputs,
+            {**(axes({k: BATCH_AXES[k] for k in ("x", "state0", "state1", *enc_outputs)})
                 or {}), **{k: BIAS_AXES[k] for k in bias_in}} or None)
     # our own keys beside sherpa-onnx's (it ignores them): which encoder, and how its state is laid out
     add_metadata(out / "encoder.onnx", {
         "model_type": "lstm", "version": 1, "model_author": "ondevice-asr", "decode_chunk_len": chunking.chunk_feature_frames,
         "T": T, "num_encoder_layers": layers, "d_model": P, "rnn_hidden_size": H,
         "encoder": type(enc).__name__, "state_layout": "lstm" if graph.packer is None else "packed", "export_id": export_id,
-        **bias_meta})
+        **bias_meta, **wake_meta})
     _export(DecoderGraph(model), (torch.zeros(n, ctx, dtype=torch.int64), *dec_bias_args), out / "decoder.onnx",
             ["y", *dec_bias_in], ["decoder_out"], {**(axes({"y": 0, "decoder_out": 0}) or {}),
                                                    **{k: BIAS_AXES[k] for k in dec_bias_in}} or None)

@@ -17,6 +17,7 @@ from asr.models.biasing import BiasingConfig, biasing_config_class
 from asr.models.conformer import ConformerEncoderConfig
 from asr.models.convrnnt import ConvRNNTEncoderConfig
 from asr.models.lstm import LSTMEncoderConfig
+from asr.models.wakeword import WakeWordConfig, wakeword_config_class
 
 # encoder type (the ``type`` field of ``model.encoder``) -> its config dataclass; the encoder classes
 # that build from them are in asr.models.registry
@@ -111,8 +112,14 @@ class ModelConfig:
     # contextual biasing (asr.models.biasing): None builds none; a mapping with a 'type' builds it
     biasing: BiasingConfig | None = field(default=None,
                                           metadata={"choose": "type", "default": None, "lookup": biasing_config_class})
+    # the dual-attention wake-word transducer (asr.models.wakeword): None builds none; needs biasing
+    wakeword: WakeWordConfig | None = field(default=None,
+                                            metadata={"choose": "type", "default": None, "lookup": wakeword_config_class})
 
     BOUNDS = {"joiner_dim": WIDTH, "ctc_weight": Range(0, 1), "vocab_size": Range(0, 1_000_000), "num_mel_bins": Range(1, 1024)}
 
     def __post_init__(self):
         check_bounds(self, "model")
+        if self.wakeword is not None and self.biasing is None:
+            raise UserError("model.wakeword needs model.biasing (its full attention branch is the biasing adapter); "
+                            "add a model.biasing section")

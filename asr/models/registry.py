@@ -18,6 +18,7 @@ from asr.models.convrnnt import ConvRNNTEncoder, ConvRNNTEncoderConfig
 from asr.models.lstm import LSTMEncoder, LSTMEncoderConfig
 from asr.models.predictor import LSTMPredictor, StatelessPredictor
 from asr.models.transducer import Joiner, Transducer
+from asr.models.wakeword import DualAttention
 
 # encoder config dataclass -> the encoder it builds
 ENCODERS = {LSTMEncoderConfig: LSTMEncoder, ConformerEncoderConfig: ConformerEncoder, ConvRNNTEncoderConfig: ConvRNNTEncoder}
@@ -36,7 +37,9 @@ def build_model(cfg: ModelConfig) -> Transducer:
     predictor = build_predictor(cfg.predictor, cfg.vocab_size)
     joiner = Joiner(encoder.output_dim, predictor.output_dim, cfg.joiner_dim, cfg.vocab_size)
     biasing = None if cfg.biasing is None else Biasing(cfg.biasing, encoder.output_dim, predictor.output_dim)
-    return Transducer(encoder, predictor, joiner, ctc_weight=cfg.ctc_weight, loss=cfg.loss, biasing=biasing)
+    wakeword = None if cfg.wakeword is None else DualAttention(cfg.wakeword, encoder.output_dim)
+    return Transducer(encoder, predictor, joiner, ctc_weight=cfg.ctc_weight, loss=cfg.loss, biasing=biasing,
+                      wakeword=wakeword)
 
 
 # ---- presets: plain functions returning a ModelConfig ------------------------------------------

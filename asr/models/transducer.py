@@ -5,7 +5,9 @@ applied before the broadcast add so the (N, T, U + 1, J) lattice is built only o
 
 Contextual biasing (``asr.models.biasing``), when the model has it, sits between the encoder and
 predictor outputs and the joiner: ``forward`` and ``encode`` take the bias lists as a ``PhraseBatch``,
-and :class:`BiasedModel` is the model with one fixed list for the searches.
+and :class:`BiasedModel` is the model with one fixed list for the searches. A wake-word model
+(``asr.models.wakeword``) routes each encoder frame to the biasing adapter or to its small wake-word
+attention, wherever the encoder output is biased or projected for the joiner.
 
 Shape legend: N batch, T frames, T' encoder frames, U tokens, V vocabulary, E encoder dim,
 D predictor dim, J joiner dim, P phrases.
@@ -21,6 +23,7 @@ from asr.losses import rnnt_loss
 from asr.losses.pruned import do_pruning, get_prune_ranges, rnnt_loss_lattice, rnnt_loss_pruned, rnnt_loss_simple
 from asr.models.biasing import Biasing, PhraseBatch
 from asr.models.config import LossConfig
+from asr.models.wakeword import DualAttention
 
 
 class Joiner(nn.Module):
@@ -48,13 +51,15 @@ class Transducer(nn.Module):
     ``context_size``, ``init_predictor_state``, ``predict``, ``join``) and ``encode``.
 
     ``biasing`` (an ``asr.models.biasing.Biasing``, or None): the phrase encoder and adapters that
-    ``forward`` and ``encode`` apply when given bias lists."""
+    ``forward`` and ``encode`` apply when given bias lists. ``wakeword`` (an
+    ``asr.models.wakeword.DualAttention``, or None): the detector and wake-word branch that route every
+    encoder frame (without a bias list the full branch is the identity, as for a biasing model)."""
 
     unk_id = None  # the PyTorch model emits every token it was trained on; onnxruntime folders skip <unk>
 
     def __init__(
         self, encoder: nn.Module, predictor: nn.Module, joiner: Joiner, blank_id: int = 0, ctc_weight: float = 0.0,
-        loss: LossConfig | None = None, biasing: Biasing | None = None,
+        loss: LossConfig | None = None, biasing: Biasing | None = None, wakeword: DualAttention | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -64,6 +69,7 @@ class Transducer(nn.Module):
         self.ctc_weight = ctc_weight
         self.loss_cfg = loss or LossConfig()
         self.biasing = biasing
+        self.wakeword = wakeword
         vocab = joiner.output.out_features
         self.ctc_output = nn.Linear(encoder.output_dim, vocab) if ctc_weight > 0 else None
         if self.loss_cfg.type == "pruned":
@@ -71,17 +77,25 @@ class Transducer(nn.Module):
             self.simple_lm = nn.Linear(predictor.output_dim, vocab)
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor, y: torch.Tensor, y_lens: torch.Tensor, warmup: float = 1.0,
-                phrases: PhraseBatch | None = None) -> torch.Tensor:
+                phrases: PhraseBatch | None = None, wake_targets: torch.Tensor | None = None) -> torch.Tensor:
         """x: (N, T, F), y: (N, U) padded token ids -> summed training loss over the batch (a scalar).
 
         ``warmup`` in [0, 1] is the fraction of ``loss.warmup_steps`` done (pruned loss only); ``phrases``:
-        the utterances' bias lists (a model with ``biasing`` only)."""
+        the utterances' bias lists (a model with ``biasing`` only); ``wake_targets`` (N, T'): a wake-word
+        model's frame labels (1 wake word, 0 other, -1 unknown), which route the frames and teach the
+        detector (``asr.models.wakeword``); without them the detector routes."""
         enc, enc_lens = self.encoder(x, x_lens)  # (N, T', E)
         blank = torch.full((y.size(0), 1), self.blank_id, dtype=y.dtype, device=y.device)
         pred = self.predictor(torch.cat([blank, y], dim=1))  # (N, U+1, D)
         attention_loss = None
+        full = enc
         if phrases is not None:
-            enc, pred, attention_loss = self._biasing().bias_for_training(enc, pred, phrases)
+            full, pred, attention_loss = self._biasing().bias_for_training(enc, pred, phrases)
+        if self.wakeword is not None:
+            targets = wake_targets if wake_targets is not None else torch.full(enc.shape[:2], -1, device=enc.device)
+            full, detector_loss = self.wakeword.route_for_training(enc, full, targets.to(enc.device))
+            attention_loss = detector_loss if attention_loss is None else attention_loss + detector_loss
+        enc = full
         if self.loss_cfg.type == "pruned":
             loss = self._pruned_loss(enc, enc_lens, pred, y, y_lens, min(max(warmup, 0.0), 1.0))
         else:
@@ -137,12 +151,21 @@ class Transducer(nn.Module):
         """Full-utterance encoder output, projected for the joiner: (N, T', J), (N,); biased by ``phrases``
         (one list per utterance) if given."""
         enc, enc_lens = self.encoder(x, x_lens)
-        if phrases is not None:
-            enc = self._biasing().bias_encoder(enc, self.biasing.embed(phrases), phrases.mask)
-        return self.project_encoder_out(enc), enc_lens
+        if phrases is None:
+            return self.project_encoder_out(enc), enc_lens
+        biasing = self._biasing()
+        embeddings = biasing.embed(phrases)
+        if self.wakeword is None:
+            return self.joiner.encoder_proj(biasing.bias_encoder(enc, embeddings, phrases.mask)), enc_lens
+        rows = [self.wakeword.route(enc[n : n + 1], lambda h, n=n: biasing.bias_encoder(
+            h.unsqueeze(0), embeddings, phrases.mask[n : n + 1]).squeeze(0))[0] for n in range(enc.size(0))]
+        return self.joiner.encoder_proj(torch.cat(rows)), enc_lens
 
     def project_encoder_out(self, enc: torch.Tensor) -> torch.Tensor:
-        """(N, T', E) encoder output -> (N, T', J), the joiner's input (``BiasedModel`` biases it first)."""
+        """(N, T', E) encoder output -> (N, T', J), the joiner's input (``BiasedModel`` biases it first); a
+        wake-word model routes its frames first, with the identity as the full branch (no list)."""
+        if self.wakeword is not None:
+            enc = self.wakeword.route(enc, lambda h: h)[0]
         return self.joiner.encoder_proj(enc)
 
     @property
@@ -201,7 +224,11 @@ class BiasedModel:
 
     def project_encoder_out(self, enc: torch.Tensor) -> torch.Tensor:
         """(N, T', E) encoder output -> biased by the list and projected for the joiner, (N, T', J)."""
-        return self.model.project_encoder_out(self.model.biasing.encoder_adapter.attend(enc, *self._encoder_kv))
+        def full(h: torch.Tensor) -> torch.Tensor:
+            return self.model.biasing.encoder_adapter.attend(h, *self._encoder_kv)
+
+        enc = full(enc) if self.model.wakeword is None else self.model.wakeword.route(enc, full)[0]
+        return self.model.joiner.encoder_proj(enc)
 
     def encode(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         enc, enc_lens = self.model.encoder(x, x_lens)

@@ -43,6 +43,16 @@ Output: one JSON object per line on stdout, flushed at once::
   sherpa-onnx) and ``end_s`` (the end of the frame of its last token), in seconds from the start of
   the stream: ``start_s < end_s <= next word's start_s``.
 
+With ``--wake-word`` (a folder exported from a wake-word model, ``asr.models.wakeword``), each wake
+event is a line of its own, printed as soon as the encoder call that fires it is decoded, before that
+call's results::
+
+    {"stream": "a.wav", "type": "wake", "word": "ZEPHYRA", "time_s": 0.52, "score": 0.9731}
+
+``time_s``: the start of the encoder frame it fires on (``asr.decoding.wakeword``'s rule over the
+detector's probabilities, ``--wake-threshold``, ``--wake-window``, ``--wake-refractory``); ``score``:
+the smoothed probability there. Transcription goes on as without it.
+
 Bad input (missing or unreadable file, a sample rate other than 16 kHz, several channels, text or a
 compressed file on stdin, an odd number of bytes, an incomplete model folder, hotwords with greedy
 search) is one ``error:`` line and exit status 2, before any output where it can be checked first.
@@ -61,9 +71,10 @@ from asr.audio import PcmReader
 from asr.chunking import TAIL_PADDING_S
 from asr.data.bias_lists import read_phrases
 from asr.decoding.context_graph import load_hotwords
+from asr.decoding.wakeword import WakeConfig
 from asr.errors import UserError
 from asr.frontend import PIECE_SAMPLES
-from asr.streaming.onnx import OnnxRecognizer, OnnxTransducer
+from asr.streaming.onnx import ENCODER_FRAME_S, OnnxRecognizer, OnnxTransducer
 from asr.tokenizer import Tokenizer
 
 
@@ -79,16 +90,20 @@ def check_options(method: str, hotwords_file: str | None) -> None:
 def build_recognizer(model_dir: str, method: str = "greedy", beam: int = 4, hotwords_file: str | None = None,
                      hotwords_score: float = 1.5, endpoint=None, threads: int = 1,
                      tail_padding_s: float = TAIL_PADDING_S, max_segment_s: float | None = None,
-                     lm=None, bias_list: str | None = None) -> OnnxRecognizer:
+                     lm=None, bias_list: str | None = None, wake: WakeConfig | None = None) -> OnnxRecognizer:
     """Load the model folder (and the hotwords) into an :class:`asr.streaming.onnx.OnnxRecognizer`; ``lm``:
     shallow fusion (``asr.decoding.ngram_lm.LmFusion``) or None; ``bias_list``: a file of bias phrases
-    for a folder exported from a biasing model."""
+    for a folder exported from a biasing model; ``wake``: wake events, for a folder exported from a
+    wake-word model."""
     check_options(method, hotwords_file)
     d = Path(model_dir)
     if not d.is_dir():
         raise UserError(f"{d}: no such model folder; create it with 'asr export --checkpoint CKPT --out {d}'")
     torch.set_num_threads(threads)
     model = OnnxTransducer(d, num_threads=threads)
+    if wake is not None and model.wake_word is None:
+        raise UserError(f"{d}: --wake-word needs a folder exported from a wake-word model (model.wakeword: its encoder "
+                        "outputs wake_prob); for a plain model use 'asr kws' with the word as a keyword")
     if bias_list is not None:
         phrases = read_phrases(bias_list)
         try:
@@ -104,7 +119,7 @@ def build_recognizer(model_dir: str, method: str = "greedy", beam: int = 4, hotw
         graph = load_hotwords(hotwords_file, Tokenizer(d / "bpe.model").encode_max_score, hotwords_score,
                               unk_id=model.unk_id)
     return OnnxRecognizer(model, method, beam, tail_padding_s, context_graph=graph, endpoint=endpoint, keep_calls=False,
-                          max_segment_s=max_segment_s, lm=lm)
+                          max_segment_s=max_segment_s, lm=lm, wake=wake)
 
 
 def print_line(line: str) -> None:
@@ -123,10 +138,16 @@ class _Printer:
         self.symbols = rec.model.symbols
         self.names, self.write, self.partials = names, write, partials
         self.printed = [0] * len(names)  # finals printed per stream
+        self.wakes = [0] * len(names)  # wake events printed per stream
+        self.wake_word = rec.model.wake_word
         self.last_text = [""] * len(names)  # last partial text printed, per stream
 
     def flush(self, streams) -> None:
         for i, s in enumerate(streams):
+            for e in s.wake_events[self.wakes[i] :]:
+                self.write(json.dumps({"stream": self.names[i], "type": "wake", "word": self.wake_word,
+                                       "time_s": round(e.frame * ENCODER_FRAME_S, 3), "score": round(e.score, 4)}))
+            self.wakes[i] = len(s.wake_events)
             for r in s.finals[self.printed[i] :]:
                 self.write(self._line(self.names[i], r))
                 self.last_text[i] = ""

@@ -21,6 +21,10 @@ On top of that loop, as sherpa-onnx's ``OnlineRecognizer`` does (``online-recogn
 * a bias list, for a folder exported from a biasing model (``bias_encoder.onnx`` beside the graphs):
   :meth:`OnnxTransducer.set_bias_list` encodes its phrases once; every encoder and decoder call then
   takes their keys and values (one list for every stream of the model);
+* wake events, for a folder exported from a wake-word model (``asr.models.wakeword``: its encoder
+  graph has a fourth output, the detector's probabilities, kept in ``wake_prob`` after each call): a
+  stream made with a ``wake`` spotter (``asr.decoding.wakeword.WakeWordSpotter``) feeds it its frames'
+  probabilities and collects ``wake_events`` (stream frames; the rule equals the offline one);
 * endpointing (``asr.streaming.endpoint``), checked after every encoder call: the segment becomes a
   final :class:`SegmentResult`, the encoder state is kept and, if the segment decoded anything, the
   next one starts with its last ``context_size`` tokens as decoder context (else from the initial
@@ -66,6 +70,7 @@ import torch
 
 from asr.chunking import ENCODER_FRAME_MS, FEATURE_FRAME_MS, TAIL_PADDING_S, Chunking
 from asr.decoding.search import GreedyState, History, beam_init, context, greedy_init, search
+from asr.decoding.wakeword import WakeConfig, WakeEvent, WakeWordSpotter
 from asr.errors import UserError, first_line
 from asr.features import SherpaFbank
 from asr.frontend import NUM_MEL_BINS, SAMPLE_RATE_HZ
@@ -117,6 +122,9 @@ class StreamingTransducer:
     blank_id: int = 0
     unk_id: int | None = None
     context_size: int
+    # a wake-word model's detector probabilities (N, T') of the frames of the last encode_chunk call;
+    # None for other models
+    wake_prob: np.ndarray | None = None
 
     def _set_symbols(self, symbols: list[str], context_size: int) -> None:
         self.symbols = symbols
@@ -204,6 +212,7 @@ class OnnxTransducer(StreamingTransducer):
         # batch axis of x / y / encoder_out: a number (not a symbol) means every call takes that batch
         self.fixed_batch = {name: sess.get_inputs()[0].shape[0] for name, sess in
                             (("encoder", self.encoder), ("decoder", self.decoder), ("joiner", self.joiner))}
+        self.wake_word = meta.get("wake_word")  # a wake-word model's word (its encoder outputs wake_prob)
         self.bias_encoder = None
         self._bias = {"encoder": {}, "decoder": {}}  # extra feeds of each graph: the list's keys and values
         if "biasing" in meta:
@@ -272,13 +281,15 @@ class OnnxTransducer(StreamingTransducer):
         rows = [sess.run(None, {k: np.take(v, [i], axis=axes[k]) if k in axes else v for k, v in feeds.items()})
                 for i in range(n)]
         # outputs follow the same layout as the inputs: encoder_out batch-first, states on axis 1
-        out_axes = [0] + [1] * (len(rows[0]) - 1) if name == "encoder" else [0] * len(rows[0])
+        # (a wake-word model's fourth encoder output, wake_prob, is batch-first)
+        out_axes = [0, 1, 1, 0][: len(rows[0])] if name == "encoder" else [0] * len(rows[0])
         return [np.concatenate(parts, axis=a) for parts, a in zip(zip(*rows), out_axes)]
 
     def encode_chunk(self, x: np.ndarray, state):
         """(N, T, F) features, state -> (N, T', J) torch tensor, new state."""
-        out, h, c = self._run("encoder", {"x": x, "state0": state[0], "state1": state[1], **self._bias["encoder"]},
-                              {"x": 0, "state0": 1, "state1": 1})
+        out, h, c, *wake = self._run("encoder", {"x": x, "state0": state[0], "state1": state[1], **self._bias["encoder"]},
+                                     {"x": 0, "state0": 1, "state1": 1})
+        self.wake_prob = wake[0] if wake else None
         return torch.from_numpy(out), (h, c)
 
     def predict(self, y_ctx: torch.Tensor, state=None):
@@ -381,7 +392,7 @@ class OnnxStream:
 
     def __init__(self, model: StreamingTransducer, method: str = "greedy", beam: int = 4, tail_padding_s: float = TAIL_PADDING_S,
                  *, context_graph=None, endpoint: EndpointConfig | None = None, auto_decode: bool = True,
-                 max_segment_s: float | None = None, lm=None) -> None:
+                 max_segment_s: float | None = None, lm=None, wake: WakeWordSpotter | None = None) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown decoding method {method!r}; use 'greedy' or 'modified_beam_search'")
         if (context_graph is not None or lm is not None) and method != "modified_beam_search":
@@ -418,6 +429,8 @@ class OnnxStream:
         self.finals: list[SegmentResult] = []
         self.endpoints: list[EndpointEvent] = []
         self.first_token: FirstToken | None = None
+        self.wake = wake  # a wake-word model's spotter: its events in wake_events
+        self.wake_events: list[WakeEvent] = []
 
     # -- input
 
@@ -509,10 +522,16 @@ class OnnxStream:
             return greedy_init(self.model, 1)
         return beam_init(self.model, 1, context_graph=self.context_graph, lm=self.lm)
 
-    def _chunk_decoded(self, state, search_state, num_encoder_frames: int, now: float) -> None:
+    def _chunk_decoded(self, state, search_state, num_encoder_frames: int, now: float,
+                       wake_prob: np.ndarray | None = None) -> None:
         """Book-keeping after this stream's share of an encoder call: advance by decode_chunk_len,
-        note the first token, check the endpoint rules, close the stream at the end of input."""
+        note the first token and the wake events, check the endpoint rules, close the stream at the end
+        of input."""
         self.state, self.search_state = state, search_state
+        if self.wake is not None:
+            if wake_prob is None:
+                raise ValueError("a wake-word spotter needs a wake-word model (its encoder has no wake_prob output)")
+            self.wake_events += self.wake.accept(wake_prob)
         self.frames = self.frames[self.model.chunking.chunk_feature_frames :]
         self.processed_frames += self.model.chunking.chunk_feature_frames
         self.encoder_frames += num_encoder_frames
@@ -661,8 +680,9 @@ def decode_streams(streams: list[OnnxStream]) -> EncoderCall | None:
                            s0.lm)
                     for i, s in enumerate(ready)]
     t2 = time.perf_counter()
-    for s, st, ss in zip(ready, m.unstack_states(state), searched):
-        s._chunk_decoded(st, ss, enc.size(1), t2)
+    wake = m.wake_prob if m.wake_prob is not None else [None] * len(ready)
+    for s, st, ss, wp in zip(ready, m.unstack_states(state), searched, wake):
+        s._chunk_decoded(st, ss, enc.size(1), t2, wp)
     return EncoderCall(len(ready), t1 - t0, t2 - t1, t2)
 
 
@@ -674,15 +694,17 @@ class OnnxRecognizer:
 
     def __init__(self, model: StreamingTransducer, method: str = "greedy", beam: int = 4, tail_padding_s: float = TAIL_PADDING_S,
                  *, context_graph=None, endpoint: EndpointConfig | None = None, keep_calls: bool = True,
-                 max_segment_s: float | None = None, lm=None) -> None:
+                 max_segment_s: float | None = None, lm=None, wake: WakeConfig | None = None) -> None:
         self.model, self.method, self.beam, self.tail_padding_s = model, method, beam, tail_padding_s
         self.context_graph, self.endpoint, self.keep_calls, self.lm = context_graph, endpoint, keep_calls, lm
         self.max_segment_s = max_segment_s
+        self.wake = wake  # a wake-word model's event rule: each stream gets its own spotter
         self.calls: list[EncoderCall] = []
 
     def create_stream(self) -> OnnxStream:
         return OnnxStream(self.model, self.method, self.beam, self.tail_padding_s, context_graph=self.context_graph,
-                          endpoint=self.endpoint, auto_decode=False, max_segment_s=self.max_segment_s, lm=self.lm)
+                          endpoint=self.endpoint, auto_decode=False, max_segment_s=self.max_segment_s, lm=self.lm,
+                          wake=None if self.wake is None else self.wake.spotter())
 
     def decode(self, streams: list[OnnxStream]) -> int:
         """Decode until no stream is ready, batching the ready ones; returns the number of encoder calls."""

@@ -94,6 +94,9 @@ class EncoderStep(nn.Module):
         self.packer = None if is_lstm(model) else StatePacker(model.encoder, model.encoder.output_dim)
         # a biasing model's encoder adapter, applied before the projection when bias keys are given
         self.adapter = None if getattr(model, "biasing", None) is None else model.biasing.encoder_adapter
+        # a wake-word model's detector and branches (asr.models.wakeword): the frames are routed, and the
+        # detector's probabilities are a fourth output
+        self.wakeword = getattr(model, "wakeword", None)
 
     def init_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encoder.init_state(batch) if self.packer is None else self.packer.zeros(batch)
@@ -108,7 +111,9 @@ class EncoderStep(nn.Module):
     def forward(self, x: torch.Tensor, state0: torch.Tensor, state1: torch.Tensor,
                 bias_keys: torch.Tensor | None = None, bias_values: torch.Tensor | None = None):
         """``bias_keys``, ``bias_values`` (P, A): a biasing model's list, as its encoder adapter's keys and
-        values of the phrases (the no-bias entry is the adapter's own); None for an unbiased model."""
+        values of the phrases (the no-bias entry is the adapter's own); None for an unbiased model. A
+        wake-word model routes each frame to the adapter or its wake-word branch and also returns the
+        detector's probabilities ``wake_prob`` (N, T')."""
         x_lens = torch.full((x.size(0),), x.size(1), dtype=torch.int64)
         if self.lstm_stack is not None:
             x, _ = self.encoder.subsampling(self.encoder.normalize(x), x_lens)
@@ -117,6 +122,12 @@ class EncoderStep(nn.Module):
             state = (state0, state1) if self.packer is None else self.packer.unpack(state0, state1)
             out, _, state = self.encoder.streaming_forward(x, x_lens, state)
             state0, state1 = state if self.packer is None else self.packer.pack(state)
+        if self.wakeword is not None:
+            def full(h: torch.Tensor) -> torch.Tensor:
+                return h if bias_keys is None else self.adapter.attend_phrases(h, bias_keys, bias_values)
+
+            out, wake_prob = self.wakeword.route(out, full)
+            return self.proj(out), state0, state1, wake_prob
         if bias_keys is not None:
             out = self.adapter.attend_phrases(out, bias_keys, bias_values)
         return self.proj(out), state0, state1
@@ -136,7 +147,8 @@ class TorchTransducer(StreamingTransducer):
 
     @torch.no_grad()
     def encode_chunk(self, x: np.ndarray, state):
-        out, s0, s1 = self.step(torch.from_numpy(x), torch.from_numpy(state[0]), torch.from_numpy(state[1]))
+        out, s0, s1, *wake = self.step(torch.from_numpy(x), torch.from_numpy(state[0]), torch.from_numpy(state[1]))
+        self.wake_prob = wake[0].numpy() if wake else None
         return out, (s0.numpy(), s1.numpy())
 
     @torch.no_grad()

@@ -122,3 +122,13 @@ def test_bias_word_recall_ignores_insertions():
     _, _, b = biased_word_errors("CALL ANNA SMITH", "CALL ANNA SMYTHE", {"ANNA", "SMITH"})
     assert (b.recall, b.rate) == (50.0, 50.0)
     assert np.isnan(ErrorCounts().recall)  # no bias word said
+
+
+def test_errors_after_the_wake_word_by_hand():
+    from asr.metrics import errors_after
+
+    ref = "HEY ZEPHYRA PLAY SOME MUSIC"
+    assert errors_after(ref, "HEY ZEPHYRA PLAY SOME MUSIC", "ZEPHYRA") == (0, 3)
+    assert errors_after(ref, "A ZEFIRA PLAY MUSIC NOW", "ZEPHYRA") == (2, 3)  # SOME deleted, NOW inserted
+    assert errors_after(ref, "HEY SAFARI PLAY SOME MUSIC", "ZEPHYRA") == (0, 3)  # the wake word's own error is not counted
+    assert errors_after("PLAY MUSIC", "PLAY MUSIC", "ZEPHYRA") == (0, 0)

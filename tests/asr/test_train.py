@@ -247,7 +247,7 @@ def test_guided_attention_targets(four_utts):
     from asr.models.biasing import PhraseBatch
     from asr.models.registry import build_model
     from asr.tokenizer import Tokenizer
-    from asr.train import attention_targets
+    from asr.train import aligned_words, attention_targets
 
     cfg = _cfg(four_utts, "unused", **BIASING)
     cfg.model.vocab_size = Tokenizer(cfg.data.bpe_model).vocab_size
@@ -255,7 +255,7 @@ def test_guided_attention_targets(four_utts):
     tokenizer = Tokenizer(cfg.data.bpe_model)
     batch = collate(next(iter(SimpleCutSampler(load_cuts(cfg.data.train_cuts), max_duration=100))), tokenizer)
     batch["phrases"] = PhraseBatch.from_lists([["MUSIC", "ZED"]] * len(batch["texts"]))
-    attention_targets(model, tokenizer, batch, ["MUSIC", "ZED"])
+    attention_targets(batch, ["MUSIC", "ZED"], aligned_words(model, tokenizer, batch))
     phrases = batch["phrases"]
     for n, text in enumerate(batch["texts"]):
         y = batch["y"][n, : int(batch["y_lens"][n])].tolist()
@@ -268,3 +268,34 @@ def test_guided_attention_targets(four_utts):
     loss = model(batch["x"], batch["x_lens"], batch["y"], batch["y_lens"], phrases=phrases)
     plain = model(batch["x"], batch["x_lens"], batch["y"], batch["y_lens"])
     assert float(loss.detach()) > float(plain.detach())  # the guided-attention term is added (the adapter starts as a no-op)
+
+
+def test_wake_word_model_trains_on_its_frame_labels(four_utts, tmp_path):
+    """A wake-word model (here with MUSIC as its word) from a biasing checkpoint: the frame labels mark one
+    contiguous run per utterance (the word's tokens in the forced alignment), and after training the
+    detector's probability is higher on those frames than on the others."""
+    from lhotse.dataset import SimpleCutSampler
+
+    from asr.checkpoint import load_model
+    from asr.data.dataset import collate, load_cuts
+    from asr.tokenizer import Tokenizer
+    from asr.train import aligned_words, train, wake_word_targets
+
+    # a base that has learnt the four utterances, so that its forced alignments (the labels) are right
+    base = train(_cfg(four_utts, tmp_path / "base", **{**BIASING, "train.max_steps": 150}), log=lambda *_: None)
+    wake = {**BIASING, "model.wakeword.type": "dual-attention", "model.wakeword.word": "music",
+            "model.wakeword.detector_dim": 16, "model.wakeword.attention_dim": 8, "train.init_from": base.final_checkpoint,
+            "train.max_steps": 100}
+    result = train(_cfg(four_utts, tmp_path / "wake", **wake), log=lambda *_: None)
+    model, cfg, _ = load_model(str(result.final_checkpoint))
+    tokenizer = Tokenizer(cfg.data.bpe_model)
+    batch = collate(next(iter(SimpleCutSampler(load_cuts(cfg.data.train_cuts), max_duration=100))), tokenizer)
+    targets = wake_word_targets(batch, "MUSIC", aligned_words(model, tokenizer, batch))
+    with torch.no_grad():
+        p = model.wakeword.probabilities(model.encoder(batch["x"], batch["x_lens"])[0])
+    for n in range(len(batch["texts"])):
+        on = (targets[n] == 1).nonzero().flatten()
+        assert len(on) >= 1 and on.tolist() == list(range(int(on[0]), int(on[-1]) + 1))
+        assert set(targets[n].tolist()) <= {-1, 0, 1}
+    t = min(p.size(1), targets.size(1))
+    assert p[:, :t][targets[:, :t] == 1].mean() > p[:, :t][targets[:, :t] == 0].mean() + 0.2

@@ -1,5 +1,7 @@
-"""``asr bench wakeword`` end to end on the tiny wake-word data and an exported untrained model: the
-table, the results file's keys, the DET plot (the metrics themselves: tests/asr/test_metrics.py)."""
+"""``asr bench wakeword`` end to end on the tiny wake-word data: the keyword-graph baseline on an exported
+untrained model, the dual-attention row on an untrained wake-word model; the table, the results file's
+keys, the DET plot (the metrics themselves: tests/asr/test_metrics.py, the events:
+tests/asr/decoding/test_wakeword_events.py)."""
 
 from __future__ import annotations
 
@@ -31,3 +33,47 @@ def test_bench_wakeword(asr_cli, tiny_checkpoint, tiny_corpus, tmp_path):
     assert results["baseline_f1"] == row["f1"] and row["negative_hours"] > 0
     assert (tmp_path / "det.png").stat().st_size > 1000
     assert_user_error(asr_cli("bench", "wakeword", "--model-dir", model_dir, "--data", tmp_path), "not wake-word data")
+
+
+def _wakeword_checkpoint(tiny_checkpoint, path):
+    """The tiny checkpoint with a biasing adapter and the dual-attention branches (untrained: the detector
+    fires at random), saved as 'asr train' saves one; and the biasing model alone."""
+    import torch
+
+    from asr.checkpoint import load_model, save_checkpoint
+    from asr.config import to_dict
+    from asr.models.biasing import BiasingConfig
+    from asr.models.registry import build_model
+    from asr.models.wakeword import WakeWordConfig
+
+    _, cfg, _ = load_model(str(tiny_checkpoint.path))
+    out = []
+    for name, wakeword in (("biasing.pt", None), ("wakeword.pt", WakeWordConfig(detector_dim=8, attention_dim=8))):
+        cfg.model.biasing = BiasingConfig(char_hidden_dim=16, phrase_dim=16, attention_dim=16)
+        cfg.model.wakeword = wakeword
+        torch.manual_seed(0)
+        model = build_model(cfg.model)
+        save_checkpoint({"config": to_dict(cfg), "model": model.state_dict()}, path / name)
+        out.append(path / name)
+    return out
+
+
+def test_bench_wakeword_dual_attention(asr_cli, tiny_checkpoint, tmp_path):
+    data = tmp_path / "ww"
+    prepare_wakeword(data, size="tiny", num_workers=1)
+    base, dual = _wakeword_checkpoint(tiny_checkpoint, tmp_path)
+    out = tmp_path / "results.json"
+    r = asr_cli("bench", "wakeword", "--checkpoint", dual, "--base-checkpoint", base, "--data", data, "--json", out,
+                "--list-size", "10")
+    assert r.returncode == 0, r.stderr
+    assert "| dual-attention |" in r.stdout and "attention FLOPs per frame" in r.stdout
+    results = json.loads(out.read_text())
+    (row,) = results["rows"]
+    for key in ("frr_at_1fa", "frr_at_0_5fa", "frr_at_2fa", "f1", "attn_flops_wakeword_frame", "attn_flops_full_frame",
+                "command_wer", "biasing_command_wer"):
+        assert results[key] == row[key]
+    assert 0 <= row["frr_at_1fa"] <= 100 and row["command_wer"] >= 0
+    assert row["attn_flops_wakeword_frame"] < row["attn_flops_full_frame"] < row["total_flops_full_frame"]
+    assert row["list_size"] == 10 and 0 < row["wakeword_params"] < row["params"]
+    assert_user_error(asr_cli("bench", "wakeword", "--checkpoint", base, "--data", data), "not a wake-word model")
+    assert_user_error(asr_cli("bench", "wakeword", "--data", data), "nothing to measure")
