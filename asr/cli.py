@@ -73,6 +73,7 @@ EXAMPLES = {
                "  asr prepare librispeech --root download/LibriSpeech --parts train-clean-100 dev-clean test-clean",
     "features": "example:\n  asr features --manifests data/manifests --out data/fbank --parts train dev test --speed-perturb train",
     "bpe": "example:\n  asr bpe --cuts data/manifests/cuts_train.jsonl.gz --out data/lang_bpe --vocab-size 256",
+    "train-lm": "example:\n  asr train-lm --text data/lm/synth-text.txt --out exp/phrase-lm/lm.pt --minutes 10",
     "train": "examples:\n  asr train --config recipes/synth/lstm.yaml\n"
              "  asr train --config recipes/synth/lstm.yaml --set train.max_steps=500 --set optim.lr=1e-3 --resume",
     "decode": "example:\n  asr decode --checkpoint exp/demo/final.pt --cuts data/fbank/cuts_test.jsonl.gz "
@@ -249,6 +250,18 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in train.exp_dir")
     tr.add_argument("--force", action="store_true", help="train a new run into a train.exp_dir that holds a finished "
                                                          "or started one (its checkpoints are deleted)")
+
+    tlm = verb("train-lm", "train the character language model of semantic biasing on text alone "
+                           "(model.biasing.type: acoustic+semantic reads it)")
+    tlm.add_argument("--text", nargs="+", required=True, help="UTF-8 text file(s), one sentence a line (e.g. what "
+                     "'asr prepare lm-text' writes)")
+    tlm.add_argument("--out", required=True, help="the model file to write")
+    tlm.add_argument("--minutes", type=float, default=10.0, help="training time (default %(default)s)")
+    tlm.add_argument("--max-steps", type=int, default=100_000, help="(default %(default)s)")
+    tlm.add_argument("--hidden-dim", type=int, default=256, help="(default %(default)s)")
+    tlm.add_argument("--layers", type=int, default=1, help="(default %(default)s)")
+    tlm.add_argument("--seed", type=int, default=0)
+    _threads_option(tlm)
 
     comp = verb("compress", "fine-tune a float checkpoint into a compressed one (sub-8-bit, int8 QAT, pruning) "
                             "through the training loop; writes final.pt with the converted model")
@@ -464,6 +477,8 @@ def _bench_options(p: dict[str, argparse.ArgumentParser]) -> None:
     bi = p["biasing"]
     bi.add_argument("--base", required=True, help="the transducer without biasing (the one the biasing run started from)")
     bi.add_argument("--checkpoint", required=True, help="the transducer with its biasing adapter (model.biasing)")
+    bi.add_argument("--semantic-checkpoint", default=None, help="the same with the semantic phrase encoder "
+                    "(model.biasing.type: acoustic+semantic): adds its rows")
     bi.add_argument("--cuts", required=True, help="the test cut manifest with features, cuts_<part>.jsonl.gz")
     bi.add_argument("--lists", required=True, help="the folder of <part>.biasing_<N>.tsv ('asr prepare bias-lists')")
     bi.add_argument("--sizes", type=int, nargs="+", default=[0, 10, 100, 500], help="list sizes N (default 0 10 100 500)")
@@ -540,7 +555,9 @@ OPTION_BOUNDS = {"beam": Range(1, 1000), "threads": Range(1, 1024), "tail_paddin
                  "keywords_score": SCORE_BOUNDS, "keywords_threshold": KEYWORD_THRESHOLD_BOUNDS,
                  "max_active_paths": Range(1, 1000), "num_trailing_blanks": Range(0, 1000),
                  "wake_threshold": Range(0, 1), "wake_window": Range(1, 1000), "wake_refractory": Range(0, 100_000),
-                 "window": Range(1, 1000), "refractory": Range(0, 100_000), "list_size": Range(1, 1_000_000)}
+                 "window": Range(1, 1000), "refractory": Range(0, 100_000), "list_size": Range(1, 1_000_000),
+                 "minutes": Range(0.001, 100_000), "max_steps": Range(1, 100_000_000), "hidden_dim": Range(1, 8192),
+                 "layers": Range(1, 16)}
 
 
 def _check_options(args) -> None:
@@ -610,6 +627,15 @@ def _cmd_bpe(args) -> None:
 
     path = train_bpe(read_texts(args.cuts), args.out, args.vocab_size)
     print(f"wrote {path} ({Tokenizer(path).vocab_size} ids) and {path.parent / 'tokens.txt'}")
+
+
+def _cmd_train_lm(args) -> None:
+    import torch  # lazy: this verb's stack
+
+    from asr.train_lm import train_char_lm  # lazy: this verb's stack
+
+    torch.set_num_threads(args.threads)
+    train_char_lm(args.text, args.out, args.minutes, args.max_steps, args.hidden_dim, args.layers, seed=args.seed)
 
 
 def _cmd_train(args) -> None:
@@ -834,7 +860,7 @@ def main(argv: list[str] | None = None) -> int:
             reexec_with_env(process_env(args), argv)
         if args.verb in COMPRESSED_MODEL_VERBS:
             _load_compression_handlers()
-        globals()[f"_cmd_{args.verb}"](args)
+        globals()[f"_cmd_{args.verb.replace('-', '_')}"](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

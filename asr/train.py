@@ -63,6 +63,7 @@ from asr.models.biasing import PhraseBatch
 from asr.models.registry import build_model
 from asr.models.transducer import BiasedModel
 from asr.tokenizer import Tokenizer
+from asr.train_lm import load_char_lm
 
 
 @dataclass
@@ -283,8 +284,8 @@ def _tokenizer(cfg: TrainConfig, start: dict | None, where: str) -> Tokenizer:
 def _load_init_weights(model, cfg: TrainConfig, ckpt: dict) -> None:
     """Fill ``model`` with ``train.init_from``'s weights: its model section must be this run's, but for
     ``biasing`` and ``wakeword``, whose weights this run may add (they keep their initialisation: the
-    zero output projections of the adapter and of the wake-word branch make the model start exactly as
-    the checkpoint's)."""
+    adapter's zero output projection makes the model start exactly as the checkpoint's; the wake-word
+    branch's makes it the identity on the frames the fresh detector routes to it)."""
     mine, theirs = dict(to_dict(cfg.model)), dict(ckpt["config"]["model"])
     had = {key: theirs.pop(key, None) is not None for key in ("biasing", "wakeword")}
     mine.pop("biasing", None)
@@ -303,8 +304,31 @@ def _load_init_weights(model, cfg: TrainConfig, ckpt: dict) -> None:
                         "model section from it")
 
 
+def _load_semantic_lm(model, cfg: TrainConfig, init_ckpt: dict | None) -> None:
+    """A run whose model has the semantic phrase encoder (``model.biasing.type: acoustic+semantic``) fills
+    its language model from ``model.biasing.semantic_lm`` (what ``asr train-lm`` wrote), unless the
+    ``train.init_from`` checkpoint already holds one and no file is named."""
+    section = cfg.model.biasing
+    if section is None or section.type != "acoustic+semantic":
+        return
+    if not section.semantic_lm:
+        carried = init_ckpt is not None and any(k.startswith("biasing.semantic.lm.") for k in init_ckpt["model"])
+        if carried:
+            return
+        raise UserError("model.biasing.type=acoustic+semantic needs model.biasing.semantic_lm: the character language "
+                        "model to start from ('asr train-lm --text TEXT --out FILE' trains one)")
+    lm = load_char_lm(section.semantic_lm)
+    if lm.cfg != section.char_lm_config():
+        c = lm.cfg
+        raise UserError(f"{section.semantic_lm}: its sizes (embed {c.embed_dim}, hidden {c.hidden_dim}, layers "
+                        f"{c.num_layers}) are not model.biasing's semantic_embed_dim / semantic_hidden_dim / "
+                        "semantic_layers; set those to its sizes")
+    model.biasing.semantic.lm.load_state_dict(lm.state_dict())
+
+
 def _freeze_for(cfg: TrainConfig, model) -> None:
-    """``train.trainable: biasing``: only the biasing adapter and phrase encoder learn."""
+    """``train.trainable: biasing``: only the biasing adapter and phrase encoders learn. The semantic
+    encoder's language model never does (it is frozen where it is built)."""
     if cfg.train.trainable == "all":
         return
     if model.biasing is None:
@@ -312,7 +336,7 @@ def _freeze_for(cfg: TrainConfig, model) -> None:
     if cfg.compression is not None:
         raise UserError("train.trainable=biasing and a compression section: compress a model that is done training")
     for name, p in model.named_parameters():
-        p.requires_grad_(name.startswith("biasing."))
+        p.requires_grad_(name.startswith("biasing.") and not name.startswith("biasing.semantic.lm."))
 
 
 def _data(cfg: TrainConfig, tokenizer: Tokenizer, log):
@@ -470,6 +494,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
         method.prepare(model)  # on resume: the structure only; the checkpoint then fills it
     if init_ckpt is not None:
         _load_init_weights(model, cfg, init_ckpt)
+    if not resume:  # a resumed run's step checkpoint holds the language model's weights
+        _load_semantic_lm(model, cfg, init_ckpt)
     del float_ckpt, init_ckpt  # in the model now: not held through training
     _freeze_for(cfg, model)
     groups = (method.param_groups(model, cfg.optim.lr, cfg.optim.weight_decay) if method

@@ -10,7 +10,9 @@ A checkpoint with a biasing adapter (``model.biasing``) also gets ``bias_encoder
 encoder, one phrase a call), and its encoder (and decoder, with a predictor adapter) graphs take the
 list's keys and values as two more inputs, ``bias_keys`` and ``bias_values`` (P, A): ``asr stream
 --bias-list`` runs them; sherpa-onnx cannot (it feeds the three inputs it knows). A checkpoint without
-one exports exactly as before.
+one exports exactly as before. A wake-word model (``model.wakeword``) routes its frames inside
+``encoder.onnx`` (``asr.models.wakeword.DualAttention.route``: gather, each branch on its rows, scatter)
+and outputs the detector's probabilities as a fourth output, ``wake_prob``.
 
 Refused with a one-line error: the accelerator int8 flavour of a biasing model, the LSTM predictor
 (sherpa-onnx's icefall path needs a stateless decoder), a chunk the encoder does not stream at

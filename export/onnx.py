@@ -116,7 +116,7 @@ class BiasEncoderGraph(nn.Module):
         self.biasing = model.biasing
 
     def forward(self, chars: torch.Tensor):
-        e = self.biasing.phrase_encoder.forward_unpadded(chars)  # (1, B)
+        e = self.biasing.embed_unpadded(chars)  # (1, B): acoustic (+ semantic)
         adapters = [self.biasing.encoder_adapter] + ([self.biasing.predictor_adapter]
                                                       if self.biasing.predictor_adapter is not None else [])
         return tuple(t for a in adapters for t in (a.key(e), a.value(e)))
@@ -298,7 +298,8 @@ def write_graphs(model, out: Path, chunking: Chunking, unrolled: bool = False, f
         bias_in, bias_args = ["bias_keys", "bias_values"], (torch.randn(3, attention_dim), torch.randn(3, attention_dim))
         if biasing.predictor_adapter is not None:
             dec_bias_in, dec_bias_args = bias_in, (torch.randn(3, attention_dim), torch.randn(3, attention_dim))
-        bias_meta = {"biasing": "acoustic", "bias_attention_dim": attention_dim}
+        kind = "acoustic+semantic" if biasing.semantic is not None else "acoustic"
+        bias_meta = {"biasing": kind, "bias_attention_dim": attention_dim}
     wakeword = getattr(model, "wakeword", None)
     wake_out, wake_meta = [], {}
     if wakeword is not None:  # the routed frames in the graph (gather / scatter), the detector's output beside

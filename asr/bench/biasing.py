@@ -11,7 +11,10 @@ Systems (modified beam search, ``--beam``, on PyTorch):
 * ``hotwords``: the same with each utterance's list as hotwords (shallow fusion on the Aho-Corasick
   graph, ``asr.decoding.context_graph``, ``--hotwords-score`` per token, finalized at the end as icefall does);
 * ``acoustic``: the biasing adapter with the character phrase encoder (``--checkpoint``), fed the list;
-* ``acoustic+hotwords``: both.
+* ``acoustic+hotwords``: both;
+* ``acoustic+semantic`` and ``acoustic+semantic+hotwords``: the same with an adapter whose phrases are
+  also encoded by the character language model (``--semantic-checkpoint``, ``model.biasing.type:
+  acoustic+semantic``), when one is given.
 
 Conditions: ``with_true`` (the list as built: the utterance's bias words and distractors) and
 ``without_true`` (the same list less the utterance's own bias words: what biasing does when the
@@ -21,11 +24,11 @@ factor (encoder, adapter and search, features cached; the adapter's phrase embed
 for all the lists' phrases before the timing starts, as a device encodes its list once, not per
 utterance). The bias words are the utterance's rare words,
 whichever the condition. The last lines give paired-bootstrap 95 % intervals of the B-WER and U-WER
-differences of the adapter against ``none`` and ``hotwords`` at each list size (with the true words).
+differences of the adapter against ``none`` and ``hotwords`` at each list size (with the true words), and
+of the semantic adapter against the acoustic one.
 ``--json`` writes the rows, a JSON list (keys ``system``, ``n``, ``condition``, ``wer``, ``u_wer``, ``b_wer``,
 ``recall`` (bias-word recall: the utterances' bias words recognised, in percent), ``rtf``, and on the adapter's rows with the true words ``vs_none_b_wer`` ... ``vs_hotwords_u_wer``: the
-difference and its interval). The semantic (language-model) phrase encoder is not built yet, so its
-systems are absent.
+difference and its interval; ``vs_acoustic_b_wer`` ... on the semantic adapter's rows).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from asr.fileio import write_text_atomic
 from asr.metrics import ErrorCounts, biased_word_errors, paired_bootstrap_counts
 from asr.models.transducer import BiasedModel
 
-SYSTEMS = ("none", "hotwords", "acoustic", "acoustic+hotwords")
+SYSTEMS = ("none", "hotwords", "acoustic", "acoustic+hotwords", "acoustic+semantic", "acoustic+semantic+hotwords")
 CONDITIONS = ("with_true", "without_true")
 
 
@@ -99,6 +102,16 @@ def run(a) -> None:
     if checkpoint_tokenizer(base_ckpt, base_cfg, a.base).vocab_size != tokenizer.vocab_size:
         raise UserError(f"{a.base} and {a.checkpoint} have different vocabularies; --base must be the transducer the "
                         "biasing run started from")
+    semantic = None
+    if a.semantic_checkpoint:
+        semantic, sem_cfg, sem_ckpt = load_model(a.semantic_checkpoint)
+        if semantic.biasing is None or semantic.biasing.semantic is None:
+            raise UserError(f"{a.semantic_checkpoint}: not a semantic biasing model (model.biasing.type: "
+                            "acoustic+semantic); pass the checkpoint of such a run")
+        if checkpoint_tokenizer(sem_ckpt, sem_cfg, a.semantic_checkpoint).vocab_size != tokenizer.vocab_size:
+            raise UserError(f"{a.semantic_checkpoint} and {a.checkpoint} have different vocabularies")
+    systems = [s for s in SYSTEMS if semantic is not None or "semantic" not in s]
+    adapters = {"acoustic": biased, "acoustic+semantic": semantic}
     cuts = load_cuts(a.cuts)
     if a.max_utts:
         cuts = cuts.subset(first=a.max_utts)
@@ -115,12 +128,12 @@ def run(a) -> None:
         for condition in CONDITIONS:
             lists = {u: entries[u].bias_list if condition == "with_true" else
                      [w for w in entries[u].bias_list if w not in bias_words[u]] for u in refs}
-            for system in SYSTEMS:
+            for system in systems:
                 if system == "none":
                     hyps, rtf = none_hyps, none_rtf
                 else:
                     hotwords = a.hotwords_score if "hotwords" in system else None
-                    model = base if system == "hotwords" else biased
+                    model = base if system == "hotwords" else adapters[system.removesuffix("+hotwords")]
                     hyps, rtf = decode_with_lists(model, tokenizer, cuts, lists, system.startswith("acoustic"), hotwords, a.beam)
                 counts = score(refs, hyps, bias_words)
                 per_utt[(system, n, condition)] = counts
@@ -133,16 +146,16 @@ def run(a) -> None:
                       f"B-WER {b.rate:6.2f}  RTF {rtf:.4f}", flush=True)
     intervals = {}
     for row in rows:
-        if row["system"] != "acoustic" or row["condition"] != "with_true":
+        if row["system"] not in adapters or row["condition"] != "with_true":
             continue
-        mine = per_utt[("acoustic", row["n"], "with_true")]
-        for other in ("none", "hotwords"):
+        mine = per_utt[(row["system"], row["n"], "with_true")]
+        for other in ("none", "hotwords") + (("acoustic",) if row["system"] == "acoustic+semantic" else ()):
             theirs = per_utt[(other, row["n"], "with_true")]
             for k, name in ((2, "b_wer"), (1, "u_wer")):
                 diff = paired_bootstrap_counts([c[k].errors for c in mine], [c[k].errors for c in theirs],
                                                [c[k].ref_words for c in mine])
                 row[f"vs_{other}_{name}"] = [round(v, 2) for v in diff]
-                intervals[f"acoustic_vs_{other}_{name}@{row['n']}"] = row[f"vs_{other}_{name}"]
+                intervals[f"{row['system']}_vs_{other}_{name}@{row['n']}"] = row[f"vs_{other}_{name}"]
     print(f"\n{len(refs)} utterances of {part}; lists from {a.lists}; modified beam search, beam {a.beam}; "
           f"hotwords {a.hotwords_score:g} per token\n")
     print("| system | N | condition | WER % | U-WER % | B-WER % | bias-word recall % | decode RTF |")
@@ -156,6 +169,7 @@ def run(a) -> None:
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         settings = {"part": part, "beam": a.beam, "hotwords_score": a.hotwords_score, "base": str(a.base),
-                    "checkpoint": str(a.checkpoint), "lists": str(a.lists)}
+                    "checkpoint": str(a.checkpoint), "semantic_checkpoint": str(a.semantic_checkpoint) if a.semantic_checkpoint else None,
+                    "lists": str(a.lists)}
         write_text_atomic(a.json, json.dumps([{**r, **settings} for r in rows], indent=1) + "\n")
         print(f"wrote {a.json}")

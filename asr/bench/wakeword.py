@@ -21,8 +21,9 @@ Systems, each a row:
   gives the attention FLOPs of a frame of each kind (``asr.models.wakeword.attention_flops``, which a test
   checks against ``torch.utils.flop_counter``; the full branch over a list of ``--list-size`` phrases,
   keys and values computed once per list), the total FLOPs of a frame of each kind (the encoder's counted
-  by ``torch.utils.flop_counter`` on the first positive, per encoder frame, plus the detector and the
-  branch), and the command WER: greedy, no bias list, the words after the wake word
+  by ``torch.utils.flop_counter`` on the first positive, its LSTMs by :func:`lstm_flops`, per encoder
+  frame, plus the detector and the branch; the predictor and joiner, which run per search step, not per
+  frame, are left out), and the command WER: greedy, no bias list, the words after the wake word
   (``asr.metrics.errors_after``), for this model and for ``--base-checkpoint`` (the biasing model it
   was fine-tuned from) on the same positives.
 
@@ -159,22 +160,51 @@ def command_wer(model, tokenizer: Tokenizer, files: list[Path], refs: dict[str, 
     return 100.0 * errors / max(words, 1)
 
 
+def lstm_flops(lstm: torch.nn.LSTM, frames: int) -> int:
+    """2 x multiply-adds of an ``nn.LSTM`` over ``frames`` steps: per layer and direction, the four gates'
+    input and recurrent matmuls (and the projection, with ``proj_size``). torch.utils.flop_counter counts
+    none of it (the fused LSTM op is not in its table)."""
+    h, p = lstm.hidden_size, lstm.proj_size or lstm.hidden_size
+    directions = 2 if lstm.bidirectional else 1
+    total = 0
+    for layer in range(lstm.num_layers):
+        i = lstm.input_size if layer == 0 else p * directions
+        total += directions * (4 * h * (i + p) + (h * p if lstm.proj_size else 0))
+    return 2 * total * frames
+
+
+@torch.no_grad()
+def encoder_flops(model, feats: torch.Tensor) -> tuple[int, int]:
+    """(FLOPs of the encoder on ``feats`` (1, T, F), its output frames): torch.utils.flop_counter's count
+    plus :func:`lstm_flops` of every ``nn.LSTM`` it runs."""
+    lstms = []
+    hooks = [m.register_forward_hook(lambda mod, args, out: lstms.append((mod, args[0]))) for m in model.encoder.modules()
+             if isinstance(m, torch.nn.LSTM)]
+    try:
+        with FlopCounterMode(display=False) as counter:
+            enc, _ = model.encoder(feats, torch.tensor([feats.size(1)]))
+    finally:
+        for h in hooks:
+            h.remove()
+    steps = [x.data.size(0) if isinstance(x, torch.nn.utils.rnn.PackedSequence) else x.size(-2) for _, x in lstms]
+    return counter.get_total_flops() + sum(lstm_flops(m, t) for (m, _), t in zip(lstms, steps)), enc.size(1)
+
+
 @torch.no_grad()
 def frame_flops(model, feats: torch.Tensor, phrases: list[str]) -> dict:
-    """FLOPs per encoder frame: the encoder's (counted on ``feats``), the detector's, and each branch's
-    attention (``attention_flops``) with the full branch over ``phrases``."""
-    with FlopCounterMode(display=False) as counter:
-        enc, _ = model.encoder(feats, torch.tensor([feats.size(1)]))
-    frames = enc.size(1)
+    """FLOPs per encoder frame: the encoder's (:func:`encoder_flops` on ``feats``), the detector's, and each
+    branch's attention (``attention_flops``) with the full branch over ``phrases``."""
+    encoder_total, frames = encoder_flops(model, feats)
+    enc, _ = model.encoder(feats, torch.tensor([feats.size(1)]))
     with FlopCounterMode(display=False) as det_counter:
         model.wakeword.probabilities(enc)
     e = enc.size(-1)
     full = attention_flops(e, model.biasing.encoder_adapter.query.out_features, len(set(phrases)) + 1)
     wake = attention_flops(e, model.wakeword.wake.query.out_features, model.wakeword.wake.keys.size(0))
-    base = counter.get_total_flops() / frames + det_counter.get_total_flops() / frames
+    base = (encoder_total + det_counter.get_total_flops()) / frames
     return {"attn_flops_full_frame": full, "attn_flops_wakeword_frame": wake,
             "total_flops_full_frame": round(base + full), "total_flops_wakeword_frame": round(base + wake),
-            "encoder_flops_frame": round(counter.get_total_flops() / frames)}
+            "encoder_flops_frame": round(encoder_total / frames)}
 
 
 def dual_attention_row(checkpoint: str, base_checkpoint: str | None, data: Path, split: str, negatives: list[str],

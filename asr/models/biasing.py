@@ -21,6 +21,12 @@ ICASSP 2023):
   transducer loss alone has to discover which phrase matches the audio, and on a CPU budget the
   attention stayed uniform over the list (measured: recipes/synth/RESULTS.md, "Contextual biasing").
 
+With ``type: acoustic+semantic``, a **semantic** phrase encoder is added (:class:`SemanticPhraseEncoder`,
+Fu et al.'s pretrained-language-model encoder, with our own model): a character-level LSTM language
+model (``asr.models.char_lm``) pretrained on text alone (``asr train-lm``) and frozen reads each phrase;
+its state after the phrase, projected, is added to the acoustic embedding (a sum of projections: the
+two embeddings concatenated and mapped by one linear layer).
+
 Phrases reach the model as a :class:`PhraseBatch`: the unique phrases of a batch as characters,
 encoded once, and a mask saying which of them each utterance's list holds. The adapters are
 position-wise (no context across frames or steps), so streaming equals offline decoding.
@@ -39,18 +45,21 @@ from torch import nn
 
 from asr.bounds import LAYERS, WIDTH, Range, check_bounds
 from asr.errors import UserError
+from asr.models.char_lm import CharLM, CharLMConfig
 
 # The phrase alphabet: the corpora's normalised transcripts (upper-case letters, apostrophes) and the
 # space between a phrase's words. Index 0 pads.
 ALPHABET = " '" + "".join(chr(c) for c in range(ord("A"), ord("Z") + 1))
 CHAR_IDS = {c: i + 1 for i, c in enumerate(ALPHABET)}
-BIASING_TYPES = ("acoustic",)
+BIASING_TYPES = ("acoustic", "acoustic+semantic")
 
 
 @dataclass
 class BiasingConfig:
     """``model.biasing``: None (the default) builds no biasing. ``type``: ``acoustic`` (the character
-    phrase encoder); the semantic (language-model) encoder is not built yet."""
+    phrase encoder) or ``acoustic+semantic`` (plus the frozen character language model: ``semantic_lm``
+    names the file ``asr train-lm`` wrote, read when a training run adds the encoder; the ``semantic_*``
+    sizes must be that model's)."""
 
     type: str = "acoustic"
     char_embed_dim: int = 64
@@ -60,15 +69,23 @@ class BiasingConfig:
     attention_dim: int = 128
     predictor: bool = True  # also bias the predictor's output (else only the encoder's)
     attention_loss: float = 0.0  # weight of the guided-attention loss (training only; see the module docstring)
+    semantic_lm: str = ""  # acoustic+semantic: the character language model (asr train-lm) a run starts from
+    semantic_embed_dim: int = 64
+    semantic_hidden_dim: int = 256
+    semantic_layers: int = 1
 
     BOUNDS = {"char_embed_dim": WIDTH, "char_hidden_dim": WIDTH, "char_layers": LAYERS, "phrase_dim": WIDTH,
-              "attention_dim": WIDTH, "attention_loss": Range(0, 100)}
+              "attention_dim": WIDTH, "attention_loss": Range(0, 100), "semantic_embed_dim": WIDTH,
+              "semantic_hidden_dim": WIDTH, "semantic_layers": LAYERS}
 
     def __post_init__(self):
         check_bounds(self, "model.biasing")
         if self.type not in BIASING_TYPES:
-            raise UserError(f"model.biasing.type={self.type!r}: use {' or '.join(map(repr, BIASING_TYPES))} (the "
-                            "semantic, language-model phrase encoder is not built yet)")
+            raise UserError(f"model.biasing.type={self.type!r}: use {' or '.join(map(repr, BIASING_TYPES))}")
+
+    def char_lm_config(self) -> CharLMConfig:
+        """The semantic encoder's language model, as this section sizes it."""
+        return CharLMConfig(len(ALPHABET), self.semantic_embed_dim, self.semantic_hidden_dim, self.semantic_layers)
 
 
 def biasing_config_class(name: str, where: str = "model.biasing.type"):
@@ -150,6 +167,27 @@ class CharPhraseEncoder(nn.Module):
         return self.proj(torch.cat([h[-2], h[-1]], dim=-1))
 
 
+class SemanticPhraseEncoder(nn.Module):
+    """(P, L) characters -> (P, B): a frozen character language model's state after the phrase
+    (``CharLM.phrase_state``), projected. Its weights come from ``asr train-lm`` (``asr.train`` loads
+    them when a run adds the encoder) and never train; the projection starts at zero, so an adapter
+    trained with the acoustic encoder alone starts unchanged."""
+
+    def __init__(self, cfg: BiasingConfig) -> None:
+        super().__init__()
+        self.lm = CharLM(cfg.char_lm_config())
+        self.lm.requires_grad_(False)
+        self.proj = nn.Linear(cfg.semantic_hidden_dim, cfg.phrase_dim)
+        nn.init.zeros_(self.proj.weight)  # added to a trained acoustic encoder, it starts by changing nothing
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, chars: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.lm.phrase_state(chars, lens))
+
+    def forward_unpadded(self, chars: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.lm.phrase_state_unpadded(chars))
+
+
 class BiasingAdapter(nn.Module):
     """Cross-attention from queries (N, S, Q) to phrase embeddings (N, P, B) plus the learned no-bias
     entry, added back through a zero-initialised projection: ``h + W_o c``."""
@@ -199,12 +237,19 @@ class Biasing(nn.Module):
         super().__init__()
         self.attention_loss = cfg.attention_loss
         self.phrase_encoder = CharPhraseEncoder(cfg)
+        self.semantic = SemanticPhraseEncoder(cfg) if cfg.type == "acoustic+semantic" else None
         self.encoder_adapter = BiasingAdapter(encoder_dim, cfg.phrase_dim, cfg.attention_dim)
         self.predictor_adapter = BiasingAdapter(predictor_dim, cfg.phrase_dim, cfg.attention_dim) if cfg.predictor else None
 
     def embed(self, phrases: PhraseBatch) -> torch.Tensor:
         """(P, B) embeddings of the batch's unique phrases; computed once per list, not per chunk."""
-        return self.phrase_encoder(phrases.chars, phrases.lens)
+        e = self.phrase_encoder(phrases.chars, phrases.lens)
+        return e if self.semantic is None else e + self.semantic(phrases.chars, phrases.lens)
+
+    def embed_unpadded(self, chars: torch.Tensor) -> torch.Tensor:
+        """:meth:`embed` of (P, L) phrases that fill their L characters (the exported phrase encoder)."""
+        e = self.phrase_encoder.forward_unpadded(chars)
+        return e if self.semantic is None else e + self.semantic.forward_unpadded(chars)
 
     def bias_encoder(self, enc: torch.Tensor, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """enc (N, T', E), embeddings (P, B), mask (N, P) -> (N, T', E)."""

@@ -204,7 +204,7 @@ def test_biasing_adapter_trains_on_a_frozen_transducer(four_utts, tmp_path):
         write_lists(tmp_path / "lists" / f"four.biasing_{n}.tsv", build_lists(texts, common, ["MUSIC", "PLAY", "ZED"], n))
     run(argparse.Namespace(base=str(base.final_checkpoint), checkpoint=str(biased.final_checkpoint), cuts=cuts,
                            lists=str(tmp_path / "lists"), sizes=[0, 3], beam=2, hotwords_score=1.5, max_utts=0, threads=1,
-                           json=str(tmp_path / "bench.json")))
+                           json=str(tmp_path / "bench.json"), semantic_checkpoint=None))
     rows = json.loads((tmp_path / "bench.json").read_text())
     assert len(rows) == 2 * 2 * 4 and {r["system"] for r in rows} == {"none", "hotwords", "acoustic", "acoustic+hotwords"}
     assert all({"system", "n", "condition", "wer", "u_wer", "b_wer", "rtf"} <= set(r) for r in rows)
@@ -299,3 +299,48 @@ def test_wake_word_model_trains_on_its_frame_labels(four_utts, tmp_path):
         assert set(targets[n].tolist()) <= {-1, 0, 1}
     t = min(p.size(1), targets.size(1))
     assert p[:, :t][targets[:, :t] == 1].mean() > p[:, :t][targets[:, :t] == 0].mean() + 0.2
+
+
+def test_semantic_biasing_run_starts_from_the_language_model_and_keeps_it_frozen(four_utts, tmp_path):
+    from asr.checkpoint import read_checkpoint
+    from asr.errors import UserError
+    from asr.train import train
+    from asr.train_lm import train_char_lm
+
+    text = tmp_path / "text.txt"
+    text.write_text("PLAY MUSIC CALL MOM\nCALL MOM PLAY MUSIC\nMUSIC PLAY MOM CALL\nMOM CALL MUSIC PLAY\n" * 5)
+    lm = tmp_path / "lm.pt"
+    train_char_lm([str(text)], str(lm), max_steps=3, hidden_dim=24, embed_dim=16, log=lambda *_: None)
+    base = train(_cfg(four_utts, tmp_path / "base", **{**BIASING, "train.max_steps": 1}), log=lambda *_: None)
+    semantic = {**BIASING, "model.biasing.type": "acoustic+semantic", "model.biasing.semantic_embed_dim": 16,
+                "model.biasing.semantic_hidden_dim": 24, "train.init_from": base.final_checkpoint,
+                "train.trainable": "biasing", "train.max_steps": 3}
+    with pytest.raises(UserError, match="needs model.biasing.semantic_lm"):
+        train(_cfg(four_utts, tmp_path / "a", **semantic), log=lambda *_: None)
+    with pytest.raises(UserError, match="its sizes .* are not model.biasing's"):
+        train(_cfg(four_utts, tmp_path / "b", **{**semantic, "model.biasing.semantic_lm": lm,
+                                                  "model.biasing.semantic_hidden_dim": 32}), log=lambda *_: None)
+    result = train(_cfg(four_utts, tmp_path / "c", **{**semantic, "model.biasing.semantic_lm": lm}), log=lambda *_: None)
+    weights = read_checkpoint(result.final_checkpoint)["model"]
+    pretrained = torch.load(lm, weights_only=True)["model"]
+    for name, tensor in pretrained.items():
+        assert torch.equal(weights[f"biasing.semantic.lm.{name}"], tensor), name
+    assert weights["biasing.semantic.proj.weight"].abs().sum() > 0  # the projection learnt from zero
+    # the bench's semantic rows, beside the acoustic adapter's, with their intervals against it
+    import argparse
+    import json
+
+    from asr.bench.biasing import run
+    from asr.data.bias_lists import build_lists, common_words, write_lists
+
+    texts = {f"1-1-{i:04d}": t for i, t in enumerate(text.read_text().splitlines()[:4])}
+    common = common_words(texts.values(), 2)
+    (tmp_path / "lists").mkdir()
+    write_lists(tmp_path / "lists" / "four.biasing_3.tsv", build_lists(texts, common, ["MUSIC", "PLAY", "ZED"], 3))
+    run(argparse.Namespace(base=str(base.final_checkpoint), checkpoint=str(base.final_checkpoint), cuts=str(
+        four_utts / "fbank" / "cuts_four.jsonl.gz"), lists=str(tmp_path / "lists"), sizes=[3], beam=2, hotwords_score=1.5,
+        max_utts=0, threads=1, json=str(tmp_path / "bench.json"), semantic_checkpoint=str(result.final_checkpoint)))
+    rows = json.loads((tmp_path / "bench.json").read_text())
+    assert {r["system"] for r in rows} == {"none", "hotwords", "acoustic", "acoustic+hotwords", "acoustic+semantic",
+                                           "acoustic+semantic+hotwords"}
+    assert all("vs_acoustic_b_wer" in r for r in rows if r["system"] == "acoustic+semantic" and r["condition"] == "with_true")

@@ -152,3 +152,29 @@ def test_int8_flavours_of_a_biasing_model(biased, tiny_fbank, tmp_path, flavour)
     x = np.zeros((1, model.chunking.window_feature_frames, 80), np.float32) - 8
     y, _ = model.encode_chunk(x, state)
     assert y.shape[1] == 4
+
+
+def test_semantic_phrase_encoder_exports(tiny_checkpoint, tmp_path):
+    """The semantic encoder (the character language model and its projection) is inside bias_encoder.onnx:
+    the export's parity check covers it, and asr stream runs the folder with a list."""
+    ckpt = read_checkpoint(tiny_checkpoint.path)
+    cfg = from_dict(TrainConfig, ckpt["config"], "tiny")
+    cfg = replace(cfg, model=replace(cfg.model, biasing=BiasingConfig(
+        type="acoustic+semantic", char_hidden_dim=32, phrase_dim=32, attention_dim=16, semantic_embed_dim=16,
+        semantic_hidden_dim=24)))
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    with torch.no_grad():
+        model.biasing.semantic.proj.weight.normal_()
+        model.biasing.encoder_adapter.out.weight.normal_()
+    path = tmp_path / "semantic.pt"
+    save_checkpoint({**ckpt, "config": to_dict(cfg), "model": model.state_dict()}, path)
+    errs = export_onnx(str(path), str(tmp_path / "onnx"), chunk_feature_frames=16)
+    assert read_metadata(tmp_path / "onnx" / "encoder.onnx")["biasing"] == "acoustic+semantic"
+    assert json.dumps(errs)  # the parity errors, bias_encoder included, were checked by the export
+    loaded = load_model(str(path))[0]
+    onnx_model = OnnxTransducer(tmp_path / "onnx")
+    onnx_model.set_bias_list(PHRASES)
+    reference = BiasedModel(loaded, PHRASES)
+    keys = onnx_model._bias["encoder"]["bias_keys"]
+    np.testing.assert_allclose(keys, reference._encoder_kv[0][1:].numpy(), atol=ATOL)

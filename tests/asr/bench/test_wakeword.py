@@ -77,3 +77,15 @@ def test_bench_wakeword_dual_attention(asr_cli, tiny_checkpoint, tmp_path):
     assert row["list_size"] == 10 and 0 < row["wakeword_params"] < row["params"]
     assert_user_error(asr_cli("bench", "wakeword", "--checkpoint", base, "--data", data), "not a wake-word model")
     assert_user_error(asr_cli("bench", "wakeword", "--data", data), "nothing to measure")
+
+
+def test_lstm_flops_by_hand():
+    """torch.utils.flop_counter counts no nn.LSTM: ours, against the gates' matmuls by hand."""
+    import torch
+
+    from asr.bench.wakeword import lstm_flops
+
+    assert lstm_flops(torch.nn.LSTM(80, 320), 10) == 2 * 10 * 4 * 320 * (80 + 320)
+    assert lstm_flops(torch.nn.LSTM(80, 320, num_layers=2, proj_size=100), 1) == \
+        2 * (4 * 320 * (80 + 100) + 320 * 100 + 4 * 320 * (100 + 100) + 320 * 100)
+    assert lstm_flops(torch.nn.LSTM(8, 16, bidirectional=True), 1) == 2 * 2 * 4 * 16 * (8 + 16)

@@ -139,7 +139,7 @@ def test_config_and_checkpoint(tmp_path):
     cfg = load_config(None, ["model.biasing.type=acoustic", "model.biasing.phrase_dim=48", "model.biasing.predictor=false"])
     assert cfg.model.biasing == BiasingConfig(phrase_dim=48, predictor=False)
     assert load_config(None, []).model.biasing is None
-    with pytest.raises(UserError, match="model.biasing.type='semantic'.*not built yet"):
+    with pytest.raises(UserError, match="model.biasing.type='semantic': use 'acoustic' or 'acoustic\\+semantic'"):
         load_config(None, ["model.biasing.type=semantic"])
     with pytest.raises(UserError, match=r"model.biasing.attention_dim=0: must be in \[1, 16384\]"):
         load_config(None, ["model.biasing.type=acoustic", "model.biasing.attention_dim=0"])
@@ -251,3 +251,32 @@ def test_decoding_with_cached_keys_equals_the_training_forward():
         emb = model.biasing.embed(PhraseBatch.from_lists([lst]))
         expected = model.joiner.predictor_proj(model.biasing.bias_predictor(out, emb, torch.ones(2, 3, dtype=torch.bool)))
         assert torch.allclose(biased.predict(ctx, None)[0], expected.squeeze(1), rtol=0, atol=1e-5)
+
+
+def _semantic_model(seed=0):
+    torch.manual_seed(seed)
+    cfg = lstm_tiny(24)
+    cfg.biasing = BiasingConfig(type="acoustic+semantic", char_hidden_dim=32, phrase_dim=32, attention_dim=16,
+                                semantic_embed_dim=16, semantic_hidden_dim=24)
+    return build_model(cfg).eval()
+
+
+def test_the_semantic_encoder_is_frozen_starts_at_zero_and_adds_the_language_model_state():
+    model = _semantic_model()
+    biasing = model.biasing
+    assert all(not p.requires_grad for p in biasing.semantic.lm.parameters())
+    phrases = PhraseBatch.from_lists(LISTS)
+    acoustic = biasing.phrase_encoder(phrases.chars, phrases.lens)
+    with torch.no_grad():
+        torch.testing.assert_close(biasing.embed(phrases), acoustic)  # the zero projection: nothing changes at first
+        biasing.semantic.proj.weight.normal_()
+        state = biasing.semantic.lm.phrase_state(phrases.chars, phrases.lens)
+        torch.testing.assert_close(biasing.embed(phrases), acoustic + biasing.semantic.proj(state))
+        for i, phrase in enumerate(sorted({p for lst in LISTS for p in lst})):  # the exported graph's form, one phrase
+            chars, _ = phrase_chars([phrase])
+            torch.testing.assert_close(biasing.embed_unpadded(chars)[0], biasing.embed(phrases)[i])
+    _learned(model).train()
+    x, x_lens, y, y_lens = _batch()
+    model(x, x_lens, y, y_lens, phrases=phrases).backward()
+    assert biasing.semantic.proj.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in biasing.semantic.lm.parameters())
