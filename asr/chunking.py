@@ -94,8 +94,9 @@ def chunking_for(encoder, chunk_feature_frames: int | None = None, what: str = "
     full-context encoder (it cannot stream) or a chunk it does not stream exactly at."""
     required = encoder.required_chunk_encoder_frames
     if required == 0:
-        raise UserError(f"{what}: a full-context encoder (chunk_encoder_frames 0) cannot stream; use a checkpoint "
-                        "trained with a chunk size (model.encoder.chunk_encoder_frames > 0)")
+        raise UserError(f"{what}: " + (getattr(encoder, "no_streaming", None) or
+                        "a full-context encoder (chunk_encoder_frames 0) cannot stream; use a checkpoint trained with a "
+                        "chunk size (model.encoder.chunk_encoder_frames > 0)"))
     if chunk_feature_frames is None:
         return Chunking.from_encoder_frames(required) if required else Chunking()
     chunking = Chunking(chunk_feature_frames)

@@ -95,7 +95,7 @@ def train_char_lm(text: list[str], out: str, minutes: float = 10.0, max_steps: i
         step += 1
         if step % 500 == 0:
             bpc = bits_per_char(model, dev)
-            log(f"step {step}: train {float(ce) / n / math.log(2):.3f} bits/char, held-out {bpc:.3f}")
+            log(f"step {step}: train {float(ce.detach()) / n / math.log(2):.3f} bits/char, held-out {bpc:.3f}")
     bpc = bits_per_char(model, dev)
     summary = {"steps": step, "minutes": round((time.perf_counter() - start) / 60, 2), "dev_bits_per_char": round(bpc, 4),
                "sentences": len(train), "held_out": len(dev), "left_out": dropped}

@@ -13,6 +13,7 @@ from typing import Any
 
 from asr.bounds import DROPOUT, LAYERS, NON_NEGATIVE, WIDTH, Range, check_bounds
 from asr.errors import UserError
+from asr.models.ancat import AncatEncoderConfig
 from asr.models.biasing import BiasingConfig, biasing_config_class
 from asr.models.conformer import ConformerEncoderConfig
 from asr.models.convrnnt import ConvRNNTEncoderConfig
@@ -21,7 +22,8 @@ from asr.models.wakeword import WakeWordConfig, wakeword_config_class
 
 # encoder type (the ``type`` field of ``model.encoder``) -> its config dataclass; the encoder classes
 # that build from them are in asr.models.registry
-ENCODER_CONFIGS = {"lstm": LSTMEncoderConfig, "conformer": ConformerEncoderConfig, "convrnnt": ConvRNNTEncoderConfig}
+ENCODER_CONFIGS = {"lstm": LSTMEncoderConfig, "conformer": ConformerEncoderConfig, "convrnnt": ConvRNNTEncoderConfig,
+                   "ancat": AncatEncoderConfig}
 
 
 def encoder_config_class(name: str, where: str = "model.encoder.type"):

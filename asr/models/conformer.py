@@ -124,9 +124,11 @@ class RelPositionAttention(nn.Module):
         """(N, T, D) -> q, k, v, each (N, T, D)."""
         return self.qkv(x).chunk(3, dim=-1)
 
-    def attend(self, q, k, v, offset: int, mask: torch.Tensor) -> torch.Tensor:
+    def attend(self, q, k, v, offset: int, mask: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """q (N, Tq, D) at positions offset + [0, Tq), k, v (N, Tk, D) at positions [0, Tk);
-        mask (N, Tq, Tk) True = may attend -> (N, Tq, D)."""
+        mask (N, Tq, Tk) True = may attend -> (N, Tq, D). ``weights`` (N, Tq, Tk), optional: the softmax
+        over the allowed keys is multiplied by them and renormalised (ANCAT's straight-through mask,
+        ``asr.models.ancat``: with 0/1 weights it equals masking the zeros as well)."""
         n, tq, d = q.shape
         tk = k.size(1)
         q = q.view(n, tq, self.h, self.dk).transpose(1, 2)  # (N, H, Tq, dk)
@@ -143,6 +145,9 @@ class RelPositionAttention(nn.Module):
         scores = (ac + bd) / math.sqrt(self.dk)
         scores = scores.masked_fill(~mask.unsqueeze(1), NEG_INF)
         attn = torch.softmax(scores, dim=-1)
+        if weights is not None:
+            attn = attn * weights.unsqueeze(1)
+            attn = attn / attn.sum(dim=-1, keepdim=True)
         if self.record_entropy:
             with torch.no_grad():
                 self.entropy = attention_entropy(attn, mask)
@@ -190,13 +195,14 @@ class ConformerBlock(nn.Module):
         self.ff2 = FeedForward(d, cfg.ffn_dim, cfg.dropout)
         self.out_norm = nn.LayerNorm(d)
 
-    def forward(self, x, key_cache, val_cache, conv_cache, offset, mask, valid):
+    def forward(self, x, key_cache, val_cache, conv_cache, offset, mask, valid, weights=None):
         """x (N, T, D); caches (N, L, D), (N, L, D), (N, D, K-1); keys are [cache, x] at positions
-        [0, L + T) and queries sit at ``offset`` = L. -> x, new key/val (N, L + T, D), new conv cache."""
+        [0, L + T) and queries sit at ``offset`` = L. -> x, new key/val (N, L + T, D), new conv cache.
+        ``weights``: the attention's multiplicative mask (``RelPositionAttention.attend``)."""
         x = x + 0.5 * self.ff1(x)
         q, k, v = self.attn.project(self.attn_norm(x))
         k, v = torch.cat([key_cache, k], dim=1), torch.cat([val_cache, v], dim=1)
-        x = x + self.attn_dropout(self.attn.attend(q, k, v, offset, mask))
+        x = x + self.attn_dropout(self.attn.attend(q, k, v, offset, mask, weights))
         y, conv_cache = self.conv(self.conv_norm(x), conv_cache, valid)
         x = x + y
         x = x + 0.5 * self.ff2(x)

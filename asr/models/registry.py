@@ -11,6 +11,7 @@ the recipes (``recipes/<corpus>/<encoder>.yaml``) are exactly these (tests compa
 from __future__ import annotations
 
 from asr.errors import UserError
+from asr.models.ancat import AncatEncoder, AncatEncoderConfig
 from asr.models.biasing import Biasing
 from asr.models.config import ENCODER_CONFIGS, LossConfig, ModelConfig, PredictorConfig
 from asr.models.conformer import ConformerEncoder, ConformerEncoderConfig
@@ -21,7 +22,8 @@ from asr.models.transducer import Joiner, Transducer
 from asr.models.wakeword import DualAttention
 
 # encoder config dataclass -> the encoder it builds
-ENCODERS = {LSTMEncoderConfig: LSTMEncoder, ConformerEncoderConfig: ConformerEncoder, ConvRNNTEncoderConfig: ConvRNNTEncoder}
+ENCODERS = {LSTMEncoderConfig: LSTMEncoder, ConformerEncoderConfig: ConformerEncoder, ConvRNNTEncoderConfig: ConvRNNTEncoder,
+            AncatEncoderConfig: AncatEncoder}
 
 
 def build_predictor(cfg: PredictorConfig, vocab_size: int):

@@ -119,6 +119,9 @@ class Transducer(nn.Module):
             loss = loss + self.ctc_weight * ctc
         if attention_loss is not None:
             loss = loss + attention_loss
+        regulariser = self.encoder.regulariser() if hasattr(self.encoder, "regulariser") else None
+        if regulariser is not None:  # an encoder's own training penalty (ANCAT's look-ahead)
+            loss = loss + regulariser
         return loss
 
     def _pruned_loss(self, enc, enc_lens, pred, y, y_lens, warmup: float) -> torch.Tensor:
