@@ -88,6 +88,16 @@ def convrnnt_small(vocab_size: int = 0) -> ModelConfig:
                        vocab_size=vocab_size, **_synth_predictor_and_loss())
 
 
+def ancat_small(vocab_size: int = 0) -> ModelConfig:
+    """The Conformer of ``conformer_small`` with ANCAT's look-ahead schedulers, 3.4 M parameters
+    (``recipes/synth/ancat.yaml``)."""
+    return ModelConfig(encoder=AncatEncoderConfig(num_layers=6, d_model=144, num_heads=4, ffn_dim=576, conv_kernel=15,
+                                                  left_context_encoder_frames=32, subsampling_channels=64, dropout=0.0,
+                                                  branch_init_scale=0.0, max_lookahead=2, scheduler_dim=32,
+                                                  gumbel_temperature=1.0, latency_weight=0.05),
+                       vocab_size=vocab_size, **_synth_predictor_and_loss())
+
+
 def lstm_large(vocab_size: int = 0) -> ModelConfig:
     """An LSTMP transducer for LibriSpeech (``recipes/librispeech/lstm.yaml``)."""
     return ModelConfig(encoder=LSTMEncoderConfig(num_layers=4, hidden_dim=1024, proj_dim=384, subsampling_dim=384,
@@ -118,11 +128,12 @@ def convrnnt_large(vocab_size: int = 0) -> ModelConfig:
                        vocab_size=vocab_size)
 
 
-PRESETS = {f.__name__: f for f in (lstm_tiny, lstm_small, conformer_small, convrnnt_small, lstm_large, conformer_large,
-                                     convrnnt_large)}
+PRESETS = {f.__name__: f for f in (lstm_tiny, lstm_small, conformer_small, convrnnt_small, ancat_small, lstm_large,
+                                     conformer_large, convrnnt_large)}
 # the recipe whose model section each preset is (lstm_tiny has none: it is for tests)
 PRESET_RECIPES = {"lstm_small": "recipes/synth/lstm.yaml", "conformer_small": "recipes/synth/conformer.yaml",
-                  "convrnnt_small": "recipes/synth/convrnnt.yaml", "lstm_large": "recipes/librispeech/lstm.yaml",
+                  "convrnnt_small": "recipes/synth/convrnnt.yaml", "ancat_small": "recipes/synth/ancat.yaml",
+                  "lstm_large": "recipes/librispeech/lstm.yaml",
                   "conformer_large": "recipes/librispeech/conformer.yaml",
                   "convrnnt_large": "recipes/librispeech/convrnnt.yaml"}
 
