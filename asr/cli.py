@@ -54,6 +54,7 @@ BENCH_HELP = {
                 "model, with its FLOPs per frame and command WER",
     "long-stream": "per-chunk cost minute by minute over an hour-long stream without endpoints, with and without "
                    "settled finals",
+    "ancat": "WER beside look-ahead (mean and P90 ms) and emission delay: ANCAT, fixed-chunk and full-context models",
 }
 
 COMMON_OPTIONS = """options that mean the same in every verb:
@@ -104,6 +105,8 @@ EXAMPLES = {
     "bench wakeword": "example:\n  asr bench wakeword --model-dir exp/demo/onnx --checkpoint exp/wakeword/dual/final.pt "
                       "--base-checkpoint exp/biasing/adapter/final.pt --data data/wakeword --json "
                       "exp/wakeword/results.json --plot exp/wakeword/det.png",
+    "bench ancat": "example:\n  asr bench ancat --checkpoints exp/ancat/final.pt exp/conformer/final.pt --reference "
+                   "exp/full/final.pt --cuts data/fbank/synth-small/cuts_test-open.jsonl.gz --json exp/ancat/results.json",
     "bench sherpa": "example:\n  asr bench sherpa --model-dir exp/demo/onnx --audio-dir data/synth-small/test --beam 8",
     "compress": "examples:\n  asr compress --method s8bqat --checkpoint exp/demo/final.pt --config recipes/synth/compress-s8bqat.yaml\n"
                 "  asr compress --method csp --checkpoint exp/demo/final.pt --set compression.sparsity=0.5 --exp-dir exp/csp50",
@@ -443,6 +446,17 @@ def _bench_options(p: dict[str, argparse.ArgumentParser]) -> None:
     lat.add_argument("--results-json", default=None,
                      help="merge onnx_fp32_wer, onnx_int8_wer, int8/fp32_encoder_bytes, stream_rtf, sherpa_rtf, "
                           "sherpa_tokens_match into this JSON")
+
+    an = p["ancat"]
+    an.add_argument("--checkpoints", nargs="+", required=True, help="ANCAT, Conformer (fixed chunk or full context) "
+                    "or other transducer checkpoints, a row each")
+    an.add_argument("--cuts", required=True, help="the test cut manifest (with features)")
+    an.add_argument("--reference", default=None, help="a full-context model: the emission delay is measured against "
+                    "its forced alignment")
+    an.add_argument("--max-utts", type=int, default=0, help="first N utterances (0: all)")
+    an.add_argument("--max-duration", type=float, default=120.0, help="seconds of audio per batch (default %(default)s)")
+    an.add_argument("--threads", type=int, default=1)
+    an.add_argument("--json", default=None, help="write the rows to this JSON file (e.g. exp/ancat/results.json)")
 
     comp = p["compression"]
     comp.add_argument("--checkpoint", help="the float checkpoint every method starts from")
@@ -839,6 +853,8 @@ def _cmd_bench(args) -> None:
         from asr.bench.wakeword import run  # lazy: this benchmark's stack
     elif args.benchmark == "long-stream":
         from asr.bench.long_stream import run  # lazy: this benchmark's stack
+    elif args.benchmark == "ancat":
+        from asr.bench.ancat import run  # lazy: this benchmark's stack
     else:
         from asr.bench.sherpa import run  # lazy: this benchmark's stack
     run(args)

@@ -122,8 +122,9 @@ class StreamingTransducer:
     blank_id: int = 0
     unk_id: int | None = None
     context_size: int
-    # a wake-word model's detector probabilities (N, T') of the frames of the last encode_chunk call;
-    # None for other models
+    # a wake-word model's word, and its detector probabilities (N, T') of the frames of the last
+    # encode_chunk call; None for other models
+    wake_word: str | None = None
     wake_prob: np.ndarray | None = None
 
     def _set_symbols(self, symbols: list[str], context_size: int) -> None:

@@ -141,6 +141,8 @@ class TorchTransducer(StreamingTransducer):
     def __init__(self, checkpoint: str | Path, tokens: str | Path, chunk_feature_frames: int | None = None) -> None:
         self.model = load_model(checkpoint)[0].float().eval()
         self.step = EncoderStep(self.model).eval()
+        wakeword = getattr(self.model, "wakeword", None)
+        self.wake_word = None if wakeword is None else wakeword.word
         self.chunking: Chunking = chunking_for(self.model.encoder, chunk_feature_frames, str(checkpoint))
         self.layers, self.d_model, self.hidden = self.step.state_dims()
         self._set_symbols(read_tokens(Path(tokens)), self.model.context_size)
