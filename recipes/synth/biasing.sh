@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Contextual biasing on the synth corpus (recipes/synth/RESULTS.md, "Contextual biasing"): bias lists for
 # the test-names split (its names are never in the training text) by Le et al.'s procedure, a biasing
-# adapter (character phrase encoder, guided-attention loss) trained on top of a frozen transducer, then
-# `asr bench biasing`: no biasing, hotwords, the adapter, and both, at each list size, with and without
-# the true names. Writes exp/biasing/results.json.
+# adapter (character phrase encoder, guided-attention loss) trained on top of a frozen transducer, the
+# same with the semantic phrase encoder (a character language model trained on the corpus's LM text by
+# `asr train-lm`), then `asr bench biasing`: no biasing, hotwords, each adapter, and each with hotwords,
+# at each list size, with and without the true names. Writes exp/biasing/results.json.
 #
 # Usage (from the repository root, with the venv's `asr` on PATH, after `make demo` or recipes/synth/run.sh):
 #   bash recipes/synth/biasing.sh                                # adapter on exp/demo/final.pt, 12 minutes
@@ -42,5 +43,15 @@ if [ ! -f "$exp/adapter/final.pt" ]; then
     --set train.max_minutes="$minutes" --set train.max_steps=4000 --set train.valid_every=500 \
     --set train.save_every=500 --set optim.lr=0.003 --set optim.warmup_steps=100
 fi
-asr bench biasing --base "$base" --checkpoint "$exp/adapter/final.pt" \
+lm_text=data/lm/synth-text.txt
+[ -f "$lm_text" ] || asr prepare lm-text --out "$lm_text"
+[ -f "$exp/phrase-lm/lm.pt" ] || asr train-lm --text "$lm_text" --out "$exp/phrase-lm/lm.pt" --minutes 10
+if [ ! -f "$exp/semantic/final.pt" ]; then
+  asr train --config "$config" --set model.biasing.type=acoustic+semantic --set model.biasing.attention_loss=1.0 \
+    --set model.biasing.semantic_lm="$exp/phrase-lm/lm.pt" \
+    --set train.init_from="$base" --set train.trainable=biasing --set train.exp_dir="$exp/semantic" \
+    --set train.max_minutes="$minutes" --set train.max_steps=4000 --set train.valid_every=500 \
+    --set train.save_every=500 --set optim.lr=0.003 --set optim.warmup_steps=100
+fi
+asr bench biasing --base "$base" --checkpoint "$exp/adapter/final.pt" --semantic-checkpoint "$exp/semantic/final.pt" \
   --cuts "data/fbank/synth-$size/cuts_test-names.jsonl.gz" --lists "$lists" --json "$exp/results.json"

@@ -6,7 +6,7 @@
 # model. Writes exp/wakeword/results.json and exp/wakeword/det.png.
 #
 # Usage (from the repository root, with the venv's `asr` on PATH, after `make demo` and recipes/synth/biasing.sh):
-#   bash recipes/synth/wakeword.sh                       # zephyra, 15 minutes of training on 2 cores
+#   bash recipes/synth/wakeword.sh                       # zephyra, 32 minutes of training on 2 cores (3000 steps)
 #   bash recipes/synth/wakeword.sh --minutes 30 --base exp/biasing/adapter/final.pt
 # Every stage skips work whose output exists.
 set -euo pipefail
@@ -15,7 +15,7 @@ size=small
 word=zephyra
 base=exp/biasing/adapter/final.pt
 plain=exp/demo/onnx
-minutes=15
+minutes=32
 exp=exp/wakeword
 while [ $# -gt 0 ]; do
   case "$1" in
