@@ -128,7 +128,8 @@ class RelPositionAttention(nn.Module):
         """q (N, Tq, D) at positions offset + [0, Tq), k, v (N, Tk, D) at positions [0, Tk);
         mask (N, Tq, Tk) True = may attend -> (N, Tq, D). ``weights`` (N, Tq, Tk), optional: the softmax
         over the allowed keys is multiplied by them and renormalised (ANCAT's straight-through mask,
-        ``asr.models.ancat``: with 0/1 weights it equals masking the zeros as well)."""
+        ``asr.models.ancat``: with 0/1 weights it equals masking the zeros as well; every query must have
+        a key of weight 1, as its own frame has)."""
         n, tq, d = q.shape
         tk = k.size(1)
         q = q.view(n, tq, self.h, self.dk).transpose(1, 2)  # (N, H, Tq, dk)
@@ -144,10 +145,15 @@ class RelPositionAttention(nn.Module):
         bd = torch.gather(bd, 3, index.expand(n, self.h, tq, tk))  # (N, H, Tq, Tk)
         scores = (ac + bd) / math.sqrt(self.dk)
         scores = scores.masked_fill(~mask.unsqueeze(1), NEG_INF)
-        attn = torch.softmax(scores, dim=-1)
-        if weights is not None:
-            attn = attn * weights.unsqueeze(1)
-            attn = attn / attn.sum(dim=-1, keepdim=True)
+        if weights is None:
+            attn = torch.softmax(scores, dim=-1)
+        else:
+            # exp(s - m) w / sum(exp(s - m) w), m the largest score with weight 1: the denominator is >= 1 and
+            # the weight-0 terms are exactly 0 (their exponent capped, so 0 x inf cannot happen)
+            on = (weights > 0.5).unsqueeze(1) & mask.unsqueeze(1)
+            top = scores.masked_fill(~on, NEG_INF).amax(dim=-1, keepdim=True)
+            e = torch.exp((scores - top).clamp(max=30.0)) * weights.unsqueeze(1)
+            attn = e / e.sum(dim=-1, keepdim=True)
         if self.record_entropy:
             with torch.no_grad():
                 self.entropy = attention_entropy(attn, mask)
