@@ -151,7 +151,7 @@ class RelPositionAttention(nn.Module):
             # exp(s - m) w / sum(exp(s - m) w), m the largest score with weight 1: the denominator is >= 1 and
             # the weight-0 terms are exactly 0 (their exponent capped, so 0 x inf cannot happen)
             on = (weights > 0.5).unsqueeze(1) & mask.unsqueeze(1)
-            top = scores.masked_fill(~on, NEG_INF).amax(dim=-1, keepdim=True)
+            top = scores.masked_fill(~on, float("-inf")).amax(dim=-1, keepdim=True)  # finite: each row has one
             e = torch.exp((scores - top).clamp(max=30.0)) * weights.unsqueeze(1)
             attn = e / e.sum(dim=-1, keepdim=True)
         if self.record_entropy:
