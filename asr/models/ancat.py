@@ -63,11 +63,15 @@ class AncatEncoderConfig:
     scheduler_dim: int = 32  # the scheduler's hidden width
     gumbel_temperature: float = 1.0
     latency_weight: float = 0.0  # lambda: weight of the summed compounded look-ahead in the loss (frames)
+    # in training, this share of the batches runs with full context (no schedulers, no penalty), as the
+    # Conformer's dynamic chunk training draws full context (0) among its chunks: a causal-leaning model
+    # from scratch sat on the loss plateau for 600+ steps without it (recipes/synth/RESULTS.md, "ANCAT")
+    full_context_prob: float = 0.0
 
     BOUNDS = {"num_layers": LAYERS, "d_model": WIDTH, "num_heads": Range(1, 256), "ffn_dim": WIDTH, "conv_kernel": KERNEL,
               "left_context_encoder_frames": Range(0, 25000), "subsampling_channels": WIDTH, "dropout": DROPOUT,
               "branch_init_scale": Range(0, 1), "max_lookahead": Range(0, 64), "scheduler_dim": WIDTH,
-              "gumbel_temperature": Range(1e-3, 100), "latency_weight": Range(0, 1000)}
+              "gumbel_temperature": Range(1e-3, 100), "latency_weight": Range(0, 1000), "full_context_prob": Range(0, 1)}
 
     def __post_init__(self):
         check_bounds(self, "model.encoder")
@@ -161,9 +165,12 @@ class AncatEncoder(nn.Module):
                 chunk_encoder_frames: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (N, T, F), x_lens: (N,) -> (N, T', D), (N,); the compounded look-ahead in ``lookahead``.
         ``chunk_encoder_frames`` is accepted for the encoders' common signature: 0 (full context, as the
-        reference alignments ask) gives every layer the whole utterance; anything else is ignored."""
+        reference alignments ask) gives every layer the whole utterance; anything else is ignored. In
+        training, ``full_context_prob`` of the batches also run with full context."""
         x, lens = self.subsampling(self.normalize(x), x_lens)  # (N, T', D)
-        return self.forward_frames(self.dropout(x), lens, full_context=chunk_encoder_frames == 0)
+        full = chunk_encoder_frames == 0 or (self.training and self.cfg.full_context_prob > 0
+                                             and float(torch.rand(())) < self.cfg.full_context_prob)
+        return self.forward_frames(self.dropout(x), lens, full_context=full)
 
     def forward_frames(self, x: torch.Tensor, lens: torch.Tensor, full_context: bool = False):
         """The blocks on subsampled frames (N, T', D) (tests feed them directly)."""
