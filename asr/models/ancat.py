@@ -7,7 +7,8 @@ reading of them:
   (so it needs no future), logits over the right context ``r in {0, ..., R}`` encoder frames. In
   training a Gumbel-softmax sample with the **straight-through** estimator: the forward pass uses the
   hard one-hot ``z`` of the noisy argmax, the backward pass the gradient of the soft sample
-  (temperature ``gumbel_temperature``); in evaluation the plain argmax, no noise.
+  (temperature ``gumbel_temperature``; the noise scaled by ``gumbel_noise``, 0 = the argmax itself,
+  a deterministic straight-through estimator); in evaluation the plain argmax, no noise.
 * **mask**: frame t attends to frames ``t - left .. t + r_t`` (and no padding). The straight-through
   weight of a future frame ``t + d`` is ``P(r_t >= d)``, summed from the one-hot / soft sample:
   exactly 0 or 1 forward, differentiable backward; the attention is the softmax restricted by it
@@ -62,6 +63,9 @@ class AncatEncoderConfig:
     max_lookahead: int = 2  # R: the most future frames one layer may attend to (x 40 ms)
     scheduler_dim: int = 32  # the scheduler's hidden width
     gumbel_temperature: float = 1.0
+    # scale of the Gumbel noise of the training samples: 1 samples as the paper reads, 0 takes the argmax
+    # (a deterministic straight-through estimator); the noisy masks slowed learning (RESULTS.md, "ANCAT")
+    gumbel_noise: float = 1.0
     latency_weight: float = 0.0  # lambda: weight of the summed compounded look-ahead in the loss (frames)
     # in training, this share of the batches runs with full context (no schedulers, no penalty), as the
     # Conformer's dynamic chunk training draws full context (0) among its chunks: a causal-leaning model
@@ -71,7 +75,7 @@ class AncatEncoderConfig:
     BOUNDS = {"num_layers": LAYERS, "d_model": WIDTH, "num_heads": Range(1, 256), "ffn_dim": WIDTH, "conv_kernel": KERNEL,
               "left_context_encoder_frames": Range(0, 25000), "subsampling_channels": WIDTH, "dropout": DROPOUT,
               "branch_init_scale": Range(0, 1), "max_lookahead": Range(0, 64), "scheduler_dim": WIDTH,
-              "gumbel_temperature": Range(1e-3, 100), "latency_weight": Range(0, 1000), "full_context_prob": Range(0, 1)}
+              "gumbel_temperature": Range(1e-3, 100), "latency_weight": Range(0, 1000), "full_context_prob": Range(0, 1), "gumbel_noise": Range(0, 10)}
 
     def __post_init__(self):
         check_bounds(self, "model.encoder")
@@ -91,11 +95,11 @@ class LookaheadScheduler(nn.Module):
     """(N, T', D) layer input -> (N, T', R + 1) choices of right context: straight-through one-hot
     Gumbel samples in training, one-hot argmax in evaluation."""
 
-    def __init__(self, d_model: int, hidden: int, max_lookahead: int, temperature: float) -> None:
+    def __init__(self, d_model: int, hidden: int, max_lookahead: int, temperature: float, noise: float = 1.0) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, hidden), nn.ReLU(),
                                  nn.Linear(hidden, max_lookahead + 1))
-        self.temperature = temperature
+        self.temperature, self.noise = temperature, noise
         self.forced: int | None = None  # tests: every frame takes this right context
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,7 +108,11 @@ class LookaheadScheduler(nn.Module):
             return F.one_hot(torch.full(logits.shape[:-1], self.forced, device=x.device), logits.size(-1)).to(x.dtype)
         if not self.training:
             return F.one_hot(logits.argmax(-1), logits.size(-1)).to(x.dtype)
-        return F.gumbel_softmax(logits, tau=self.temperature, hard=True)  # one-hot forward, soft gradient
+        if self.noise:  # Gumbel(0, 1) noise, scaled
+            logits = logits - self.noise * torch.empty_like(logits).exponential_().log()
+        soft = (logits / self.temperature).softmax(-1)
+        hard = F.one_hot(soft.argmax(-1), soft.size(-1)).to(x.dtype)
+        return hard - soft.detach() + soft  # one-hot forward (in this order, as torch.nn.functional.gumbel_softmax), the soft sample's gradient
 
 
 def lookahead_weights(z: torch.Tensor, t: int, left: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,7 +156,8 @@ class AncatEncoder(nn.Module):
         block = cfg.block_config()
         self.layers = nn.ModuleList(ConformerBlock(block) for _ in range(cfg.num_layers))
         self.schedulers = nn.ModuleList(LookaheadScheduler(cfg.d_model, cfg.scheduler_dim, cfg.max_lookahead,
-                                                           cfg.gumbel_temperature) for _ in range(cfg.num_layers))
+                                                           cfg.gumbel_temperature, cfg.gumbel_noise)
+                                        for _ in range(cfg.num_layers))
         self.output_dim = cfg.d_model
         if cfg.branch_init_scale != 1.0:
             with torch.no_grad():

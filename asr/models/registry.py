@@ -94,7 +94,8 @@ def ancat_small(vocab_size: int = 0) -> ModelConfig:
     return ModelConfig(encoder=AncatEncoderConfig(num_layers=6, d_model=144, num_heads=4, ffn_dim=576, conv_kernel=15,
                                                   left_context_encoder_frames=32, subsampling_channels=64, dropout=0.0,
                                                   branch_init_scale=0.0, max_lookahead=2, scheduler_dim=32,
-                                                  gumbel_temperature=1.0, latency_weight=0.01, full_context_prob=0.25),
+                                                  gumbel_temperature=1.0, gumbel_noise=0.0, latency_weight=0.01,
+                                                  full_context_prob=0.25),
                        vocab_size=vocab_size, **_synth_predictor_and_loss())
 
 
