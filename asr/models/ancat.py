@@ -40,7 +40,7 @@ from torch.nn import functional as F
 
 from asr.bounds import DROPOUT, KERNEL, LAYERS, WIDTH, Range, check_bounds
 from asr.errors import UserError
-from asr.models.conformer import ConformerBlock, ConformerEncoderConfig
+from asr.models.conformer import ConformerBlock, ConformerEncoderConfig, scale_branches
 from asr.modules.normalize import GlobalCMVN
 from asr.modules.subsampling import Conv2dSubsampling
 
@@ -159,12 +159,7 @@ class AncatEncoder(nn.Module):
                                                            cfg.gumbel_temperature, cfg.gumbel_noise)
                                         for _ in range(cfg.num_layers))
         self.output_dim = cfg.d_model
-        if cfg.branch_init_scale != 1.0:
-            with torch.no_grad():
-                for layer in self.layers:
-                    for last in (layer.attn.out, layer.ff1[4], layer.ff2[4], layer.conv.pointwise2):
-                        last.weight.mul_(cfg.branch_init_scale)
-                        last.bias.mul_(cfg.branch_init_scale)
+        scale_branches(self.layers, cfg.branch_init_scale)
         self.lookahead: torch.Tensor | None = None  # (N, T') D^B_t of the last forward (straight-through)
 
     required_chunk_encoder_frames = 0  # no chunked streaming (not built): see streaming_forward

@@ -215,6 +215,18 @@ class ConformerBlock(nn.Module):
         return self.out_norm(x), k, v, conv_cache
 
 
+@torch.no_grad()
+def scale_branches(layers, scale: float) -> None:
+    """Scale the last linear map of every residual branch of ``layers`` (ConformerBlocks): attention output,
+    both feed-forward outputs, the conv module's output (``branch_init_scale``)."""
+    if scale == 1.0:
+        return
+    for layer in layers:
+        for last in (layer.attn.out, layer.ff1[4], layer.ff2[4], layer.conv.pointwise2):
+            last.weight.mul_(scale)
+            last.bias.mul_(scale)
+
+
 class ConformerEncoder(nn.Module):
     def __init__(self, num_mel_bins: int, cfg: ConformerEncoderConfig) -> None:
         super().__init__()
@@ -224,12 +236,7 @@ class ConformerEncoder(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.num_layers))
         self.output_dim = cfg.d_model
-        if cfg.branch_init_scale != 1.0:
-            with torch.no_grad():
-                for layer in self.layers:
-                    for last in (layer.attn.out, layer.ff1[4], layer.ff2[4], layer.conv.pointwise2):
-                        last.weight.mul_(cfg.branch_init_scale)
-                        last.bias.mul_(cfg.branch_init_scale)
+        scale_branches(self.layers, cfg.branch_init_scale)
 
     @property
     def required_chunk_encoder_frames(self) -> int:
