@@ -139,8 +139,8 @@ class DualAttention(nn.Module):
 
     def route_for_training(self, enc: torch.Tensor, full_enc: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training: enc (N, T', E), ``full_enc`` = branch A's output on every frame, targets (N, T')
-        (1 wake-word frame, 0 other, -1 unknown: routed by the detector; beyond T': unknown) -> (routed enc, the detector's
-        summed cross-entropy over the known frames, times ``detector_loss``)."""
+        (1 wake-word frame, 0 other, -1 unknown: routed by the detector; beyond T': unknown) -> (routed
+        enc, the detector's summed cross-entropy over the known frames, times ``detector_loss``)."""
         logits = self.detector(enc)
         t = enc.size(1)  # targets longer or shorter than the frames: cropped, or padded with -1
         targets = nn.functional.pad(targets[:, :t], (0, max(0, t - targets.size(1))), value=-1)
