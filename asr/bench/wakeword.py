@@ -174,9 +174,9 @@ def lstm_flops(lstm: torch.nn.LSTM, frames: int) -> int:
 
 
 @torch.no_grad()
-def encoder_flops(model, feats: torch.Tensor) -> tuple[int, int]:
-    """(FLOPs of the encoder on ``feats`` (1, T, F), its output frames): torch.utils.flop_counter's count
-    plus :func:`lstm_flops` of every ``nn.LSTM`` it runs."""
+def encoder_flops(model, feats: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """(FLOPs of the encoder on ``feats`` (1, T, F), its output (1, T', E)): torch.utils.flop_counter's
+    count plus :func:`lstm_flops` of every ``nn.LSTM`` it runs."""
     lstms = []
     hooks = [m.register_forward_hook(lambda mod, args, out: lstms.append((mod, args[0]))) for m in model.encoder.modules()
              if isinstance(m, torch.nn.LSTM)]
@@ -187,15 +187,15 @@ def encoder_flops(model, feats: torch.Tensor) -> tuple[int, int]:
         for h in hooks:
             h.remove()
     steps = [x.data.size(0) if isinstance(x, torch.nn.utils.rnn.PackedSequence) else x.size(-2) for _, x in lstms]
-    return counter.get_total_flops() + sum(lstm_flops(m, t) for (m, _), t in zip(lstms, steps)), enc.size(1)
+    return counter.get_total_flops() + sum(lstm_flops(m, t) for (m, _), t in zip(lstms, steps)), enc
 
 
 @torch.no_grad()
 def frame_flops(model, feats: torch.Tensor, phrases: list[str]) -> dict:
     """FLOPs per encoder frame: the encoder's (:func:`encoder_flops` on ``feats``), the detector's, and each
     branch's attention (``attention_flops``) with the full branch over ``phrases``."""
-    encoder_total, frames = encoder_flops(model, feats)
-    enc, _ = model.encoder(feats, torch.tensor([feats.size(1)]))
+    encoder_total, enc = encoder_flops(model, feats)
+    frames = enc.size(1)
     with FlopCounterMode(display=False) as det_counter:
         model.wakeword.probabilities(enc)
     e = enc.size(-1)

@@ -51,7 +51,8 @@ def count_events(q: np.ndarray, threshold: float, refractory: int) -> int:
 
 @dataclass(frozen=True)
 class WakeConfig:
-    """The rule's settings (``asr stream --wake-word``, ``asr bench wakeword``)."""
+    """The rule's settings (``asr stream --wake-word``; ``asr bench wakeword`` takes the window and the
+    refractory frames and sweeps the threshold)."""
 
     threshold: float = 0.5
     window: int = 3  # frames averaged (120 ms)
@@ -77,11 +78,8 @@ class WakeWordSpotter:
     def accept(self, p: np.ndarray) -> list[WakeEvent]:
         p = np.asarray(p, dtype=np.float64)
         seen = np.concatenate([self._tail, p])
-        c = np.concatenate([[0.0], np.cumsum(seen)])
-        end = np.arange(len(self._tail) + 1, len(seen) + 1)  # each new frame's position (exclusive end) in seen
-        start = self._frames + np.arange(len(p))  # its stream index
-        count = np.minimum(self.window, start + 1)
-        q = (c[end] - c[end - count]) / count
+        # the tail is the last window - 1 frames, or every frame so far: smoothing seen is smoothing the stream
+        q = smooth(seen, self.window)[len(self._tail) :]
         events = []
         for i, value in enumerate(q.tolist()):
             above = value >= self.threshold

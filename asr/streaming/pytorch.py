@@ -122,15 +122,13 @@ class EncoderStep(nn.Module):
             state = (state0, state1) if self.packer is None else self.packer.unpack(state0, state1)
             out, _, state = self.encoder.streaming_forward(x, x_lens, state)
             state0, state1 = state if self.packer is None else self.packer.pack(state)
-        if self.wakeword is not None:
-            def full(h: torch.Tensor) -> torch.Tensor:
-                return h if bias_keys is None else self.adapter.attend_phrases(h, bias_keys, bias_values)
+        def full(h: torch.Tensor) -> torch.Tensor:  # the biasing adapter with the list, if there is one
+            return h if bias_keys is None else self.adapter.attend_phrases(h, bias_keys, bias_values)
 
-            out, wake_prob = self.wakeword.route(out, full)
-            return self.proj(out), state0, state1, wake_prob
-        if bias_keys is not None:
-            out = self.adapter.attend_phrases(out, bias_keys, bias_values)
-        return self.proj(out), state0, state1
+        if self.wakeword is None:
+            return self.proj(full(out)), state0, state1
+        out, wake_prob = self.wakeword.route(out, full)
+        return self.proj(out), state0, state1, wake_prob
 
 
 class TorchTransducer(StreamingTransducer):
