@@ -25,7 +25,8 @@ Systems, each a row:
   frame, plus the detector and the branch; the predictor and joiner, which run per search step, not per
   frame, are left out), and the command WER: greedy, no bias list, the words after the wake word
   (``asr.metrics.errors_after``), for this model and for ``--base-checkpoint`` (the biasing model it
-  was fine-tuned from) on the same positives.
+  was fine-tuned from) on the same positives; and the FRR at the 1 FA/h threshold of each engine's
+  positives (espeak-ng's voices together, flite's and festival's by voice: ``SPEAKERS.txt``).
 
 Positives: the ``positive`` utterances of ``--split``, detected at t when an event fires in them. False
 alarms: every event in the ``confusable`` and ``negative`` utterances and in ``--negatives`` folders
@@ -94,6 +95,31 @@ def _files(data: Path, split: str, negatives: list[str], max_utts: int | None) -
     if not positives:
         raise UserError(f"{data / split}: no positive utterance among the first {len(files)}; raise --max-utts")
     return positives, clean, refs
+
+
+def read_voices(split_dir: Path) -> dict[str, str]:
+    """``{speaker: engine}`` of a corpus-layout split (``SPEAKERS.txt``): ``espeak-ng`` for its voices,
+    ``flite <voice>`` or ``festival <voice>`` for the others; {} without the file."""
+    path = split_dir / "SPEAKERS.txt"
+    if not path.is_file():
+        return {}
+    voices = {}
+    for line in path.read_text().splitlines():
+        parts = [p.strip() for p in line.split("|")]
+        if line.startswith(";") or len(parts) != 3:
+            continue
+        speaker, language, variant = parts
+        voices[speaker] = f"{language} {variant}" if language in ("flite", "festival") else "espeak-ng"
+    return voices
+
+
+def frr_by_voice(positives: list[Path], peaks: list[float], threshold: float, voices: dict[str, str]) -> dict:
+    """FRR (%) at ``threshold`` of the positives of each engine (``read_voices``; a file's speaker is its
+    folder two levels up), from each positive's peak smoothed probability."""
+    groups: dict[str, list[float]] = {}
+    for f, peak in zip(positives, peaks):
+        groups.setdefault(voices.get(f.parts[-3], "unknown"), []).append(peak)
+    return {v: round(100 * sum(p < threshold for p in ps) / len(ps), 2) for v, ps in sorted(groups.items())}
 
 
 def _det_fields(points: list[OperatingPoint]) -> dict:
@@ -226,6 +252,8 @@ def dual_attention_row(checkpoint: str, base_checkpoint: str | None, data: Path,
     row = {"system": "dual-attention", "word": meta["word"], "positives": len(positives), "negative_utterances": len(clean),
            "negative_hours": round(neg_s / 3600, 4), "rtf": round((pos_compute + neg_compute) / (pos_s + neg_s), 5),
            "window_frames": window, "refractory_frames": refractory, **_det_fields(points),
+           "frr_at_1fa_by_voice": frr_by_voice(positives, [float(q.max()) if len(q) else -np.inf for q in pos_curves],
+                                               frr_at(points, 1.0).threshold, read_voices(data / split)),
            **frame_flops(model, fbank(torch.from_numpy(read_audio(str(positives[0])))).unsqueeze(0), phrases),
            "list_size": len(set(phrases)),
            "wakeword_params": sum(p.numel() for p in model.wakeword.parameters()),
@@ -288,6 +316,7 @@ def run(a) -> None:
               f"{dual['attn_flops_full_frame']:,} ({dual['list_size']} phrases): "
               f"{100 * (1 - dual['attn_flops_wakeword_frame'] / dual['attn_flops_full_frame']):.1f} % less; total per frame "
               f"{dual['total_flops_wakeword_frame']:,} vs {dual['total_flops_full_frame']:,}")
+        print("FRR % at 1 FA/h by voice: " + ", ".join(f"{v} {frr:.2f}" for v, frr in dual["frr_at_1fa_by_voice"].items()))
         print(f"wake-word parameters {dual['wakeword_params']:,} of {dual['params']:,} "
               f"({100 * dual['wakeword_params'] / dual['params']:.2f} %)")
         base = f", the biasing model it started from {dual['biasing_command_wer']:.2f}" if "biasing_command_wer" in dual else ""

@@ -75,8 +75,23 @@ def test_bench_wakeword_dual_attention(asr_cli, tiny_checkpoint, tmp_path):
     assert 0 <= row["frr_at_1fa"] <= 100 and row["command_wer"] >= 0
     assert row["attn_flops_wakeword_frame"] < row["attn_flops_full_frame"] < row["total_flops_full_frame"]
     assert row["list_size"] == 10 and 0 < row["wakeword_params"] < row["params"]
+    assert row["frr_at_1fa_by_voice"] and all(0 <= v <= 100 for v in row["frr_at_1fa_by_voice"].values())
+    assert set(row["frr_at_1fa_by_voice"]) <= {"espeak-ng", "flite slt", "flite kal", "flite awb", "flite rms", "flite kal16"}
+    assert "FRR % at 1 FA/h by voice" in r.stdout
     assert_user_error(asr_cli("bench", "wakeword", "--checkpoint", base, "--data", data), "not a wake-word model")
     assert_user_error(asr_cli("bench", "wakeword", "--data", data), "nothing to measure")
+
+
+def test_frr_by_voice_by_hand(tmp_path):
+    from pathlib import Path
+
+    from asr.bench.wakeword import frr_by_voice, read_voices
+
+    (tmp_path / "SPEAKERS.txt").write_text("; speaker | language | variant\n1 | en-us | f2\n2 | flite | slt\n")
+    voices = read_voices(tmp_path)
+    assert voices == {"1": "espeak-ng", "2": "flite slt"}
+    files = [Path(f"test/{s}/21/{s}-21-{i}.flac") for s, i in (("1", 0), ("1", 1), ("2", 0), ("2", 1))]
+    assert frr_by_voice(files, [0.9, 0.3, 0.2, 0.1], 0.5, voices) == {"espeak-ng": 50.0, "flite slt": 100.0}
 
 
 def test_lstm_flops_by_hand():
